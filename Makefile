@@ -23,10 +23,16 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q -c constraints.txt --no-build-isolation deepspeed
 	$(PIP) install -q -c constraints.txt -e '.[dev]'
+	@# DeepSpeed JIT-builds its CPU communication op on first use (~1 min): do it once, here.
+	$(PY) -c "from deepspeed.accelerator import get_accelerator as a; a().create_op_builder('ShareMemCommBuilder').load()"
 	touch $(STAMP)
 
+DEMO_ASSETS := runs/assets
+
 demo: install
-	$(VENV)/bin/vrft demo configs/local/demo_cpu.yaml
+	@test -f $(DEMO_ASSETS)/model-small/config.json || $(VENV)/bin/vrft make-tiny-model $(DEMO_ASSETS)/model-small --size small
+	@test -d $(DEMO_ASSETS)/color || $(VENV)/bin/vrft make-synthetic-data $(DEMO_ASSETS)/color --task color --n 2048 --seed 0
+	$(VENV)/bin/vrft train configs/local/demo_cpu.yaml
 
 test: install
 	$(PY) -m pytest -q tests

@@ -1,0 +1,94 @@
+"""What the learner trains on, and how a batch is cut into micro-batches and padded tensors.
+
+A `Sample` is one prompt + one completion. Prompt tensors (pixel values, grid) may be shared by the
+G samples of a group: Ray's serialisation keeps one copy of an object referenced several times.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class Sample:
+    prompt_ids: list[int]
+    completion_ids: list[int]
+    advantage: float = 0.0
+    group_id: int = 0
+    rollout_logprobs: list[float] | None = None  # the engine's, for the IS correction
+    pixel_values: torch.Tensor | None = None
+    image_grid_thw: torch.Tensor | None = None
+    prompt_mm_token_type_ids: list[int] | None = None
+    weight: float = 1.0  # 0 for the padding micro-batches that keep ranks in lock-step
+
+    @property
+    def length(self) -> int:
+        return len(self.prompt_ids) + len(self.completion_ids)
+
+
+@dataclass
+class TrainBatch:
+    samples: list[Sample]
+    max_completion_len: int = 0  # for loss aggregations normalised by the max length (Dr.GRPO)
+
+    @property
+    def num_tokens(self) -> int:
+        return sum(len(s.completion_ids) for s in self.samples if s.weight)
+
+
+def split_micro_batches(samples: list[Sample], micro_batch_size: int, token_budget: int | None = None,
+                        ) -> list[list[Sample]]:
+    """Micro-batches of at most `micro_batch_size` samples, and (if set) at most `token_budget`
+    padded tokens: samples are sorted by length first so that little padding is computed."""
+    if token_budget is None:
+        return [samples[i:i + micro_batch_size] for i in range(0, len(samples), micro_batch_size)]
+    batches: list[list[Sample]] = []
+    current: list[Sample] = []
+    for sample in sorted(samples, key=lambda s: s.length):
+        longest = max([s.length for s in current] + [sample.length])
+        if current and (len(current) >= micro_batch_size or longest * (len(current) + 1) > token_budget):
+            batches.append(current)
+            current = []
+        current.append(sample)
+    if current:
+        batches.append(current)
+    return batches
+
+
+def collate(samples: list[Sample], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-padded prompt+completion tensors. `loss_mask[b, t]` is 1 where position t+1 holds a
+    completion token, i.e. on the grid of the shifted labels `input_ids[:, 1:]`."""
+    width = max(s.length for s in samples)
+    n = len(samples)
+    input_ids = torch.full((n, width), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((n, width), dtype=torch.long)
+    loss_mask = torch.zeros((n, width - 1), dtype=torch.float32)
+    rollout_logp = torch.zeros((n, width - 1), dtype=torch.float32)
+    has_mm = any(s.prompt_mm_token_type_ids is not None for s in samples)
+    mm_types = torch.zeros((n, width), dtype=torch.long) if has_mm else None
+    for row, s in enumerate(samples):
+        p, c = len(s.prompt_ids), len(s.completion_ids)
+        input_ids[row, :p + c] = torch.tensor(s.prompt_ids + s.completion_ids, dtype=torch.long)
+        attention_mask[row, :p + c] = 1
+        loss_mask[row, p - 1:p + c - 1] = 1.0
+        if s.rollout_logprobs is not None:
+            rollout_logp[row, p - 1:p + c - 1] = torch.tensor(s.rollout_logprobs, dtype=torch.float32)
+        if mm_types is not None and s.prompt_mm_token_type_ids is not None:
+            mm_types[row, :p] = torch.tensor(s.prompt_mm_token_type_ids, dtype=torch.long)
+    out = {
+        "input_ids": input_ids,
+        "attention_mask": attention_mask,
+        "loss_mask": loss_mask,
+        "rollout_logprobs": rollout_logp,
+        "advantages": torch.tensor([s.advantage for s in samples], dtype=torch.float32),
+        "weights": torch.tensor([s.weight for s in samples], dtype=torch.float32),
+    }
+    if mm_types is not None:
+        out["mm_token_type_ids"] = mm_types
+    pixels = [s.pixel_values for s in samples if s.pixel_values is not None]
+    if pixels:
+        out["pixel_values"] = torch.cat(pixels, dim=0)
+        out["image_grid_thw"] = torch.cat([s.image_grid_thw for s in samples if s.image_grid_thw is not None])
+    return out

@@ -1,0 +1,167 @@
+"""`vrft`: the command line. Every check that can fail cheaply runs before Ray or any actor starts."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+import signal
+import sys
+import time
+from pathlib import Path
+
+_HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+
+EPILOG = """examples:
+  vrft make-tiny-model runs/assets/model --size small
+  vrft make-synthetic-data runs/assets/color --task color --n 512 --seed 0
+  vrft train configs/local/demo_cpu.yaml
+  vrft train configs/local/demo_cpu.yaml run.steps=5 rollout.n=4 learner.beta=0
+  vrft train --resume runs/demo-20261121-101500
+  vrft sft configs/local/demo_cpu.yaml sft.steps=50
+"""
+
+
+def _check_source(kind: str, path: str, hub_ok: bool) -> None:
+    """A local path must exist; `org/name` may be a hub id unless the hub is off."""
+    if Path(path).expanduser().exists():
+        return
+    offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+    if hub_ok and _HUB_ID.match(path) and not offline:
+        return
+    raise SystemExit(f"vrft: error: {kind} not found: {path}")
+
+
+def preflight(cfg) -> None:
+    _check_source("model.path", cfg.model.path, hub_ok=True)
+    _check_source("data.path", cfg.data.path, hub_ok=True)
+    from verifiers import CompositeReward  # validates reward names and options
+
+    if cfg.rewards:
+        try:
+            CompositeReward(list(cfg.rewards))
+        except (ValueError, ImportError, TypeError) as err:
+            raise SystemExit(f"vrft: error: rewards: {str(err).splitlines()[0]}") from None
+    if cfg.rollout.engine == "vllm":
+        try:
+            import vllm  # noqa: F401
+        except ImportError:
+            raise SystemExit("vrft: error: rollout.engine=vllm but vllm is not installed "
+                             "(pip install 'vrft[vllm]' on a GPU machine)") from None
+
+
+def _run_dir(cfg, explicit: str | None) -> Path:
+    if explicit:
+        return Path(explicit)
+    return Path(cfg.run.output_dir) / f"{cfg.run.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _load(args) -> tuple:
+    from orchestrator.config import ConfigError, load_config
+
+    try:
+        if args.resume:
+            run_dir = Path(args.resume)
+            if not (run_dir / "config.yaml").is_file():
+                raise SystemExit(f"vrft: error: --resume {run_dir}: no config.yaml there")
+            cfg = load_config(run_dir / "config.yaml", args.overrides)
+        else:
+            if not args.config:
+                raise SystemExit("vrft: error: give a CONFIG file, or --resume RUN_DIR")
+            cfg = load_config(args.config, args.overrides)
+            run_dir = _run_dir(cfg, args.run_dir)
+    except ConfigError as err:
+        raise SystemExit(f"vrft: error: {err}") from None
+    preflight(cfg)
+    return cfg, run_dir
+
+
+def cmd_train(args) -> int:
+    cfg, run_dir = _load(args)
+    if args.sft_only:
+        cfg = cfg.model_copy(update={"run": cfg.run.model_copy(update={"steps": 0})})
+        if cfg.sft.steps == 0:
+            raise SystemExit("vrft: error: sft.steps is 0: nothing to do")
+    from orchestrator.loop import train
+
+    print(f"run dir: {run_dir}", file=sys.stderr)
+    summary = train(cfg, run_dir, resume=bool(args.resume))
+    if args.sft_only:
+        print(f"SFT model: {run_dir / 'sft_model'}")
+    else:
+        print("DEMO accuracy_first20={accuracy_first20:.4f} accuracy_last20={accuracy_last20:.4f} "
+              "minutes={minutes:.2f}".format(**summary))
+    return 0
+
+
+def cmd_make_tiny_model(args) -> int:
+    from orchestrator.tiny_model import make_tiny_model
+
+    out = make_tiny_model(args.out, arch=args.arch, size=args.size, seed=args.seed)
+    print(out)
+    return 0
+
+
+def cmd_make_synthetic_data(args) -> int:
+    from orchestrator.synthetic import make_synthetic_data
+
+    out = make_synthetic_data(args.out, task=args.task, n=args.n, seed=args.seed,
+                              n_corrupt=args.n_corrupt, image_size=args.image_size)
+    print(out)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vrft", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
+        description="Reinforcement fine-tuning of vision-language models with verifiable rewards "
+                    "(Visual-RFT, Reason-RFT) on Ray: rollout actors, a verifier pool and a "
+                    "DeepSpeed GRPO learner.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    for name, sft_only, text in (
+        ("train", False, "run GRPO (after the SFT phase if sft.steps > 0)"),
+        ("sft", True, "run only the chain-of-thought SFT phase; writes RUN_DIR/sft_model"),
+    ):
+        p = sub.add_parser(name, help=text, description=text,
+                           formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG)
+        p.add_argument("config", nargs="?", help="YAML experiment config (see configs/)")
+        p.add_argument("overrides", nargs="*", help="section.key=value, e.g. learner.lr=1e-6")
+        p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its latest checkpoint")
+        p.add_argument("--run-dir", help="where to write (default: run.output_dir/run.name-TIMESTAMP)")
+        p.set_defaults(func=cmd_train, sft_only=sft_only)
+
+    p = sub.add_parser("make-tiny-model", help="build a random-weight Qwen2-VL offline (tests, demo)")
+    p.add_argument("out")
+    p.add_argument("--arch", choices=["qwen2_vl", "qwen2_5_vl"], default="qwen2_vl")
+    p.add_argument("--size", choices=["tiny", "small"], default="tiny",
+                   help="tiny: ~0.2M parameters, for tests; small: ~10-30M, for the demo")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_make_tiny_model)
+
+    p = sub.add_parser("make-synthetic-data", help="draw a synthetic image task with PIL")
+    p.add_argument("out")
+    p.add_argument("--task", choices=["counting", "color", "detection"], required=True)
+    p.add_argument("--n", type=int, required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n-corrupt", type=int, default=0, help="rows with undecodable images (tests)")
+    p.add_argument("--image-size", type=int, default=56)
+    p.set_defaults(func=cmd_make_synthetic_data)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    # `ray job stop` sends SIGTERM: unwind through the same clean shutdown as Ctrl-C.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("vrft: interrupted; actors stopped", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""The run configuration: one pydantic model per package, composed here, loaded from YAML and
+overridable from the command line as `section.key=value`. Unknown keys are errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from learner.config import LearnerConfig
+from rollout.config import RolloutConfig
+from verifiers import RewardSpec
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RunConfig(_Strict):
+    name: str = "run"
+    output_dir: str = "runs"
+    seed: int = 0
+    steps: int = Field(10, ge=0, description="GRPO steps")
+    save_every: int = Field(0, ge=0, description="checkpoint every N steps (0: only at the end)")
+    ray_address: str | None = Field(None, description="None: local Ray, or the cluster of `ray job submit`")
+    dashboard: bool = False  # local mode binds it to 127.0.0.1
+
+
+class ModelConfig(_Strict):
+    path: str
+    trust_remote_code: bool = False
+    min_pixels: int | None = Field(None, ge=1)
+    max_pixels: int | None = Field(None, ge=1)
+
+
+class DataConfig(_Strict):
+    path: str
+    prompts_per_step: int = Field(4, ge=1)
+    shuffle: bool = True
+    system_prompt: str | None = None
+    task: str | None = Field(None, description="picks the default rewards; else the dataset's task column")
+
+
+class VerifierConfig(_Strict):
+    num_actors: int = Field(2, ge=1)
+    timeout_s: float = Field(5.0, gt=0)
+
+
+class SyncConfig(_Strict):
+    backend: Literal["auto", "gloo", "nccl"] = "auto"  # auto: nccl on GPU, gloo on CPU
+    bucket_mb: float = Field(256.0, gt=0)
+
+
+class SFTConfig(_Strict):
+    """Reason-RFT stage 1: chain-of-thought SFT on the dataset's `cot` column (0 steps: skipped)."""
+    steps: int = Field(0, ge=0)
+    prompts_per_step: int = Field(16, ge=1)
+    lr: float = Field(1e-5, gt=0)  # Reason-RFT's SFT: lr 1e-5, cosine, weight decay 0.1
+    lr_schedule: Literal["constant", "linear", "cosine"] = "cosine"
+    warmup_steps: int = Field(0, ge=0)
+    weight_decay: float = 0.1
+
+
+class LoggingConfig(_Strict):
+    wandb: bool = True  # offline unless an API key is set; never blocks the run
+    project: str = "vrft"
+    progress: bool = True
+
+
+class TrainConfig(_Strict):
+    run: RunConfig = Field(default_factory=RunConfig)
+    model: ModelConfig
+    data: DataConfig
+    rewards: list[RewardSpec] = Field(default_factory=list, description="empty: the task's defaults")
+    rollout: RolloutConfig = Field(default_factory=RolloutConfig)
+    verifier: VerifierConfig = Field(default_factory=VerifierConfig)
+    learner: LearnerConfig = Field(default_factory=LearnerConfig)
+    sync: SyncConfig = Field(default_factory=SyncConfig)
+    sft: SFTConfig = Field(default_factory=SFTConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+
+
+class ConfigError(ValueError):
+    """A bad config, reported as one line before anything expensive starts."""
+
+
+def apply_override(data: dict, override: str) -> None:
+    if "=" not in override:
+        raise ConfigError(f"override {override!r} is not of the form section.key=value")
+    dotted, raw = override.split("=", 1)
+    value = yaml.safe_load(raw) if raw else ""
+    node = data
+    keys = dotted.split(".")
+    for key in keys[:-1]:
+        node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {override!r}: {key} is not a section")
+    node[keys[-1]] = value
+
+
+def load_config(path: str | Path, overrides: list[str] = ()) -> TrainConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data: Any = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    for override in overrides:
+        apply_override(data, override)
+    try:
+        return TrainConfig.model_validate(data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        more = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
+        raise ConfigError(f"{path}: {where}: {first['msg']}{more}") from None

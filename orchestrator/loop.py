@@ -1,0 +1,145 @@
+"""A whole run: optional chain-of-thought SFT (Reason-RFT stage 1), then synchronous GRPO.
+
+    train(cfg, run_dir)
+      ├─ sft phase: a learner group trains on the `cot` column, saves a HF folder, goes away
+      ├─ actors: rollout workers + verifier pool + learner group + weight-sync group
+      └─ for each step: grpo_step → metrics.jsonl / wandb / progress → checkpoint every N steps
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import yaml
+
+from learner import Sample, TrainBatch
+from orchestrator.checkpoint import latest_checkpoint, read_state, write_checkpoint
+from orchestrator.config import TrainConfig
+from orchestrator.data import PromptSource
+from orchestrator.session import (
+    Actors,
+    connect_weight_sync,
+    shutdown,
+    start_learner,
+    start_pool,
+    start_ray,
+    start_rollout,
+    sync_weights,
+)
+from orchestrator.step import grpo_step
+from orchestrator.tasks import accuracy_component, default_rewards
+from orchestrator.tracking import Tracker
+from rollout.processor import load_processor
+
+log = logging.getLogger("vrft")
+
+
+def reward_specs(cfg: TrainConfig, data: PromptSource):
+    if cfg.rewards:
+        return list(cfg.rewards)
+    task = cfg.data.task or (data.dataset[0].get("task") if "task" in data.dataset.column_names else None)
+    if task is None:
+        raise ValueError("no rewards configured and the dataset names no task: set data.task or rewards")
+    return default_rewards(task)
+
+
+def eos_id(processor) -> int:
+    tok = processor.tokenizer
+    im_end = tok.convert_tokens_to_ids("<|im_end|>")
+    return im_end if isinstance(im_end, int) and im_end != tok.unk_token_id else tok.eos_token_id
+
+
+def run_sft(cfg: TrainConfig, processor, data: PromptSource, out: Path, tracker: Tracker) -> Path:
+    """Chain-of-thought SFT on the learner's DeepSpeed machinery; the result is a HF folder."""
+    sft = cfg.sft
+    learner_cfg = cfg.learner.model_copy(update={
+        "lr": sft.lr, "lr_schedule": sft.lr_schedule, "warmup_steps": sft.warmup_steps,
+        "weight_decay": sft.weight_decay, "beta": 0.0})
+    pad = processor.tokenizer.pad_token_id
+    group = start_learner(cfg, learner_cfg, cfg.model.path, sft.steps, pad)
+    end = eos_id(processor)
+    try:
+        for step in range(1, sft.steps + 1):
+            items = data.next_batch(sft.prompts_per_step)
+            if any(not it.cot for it in items):
+                raise ValueError("sft.steps > 0 but the dataset has rows without a `cot` target")
+            samples = [Sample(prompt_ids=it.inputs.input_ids,
+                              completion_ids=processor.tokenizer(it.cot, add_special_tokens=False)
+                              ["input_ids"] + [end],
+                              pixel_values=it.inputs.pixel_values, image_grid_thw=it.inputs.image_grid_thw,
+                              prompt_mm_token_type_ids=it.inputs.mm_token_type_ids) for it in items]
+            metrics = group.train_step(TrainBatch(samples), mode="sft")
+            tracker.log({"sft_step": step, **{f"sft/{k}": v for k, v in metrics.items()}}, advance=False)
+            if step % max(1, sft.steps // 5) == 0 or step == sft.steps:
+                tracker.message(f"sft step {step}/{sft.steps} loss {metrics['loss']:.4f}")
+        group.save_hf(str(out))
+        processor.save_pretrained(str(out))
+    finally:
+        group.shutdown()
+    return out
+
+
+def summarize(history: list[float], minutes: float) -> dict[str, float]:
+    """Accuracy over the first and last 20% of GRPO steps: the demo's evidence of learning."""
+    k = max(1, round(0.2 * len(history)))
+    first = sum(history[:k]) / k if history else 0.0
+    last = sum(history[-k:]) / k if history else 0.0
+    return {"accuracy_first20": first, "accuracy_last20": last, "minutes": minutes}
+
+
+def train(cfg: TrainConfig, run_dir: Path, resume: bool = False) -> dict[str, float]:
+    started = time.perf_counter()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    processor = load_processor(cfg.model.path, cfg.model.min_pixels, cfg.model.max_pixels,
+                               cfg.model.trust_remote_code)
+    data = PromptSource(cfg.data.path, processor, cfg.run.seed, cfg.data.shuffle, cfg.data.system_prompt)
+    specs = reward_specs(cfg, data)
+    accuracy_name = accuracy_component(specs)
+    state = read_state(latest_checkpoint(run_dir)) if resume and latest_checkpoint(run_dir) else None
+    start_step = state["step"] if state else 0
+    history: list[float] = state["history"] if state else []
+    tracker = Tracker(run_dir, cfg.model_dump(mode="json"), cfg.run.steps, cfg.logging.wandb,
+                      cfg.logging.project, cfg.logging.progress, resume_step=start_step)
+    started_ray, actors = False, None
+    try:
+        started_ray = start_ray(cfg)
+        model_path = cfg.model.path
+        if cfg.sft.steps > 0:
+            sft_dir = run_dir / "sft_model"
+            if state is None or not state.get("sft_model"):
+                run_sft(cfg, processor, data, sft_dir, tracker)
+            model_path = str(sft_dir)
+        if cfg.run.steps == 0:
+            return summarize([], (time.perf_counter() - started) / 60)
+        if state:
+            data.load_state(state["data"])
+        actors = Actors(workers=start_rollout(cfg, model_path), pool=start_pool(cfg, specs))
+        pad = processor.tokenizer.pad_token_id
+        actors.learner = start_learner(cfg, cfg.learner, model_path, cfg.run.steps, pad)
+        connect_weight_sync(actors, cfg)
+        if state:
+            ckpt = latest_checkpoint(run_dir)
+            actors.learner.load(str(ckpt / "learner"), "state")
+            sync_weights(actors, state["version"], cfg.sync.bucket_mb)
+            tracker.message(f"resumed from {ckpt} at step {start_step}, policy version {state['version']}")
+        for step in range(start_step + 1, cfg.run.steps + 1):
+            items = data.next_batch(cfg.data.prompts_per_step)
+            metrics = grpo_step(cfg, actors, items, step, accuracy_name)
+            metrics["data/skipped_images"] = float(data.skipped)
+            history.append(metrics.get("reward/accuracy", metrics["reward/mean"]))
+            tracker.log({"step": step, **metrics})
+            last = step == cfg.run.steps
+            if (cfg.run.save_every and step % cfg.run.save_every == 0) or last:
+                write_checkpoint(run_dir, step, {
+                    "step": step, "version": actors.version, "data": data.state(), "history": history,
+                    "sft_model": str(run_dir / "sft_model") if cfg.sft.steps > 0 else None,
+                }, lambda path: actors.learner.save(path, "state"))
+        summary = summarize(history, (time.perf_counter() - started) / 60)
+        tracker.log({"summary": True, **summary}, advance=False)
+        return summary
+    finally:
+        tracker.close()
+        shutdown(actors, started_ray)

@@ -1,0 +1,117 @@
+"""The actors of a run: Ray itself, the rollout workers, the verifier pool, the learner group, and
+the weight-sync group that joins learner rank 0 to every rollout worker."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+
+import ray
+
+from learner import LearnerGroup
+from learner.config import LearnerConfig
+from orchestrator.config import TrainConfig
+from rollout.worker import RolloutWorker
+from verifiers import RewardSpec, VerifierPool
+
+log = logging.getLogger("vrft")
+
+
+def start_ray(cfg: TrainConfig) -> bool:
+    """Connect to the cluster (`ray job submit`, RAY_ADDRESS, or run.ray_address) or start a local
+    Ray sized for this run. Returns whether we started it (and so must stop it)."""
+    if ray.is_initialized():
+        return False
+    address = cfg.run.ray_address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, log_to_driver=True)
+        return False
+    # Logical CPUs: every actor needs its share even when the machine has fewer cores than actors.
+    needed = (cfg.rollout.num_workers * cfg.rollout.num_cpus_per_worker + cfg.verifier.num_actors
+              + cfg.learner.world_size * cfg.learner.num_cpus_per_rank)
+    ray.init(num_cpus=max(os.cpu_count() or 1, int(needed + 0.999)),
+             include_dashboard=cfg.run.dashboard, dashboard_host="127.0.0.1",
+             log_to_driver=True, configure_logging=False)
+    return True
+
+
+@dataclass
+class Actors:
+    workers: list
+    pool: VerifierPool
+    learner: LearnerGroup | None = None
+    backend: str = "gloo"
+    version: int = 0
+    timings: dict = field(default_factory=dict)
+
+
+def start_rollout(cfg: TrainConfig, model_path: str) -> list:
+    rc = cfg.rollout
+    options = {"dtype": rc.dtype, "trust_remote_code": cfg.model.trust_remote_code}
+    if rc.engine == "hf":
+        options["max_batch_size"] = rc.max_batch_size
+    else:
+        options.update(rc.vllm)
+    workers = [RolloutWorker.options(num_cpus=rc.num_cpus_per_worker, num_gpus=rc.num_gpus_per_worker)
+               .remote(rc.engine, model_path, options, rc.torch_threads) for _ in range(rc.num_workers)]
+    ray.get([w.ready.remote() for w in workers])
+    return workers
+
+
+def start_pool(cfg: TrainConfig, specs: list[RewardSpec]) -> VerifierPool:
+    return VerifierPool(specs, num_actors=cfg.verifier.num_actors, timeout_s=cfg.verifier.timeout_s)
+
+
+def start_learner(cfg: TrainConfig, learner_cfg: LearnerConfig, model_path: str, total_steps: int,
+                  pad_id: int) -> LearnerGroup:
+    return LearnerGroup(model_path, learner_cfg, total_steps, pad_id,
+                        trust_remote_code=cfg.model.trust_remote_code, temperature=cfg.rollout.temperature)
+
+
+def sync_backend(cfg: TrainConfig) -> str:
+    if cfg.sync.backend != "auto":
+        return cfg.sync.backend
+    # The driver may sit on a CPU-only head node: decide from where the actors are placed.
+    on_gpus = cfg.rollout.num_gpus_per_worker > 0 and cfg.learner.num_gpus_per_rank > 0
+    return "nccl" if on_gpus else "gloo"
+
+
+def connect_weight_sync(actors: Actors, cfg: TrainConfig) -> None:
+    """Learner rank 0 is rank 0 of the group; rollout worker i is rank i+1."""
+    actors.backend = sync_backend(cfg)
+    addr, port = actors.learner.sync_endpoint()
+    world = len(actors.workers) + 1
+    refs = [actors.learner.join_weight_sync(addr, port, world, actors.backend)]
+    refs += [w.join_weight_sync.remote(addr, port, i + 1, world, actors.backend)
+             for i, w in enumerate(actors.workers)]
+    ray.get(refs)
+
+
+def sync_weights(actors: Actors, version: int, bucket_mb: float) -> dict[str, float]:
+    """Broadcast the learner's weights; every worker must report the new version."""
+    start = time.perf_counter()
+    plan = actors.learner.plan(bucket_mb)
+    receiving = [w.receive_weights.remote(plan, version) for w in actors.workers]
+    sent = actors.learner.broadcast_weights(version, bucket_mb)
+    versions = ray.get(receiving)
+    if any(v != version for v in versions):
+        raise RuntimeError(f"weight sync: workers report versions {versions}, expected {version}")
+    actors.version = version
+    seconds = time.perf_counter() - start
+    return {"time/sync": seconds, "sync/bytes": float(sent), "sync/buckets": float(len(plan))}
+
+
+def shutdown(actors: Actors | None, started_ray: bool) -> None:
+    """Best effort: every actor is killed and Ray stopped even if some step below fails."""
+    if actors is not None:
+        for stop in (lambda: actors.pool.shutdown(),
+                     lambda: actors.learner and actors.learner.shutdown(),
+                     lambda: [ray.kill(w) for w in actors.workers]):
+            try:
+                stop()
+            except Exception as err:
+                log.warning("shutdown: %s", err)
+    if started_ray and ray.is_initialized():
+        ray.shutdown()

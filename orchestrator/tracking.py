@@ -1,0 +1,77 @@
+"""Where metrics go: `metrics.jsonl` (always), wandb (offline without an API key; never blocks the
+run) and a console progress bar."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+log = logging.getLogger("vrft")
+
+
+def wandb_mode() -> str:
+    """WANDB_MODE if set; online only with credentials, offline otherwise (no network wait)."""
+    if os.environ.get("WANDB_MODE"):
+        return os.environ["WANDB_MODE"]
+    if os.environ.get("WANDB_API_KEY") or (Path.home() / ".netrc").exists() and \
+            "api.wandb.ai" in (Path.home() / ".netrc").read_text(errors="ignore"):
+        return "online"
+    return "offline"
+
+
+class Tracker:
+    def __init__(self, run_dir: Path, config: dict, total_steps: int, use_wandb: bool, project: str,
+                 progress: bool, resume_step: int = 0):
+        self.run_dir = run_dir
+        self.jsonl = open(run_dir / "metrics.jsonl", "a", buffering=1)  # noqa: SIM115 - closed in close()
+        self.wandb = None
+        if use_wandb:
+            self.wandb = _init_wandb(run_dir, config, project)
+        self.bar = tqdm(total=total_steps, initial=resume_step, desc="grpo", unit="step",
+                        disable=not progress, file=sys.stderr, dynamic_ncols=True)
+
+    def log(self, record: dict, advance: bool = True) -> None:
+        self.jsonl.write(json.dumps(record, sort_keys=True) + "\n")
+        if self.wandb is not None:
+            numeric = {k: v for k, v in record.items() if isinstance(v, int | float)}
+            try:
+                self.wandb.log(numeric, step=int(record.get("step", 0)))
+            except Exception as err:  # a logging failure never stops training
+                log.warning("wandb.log failed, disabling wandb: %s", err)
+                self.wandb = None
+        if advance and "step" in record:
+            self.bar.update(1)
+            self.bar.set_postfix({
+                "reward": f"{record.get('reward/mean', 0):.3f}",
+                "acc": f"{record.get('reward/accuracy', 0):.3f}",
+                "tok/s": f"{record.get('throughput/tokens_per_s', 0):.0f}",
+            })
+
+    def message(self, text: str) -> None:
+        self.bar.write(text)
+
+    def close(self) -> None:
+        self.bar.close()
+        self.jsonl.close()
+        if self.wandb is not None:
+            try:
+                self.wandb.finish()
+            except Exception as err:
+                log.warning("wandb.finish failed: %s", err)
+
+
+def _init_wandb(run_dir: Path, config: dict, project: str):
+    try:
+        import wandb
+
+        return wandb.init(project=project, name=run_dir.name, dir=str(run_dir), config=config,
+                          mode=wandb_mode(), reinit="finish_previous",
+                          settings=wandb.Settings(init_timeout=60, silent=True, console="off"))
+    except Exception as err:  # no network, bad key…: keep training, say so once
+        log.warning("wandb disabled: %s", str(err).splitlines()[0] if str(err) else err)
+        return None

@@ -1,0 +1,27 @@
+"""The rollout side's configuration (composed into the run config by the orchestrator)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class RolloutConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    engine: Literal["hf", "vllm"] = "hf"
+    num_workers: int = Field(1, ge=1, description="rollout actors, one engine each")
+    n: int = Field(8, ge=1, description="completions per prompt (G)")
+    temperature: float = Field(1.0, gt=0)  # Visual-RFT samples at 1.0
+    top_p: float = Field(1.0, gt=0, le=1)
+    top_k: int = Field(0, ge=0)
+    max_new_tokens: int = Field(256, ge=1)
+    max_batch_size: int = Field(64, ge=1, description="sequences per generate call")
+    prompts_per_call: int = Field(2, ge=1, description="prompts per actor call: completions stream "
+                                                         "to the verifiers call by call")
+    num_cpus_per_worker: float = Field(1.0, ge=0)
+    num_gpus_per_worker: float = Field(0.0, ge=0)
+    torch_threads: int | None = Field(None, ge=1)
+    dtype: Literal["auto", "float32", "bfloat16"] = "auto"
+    vllm: dict = Field(default_factory=dict, description="extra vLLM engine arguments")

@@ -1,0 +1,138 @@
+"""Rollout engine on transformers' `generate`: runs anywhere, including CPU-only machines.
+
+vLLM is faster on GPU (vllm_engine.py); this engine is the reference the tests and the CPU demo use,
+and the fallback where vLLM cannot run (vLLM's Qwen2-VL needs a GPU build).
+"""
+
+from __future__ import annotations
+
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText, AutoTokenizer
+
+from rollout.engine import Completion, SamplingParams
+from rollout.inputs import PromptInputs, collate_prompts
+from rollout.processor import vision_special_token_ids
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def resolve_dtype(name: str) -> torch.dtype:
+    """'auto' is bf16 on GPU and fp32 on CPU (bf16 matmuls on CPU are slow and inexact)."""
+    if name == "auto":
+        return torch.bfloat16 if torch.cuda.is_available() else torch.float32
+    return _DTYPES[name]
+
+
+def load_causal_model(path: str, dtype: torch.dtype, trust_remote_code: bool = False):
+    """A VLM (config with a vision part) loads as ImageTextToText, a text-only model as CausalLM."""
+    config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+    cls = AutoModelForImageTextToText if hasattr(config, "vision_config") else AutoModelForCausalLM
+    return cls.from_pretrained(path, dtype=dtype, trust_remote_code=trust_remote_code)
+
+
+class TransformersEngine:
+    def __init__(self, model_path: str, dtype: str = "auto", trust_remote_code: bool = False,
+                 max_batch_size: int = 64, device: str | None = None):
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.dtype = resolve_dtype(dtype)
+        self.model = load_causal_model(model_path, self.dtype, trust_remote_code).to(self.device).eval()
+        self.tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=trust_remote_code)
+        eos = self.model.generation_config.eos_token_id
+        self.eos_ids = {eos} if isinstance(eos, int) else set(eos or [self.tokenizer.eos_token_id])
+        pad = self.tokenizer.pad_token_id
+        self.pad_id = pad if pad is not None else next(iter(self.eos_ids))
+        # A random or young model may sample vision tokens, which breaks re-scoring the sequence.
+        self.suppress = vision_special_token_ids(self.tokenizer)
+        self.max_batch_size = max_batch_size
+        self.policy_version = 0
+        self._params = dict(self.model.named_parameters())
+
+    @torch.no_grad()
+    def generate(self, prompts: list[PromptInputs], sampling: SamplingParams) -> list[list[Completion]]:
+        if sampling.seed is not None:
+            torch.manual_seed(sampling.seed)
+        per_chunk = max(1, self.max_batch_size // sampling.n)
+        out: list[list[Completion]] = []
+        for start in range(0, len(prompts), per_chunk):
+            chunk = prompts[start:start + per_chunk]
+            out.extend(self._generate_chunk(chunk, sampling, first_index=start))
+        return out
+
+    def _generate_chunk(self, prompts, sampling: SamplingParams, first_index: int):
+        batch = {k: v.to(self.device) for k, v in collate_prompts(prompts, self.pad_id, sampling.n).items()}
+        gen = self.model.generate(
+            **batch,
+            do_sample=True,
+            temperature=sampling.temperature,
+            top_p=sampling.top_p,
+            top_k=sampling.top_k or None,
+            max_new_tokens=sampling.max_new_tokens,
+            suppress_tokens=self.suppress or None,
+            eos_token_id=sorted(self.eos_ids),
+            pad_token_id=self.pad_id,
+            output_logits=True,
+            return_dict_in_generate=True,
+        )
+        new_tokens = gen.sequences[:, batch["input_ids"].shape[1]:]
+        # Log-probs step by step: holding one [B, V] slice at a time, not [B, L, V].
+        logprobs = torch.stack([
+            torch.log_softmax(step.float() / sampling.temperature, dim=-1)
+            .gather(-1, new_tokens[:, t:t + 1]).squeeze(-1)
+            for t, step in enumerate(gen.logits)
+        ], dim=1).cpu()
+        new_tokens = new_tokens.cpu()
+        groups: list[list[Completion]] = []
+        for row in range(new_tokens.shape[0]):
+            ids = new_tokens[row].tolist()
+            end = next((i + 1 for i, tok in enumerate(ids) if tok in self.eos_ids), None)
+            finish = "stop" if end is not None else "length"
+            end = end or len(ids)
+            prompt_i, sample_i = divmod(row, sampling.n)
+            if sample_i == 0:
+                groups.append([])
+            groups[-1].append(Completion(
+                prompt_index=first_index + prompt_i,
+                sample_index=sample_i,
+                text=self.tokenizer.decode(ids[:end], skip_special_tokens=True),
+                token_ids=ids[:end],
+                logprobs=logprobs[row, :end].tolist(),
+                finish_reason=finish,
+                policy_version=self.policy_version,
+            ))
+        return groups
+
+    @torch.no_grad()
+    def score(self, prompt: PromptInputs, token_ids: list[int], temperature: float = 1.0) -> list[float]:
+        batch = collate_prompts([prompt], self.pad_id, 1)
+        completion = torch.tensor([token_ids], dtype=torch.long)
+        batch["input_ids"] = torch.cat([batch["input_ids"], completion], dim=1)
+        batch["attention_mask"] = torch.cat([batch["attention_mask"], torch.ones_like(completion)], dim=1)
+        if "mm_token_type_ids" in batch:
+            batch["mm_token_type_ids"] = torch.cat(
+                [batch["mm_token_type_ids"], torch.zeros_like(completion)], dim=1)
+        batch = {k: v.to(self.device) for k, v in batch.items()}
+        logits = self.model(**batch).logits[0, -len(token_ids) - 1:-1].float()
+        logp = torch.log_softmax(logits / temperature, dim=-1)
+        return logp.gather(-1, completion[0].to(self.device)[:, None]).squeeze(-1).cpu().tolist()
+
+    @torch.no_grad()
+    def update_weights(self, named_tensors: dict[str, torch.Tensor], version: int) -> None:
+        for name, tensor in named_tensors.items():
+            param = self._params.get(name)
+            if param is None:
+                raise KeyError(f"weight sync: the rollout model has no parameter named {name!r}")
+            if param.shape != tensor.shape:
+                raise ValueError(f"weight sync: {name} has shape {tuple(tensor.shape)}, "
+                                 f"the rollout model expects {tuple(param.shape)}")
+            param.copy_(tensor.to(device=param.device, dtype=param.dtype))
+        self.policy_version = version
+
+    def sleep(self) -> None:
+        """Free accelerator memory while the learner trains (a no-op on CPU)."""
+        if self.device.type == "cuda":
+            self.model.to("cpu")
+            torch.cuda.empty_cache()
+
+    def wake_up(self) -> None:
+        if self.device.type == "cuda":
+            self.model.to(self.device)
