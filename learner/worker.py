@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import os
 import socket
+import warnings
 
 import ray
 import torch
@@ -74,6 +75,9 @@ class LearnerRank:
         if not self.cuda:
             os.environ.setdefault("DS_ACCELERATOR", "cpu")
         import deepspeed  # after the environment: DeepSpeed picks its accelerator at import
+
+        # DeepSpeed calls torch.distributed APIs that torch marks deprecated, once per step.
+        warnings.filterwarnings("ignore", category=FutureWarning, module="torch.distributed")
 
         deepspeed.init_distributed(dist_backend="nccl" if self.cuda else "gloo")
         bf16 = self.cfg.dtype == "bfloat16" or (self.cfg.dtype == "auto" and self.cuda)

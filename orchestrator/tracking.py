@@ -40,7 +40,10 @@ class Tracker:
         if self.wandb is not None:
             numeric = {k: v for k, v in record.items() if isinstance(v, int | float)}
             try:
-                self.wandb.log(numeric, step=int(record.get("step", 0)))
+                if record.get("summary"):
+                    self.wandb.summary.update(numeric)
+                else:  # each record carries its own x-axis (step or sft_step), see _init_wandb
+                    self.wandb.log(numeric)
             except Exception as err:  # a logging failure never stops training
                 log.warning("wandb.log failed, disabling wandb: %s", err)
                 self.wandb = None
@@ -69,9 +72,16 @@ def _init_wandb(run_dir: Path, config: dict, project: str):
     try:
         import wandb
 
-        return wandb.init(project=project, name=run_dir.name, dir=str(run_dir), config=config,
-                          mode=wandb_mode(), reinit="finish_previous",
-                          settings=wandb.Settings(init_timeout=60, silent=True, console="off"))
+        run = wandb.init(project=project, name=run_dir.name, dir=str(run_dir), config=config,
+                         mode=wandb_mode(), reinit="finish_previous",
+                         settings=wandb.Settings(init_timeout=60, silent=True, console="off"))
+        run.define_metric("sft_step")
+        run.define_metric("sft/*", step_metric="sft_step")
+        run.define_metric("step")
+        for prefix in ("reward", "learner", "time", "rollout", "response", "groups", "throughput",
+                       "verifier", "data", "sync", "policy_version", "async"):
+            run.define_metric(f"{prefix}*", step_metric="step")
+        return run
     except Exception as err:  # no network, bad key…: keep training, say so once
         log.warning("wandb disabled: %s", str(err).splitlines()[0] if str(err) else err)
         return None
