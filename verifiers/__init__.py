@@ -1,0 +1,48 @@
+"""vrft verifiers: the rewards of Visual-RFT and Reason-RFT, their weighted composition, a Ray pool of
+verifier actors with hard per-completion timeouts, and the papers' evaluation metrics.
+
+This package imports nothing else of the project. See docs/verifiers.md.
+
+- ``get_reward(name, **options)`` → ``fn(completion, ground_truth) -> float``; ``list_rewards()``;
+  a name ``"package.module:function"`` loads a user reward.
+- ``RewardSpec``, ``CompositeReward(specs)`` → ``{component: score, ..., "total": weighted sum}``;
+  ``task_rewards(task)`` gives the papers' compositions.
+- ``VerifierPool(specs, num_actors=2, timeout_s=5.0)``: ``submit``/``gather``/``stats``/``shutdown``
+  (imports Ray on first use).
+- ``verifiers.eval``: COCO mAP through pycocotools, accuracy, mIoU, the TRANCE partial score.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from verifiers.composite import TASK_REWARDS, CompositeReward, RewardSpec, component_keys, task_rewards
+from verifiers.registry import get_reward, list_rewards, reward_info
+
+if TYPE_CHECKING:
+    from verifiers.pool import VerifierPool
+
+__all__ = [
+    "TASK_REWARDS",
+    "CompositeReward",
+    "RewardSpec",
+    "VerifierPool",
+    "component_keys",
+    "get_reward",
+    "list_rewards",
+    "reward_info",
+    "task_rewards",
+]
+
+
+def __getattr__(name: str) -> Any:
+    # The pool needs Ray (a second to import); scoring processes import this package and must not.
+    if name == "VerifierPool":
+        from verifiers.pool import VerifierPool
+
+        return VerifierPool
+    if name == "eval":
+        import importlib
+
+        return importlib.import_module("verifiers.eval")
+    raise AttributeError(f"module 'verifiers' has no attribute {name!r}")

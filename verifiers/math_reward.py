@@ -1,0 +1,171 @@
+"""Reason-RFT structure-perception rewards: ``math`` (exact match, then math-verify equivalence) and
+``math_tolerance`` (the paper's cosine tolerance, ``math_accuracy_reward``), papers.md §2.4 and §2.7.
+
+math-verify is called with its own SIGALRM timeouts disabled and wrapped in
+``verifiers.timeout.call_with_timeout``, which works on every thread (see that module). Inputs are
+bounded before parsing: the answer to 1,000 characters, a tag-less completion to its last 4,000
+(math-verify reads the final answer from the end).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import threading
+
+from verifiers._text import answer_or_whole, usable
+from verifiers.registry import positive_float, register, unit_float
+from verifiers.rewards_text import gt_answer
+from verifiers.timeout import CallTimeout, call_with_timeout
+
+MAX_MATH_ANSWER = 1_000
+MAX_MATH_TAIL = 4_000
+DEFAULT_TIMEOUT_S = 3.0  # below the pool's 5 s per completion, so a slow sympy call costs one reward
+
+_FLOAT_RE = re.compile(r"[+-]?(?:\d{1,40}(?:\.\d{0,40})?|\.\d{1,40})(?:[eE][+-]?\d{1,3})?")
+_log = logging.getLogger(__name__)
+_READY = False
+
+
+def warmup() -> None:
+    """Import math-verify (and sympy) and run one comparison, so the first real call is not charged
+    a second of imports."""
+    global _READY
+    if _READY:
+        return
+    import math_verify.grader
+    import math_verify.parser
+
+    # We disable math-verify's SIGALRM timeouts on purpose; its one-time warning about that is noise.
+    math_verify.grader.TIMEOUT_WARNING_SHOWN = True
+    math_verify.parser.TIMEOUT_WARNING_SHOWN = True
+    _READY = True
+    _equivalent_untimed("1/2", "0.5")
+
+
+def to_float(s: str) -> float | None:
+    """What the paper's ``float(answer)`` accepts (decimal, optional exponent), minus NaN and ±inf."""
+    s = s.strip()
+    if not _FLOAT_RE.fullmatch(s):
+        return None
+    v = float(s)
+    return v if math.isfinite(v) else None
+
+
+def _check_eps(options: dict) -> None:
+    if not options["eps1"] < options["eps2"]:
+        raise ValueError(f"needs eps1 < eps2, got eps1={options['eps1']} eps2={options['eps2']}")
+
+
+def _parse(text: str) -> list:
+    from math_verify import parse
+
+    if "\\" in text and "$" not in text:
+        # A bare LaTeX answer ("2\\sqrt{3}") is only read whole inside math delimiters.
+        got = parse(f"${text}$", parsing_timeout=None)
+        if got:
+            return got
+    return parse(text, parsing_timeout=None)
+
+
+def _equivalent_untimed(pred: str, gt: str) -> bool:
+    """math-verify equivalence of two answer strings, without any timeout (call through
+    ``equivalent``)."""
+    if not _READY:
+        warmup()
+    from math_verify import verify
+
+    gold = _parse(gt)
+    target = _parse(pred)
+    if not gold or not target:
+        return False
+    return bool(verify(gold, target, timeout_seconds=None))
+
+
+def equivalent(pred: str, gt: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> bool:
+    """True if math-verify finds ``pred`` equivalent to ``gt`` within ``timeout_s`` (False on timeout
+    or on any math-verify error)."""
+    pred = pred[-MAX_MATH_TAIL:]
+    gt = gt[-MAX_MATH_TAIL:]
+    if threading.current_thread() is threading.main_thread():
+        warmup()  # a second of imports must not be charged to the first answer's timeout
+    try:
+        return bool(
+            call_with_timeout(
+                _equivalent_untimed,
+                (pred, gt),
+                timeout_s,
+                ref="verifiers.math_reward:_equivalent_untimed",
+                warmup=("verifiers.math_reward:warmup",),
+            )
+        )
+    except CallTimeout:
+        _log.debug("math-verify timed out after %.1f s", timeout_s)
+        return False
+    except Exception:  # RemoteError and math-verify bugs must not become reward errors
+        _log.debug("math-verify failed", exc_info=True)
+        return False
+
+
+@register("math", 0.0, 1.0, options={"timeout_s": positive_float}, warmup=warmup)
+def math_reward(completion: str, ground_truth: dict, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> float:
+    """1 if the stripped ``<answer>`` content (DOTALL; the stripped completion when there is no tag)
+    equals the ground truth, else 1 if math-verify finds it equivalent (e.g. ``\\frac{1}{2}`` vs
+    ``0.5``), else 0. math-verify gets ``timeout_s`` seconds on any thread."""
+    if not usable(completion):
+        return 0.0
+    gt = gt_answer(ground_truth)
+    pred, tagged = answer_or_whole(completion, dotall=True)
+    if pred == gt:
+        return 1.0
+    if tagged and len(pred) > MAX_MATH_ANSWER:
+        return 0.0
+    if not pred or not gt:
+        return 0.0
+    return 1.0 if equivalent(pred, gt, timeout_s) else 0.0
+
+
+@register(
+    "math_tolerance",
+    0.0,
+    1.0,
+    options={"eps1": unit_float, "eps2": unit_float, "timeout_s": positive_float},
+    warmup=warmup,
+    check=_check_eps,
+)
+def math_tolerance(
+    completion: str,
+    ground_truth: dict,
+    *,
+    eps1: float = 0.05,
+    eps2: float = 0.2,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+) -> float:
+    """Reason-RFT ``math_accuracy_reward``: with Δ = |pred − gt|,
+    r = 1 if Δ < ε1|gt|, 0 if Δ > ε2|gt|, else ½(cos(π(Δ − ε1|gt|)/((ε2 − ε1)|gt|)) + 1).
+
+    Non-numeric answers fall back to exact string match; a completion without ``<answer>`` falls back
+    to math-verify, as in the paper. Fixed: Δ = 0 scores 1 (the paper divides 0 by 0 when gt = 0 and
+    pays 0), and "nan"/"inf" are not numbers (the paper's ``float()`` returns a NaN reward).
+    """
+    if not usable(completion):
+        return 0.0
+    gt = gt_answer(ground_truth)
+    pred, tagged = answer_or_whole(completion, dotall=True)
+    a, b = to_float(pred), to_float(gt)
+    if a is not None and b is not None:
+        diff = abs(a - b)
+        scale = abs(b)
+        if diff == 0.0 or diff < eps1 * scale:
+            return 1.0
+        if diff > eps2 * scale:
+            r = 0.0
+        else:
+            r = 0.5 * (math.cos(math.pi * (diff - eps1 * scale) / ((eps2 - eps1) * scale)) + 1.0)
+            return min(1.0, max(0.0, r))
+    elif pred == gt:
+        return 1.0
+    if not tagged and pred and gt and equivalent(pred, gt, timeout_s):
+        return 1.0
+    return 0.0
