@@ -1,28 +1,16 @@
-"""Tasks: which rewards score them by default (as the papers do) and which one is the accuracy."""
+"""Tasks: which rewards score them by default (verifiers.task_rewards holds the papers'
+compositions) and which component is the task's accuracy."""
 
 from __future__ import annotations
 
-from verifiers import RewardSpec
+from verifiers import RewardSpec, task_rewards
 
-_DEFAULTS: dict[str, list[tuple[str, dict]]] = {
-    # Visual-RFT: R = R_IoU + R_conf + R_format for detection; accuracy + format otherwise.
-    "detection": [("detection_iou", {}), ("detection_confidence", {}), ("format", {})],
-    "classification": [("classification", {}), ("format", {})],
-    "color": [("classification", {}), ("format", {})],
-    "grounding": [("grounding_giou", {}), ("format", {})],
-    # Reason-RFT: accuracy + format, equal weights.
-    "counting": [("counting", {}), ("format", {})],
-    "math": [("math", {}), ("format", {})],
-    "choice": [("choice", {}), ("format", {})],
-    "spatial_transform": [("spatial_transform", {"mode": "exact"}), ("format", {})],
-}
+# Dataset task names that are a paper task under another name.
+_ALIASES = {"color": "classification", "math": "structure", "spatial_transform": "spatial"}
 
 
 def default_rewards(task: str) -> list[RewardSpec]:
-    if task not in _DEFAULTS:
-        raise ValueError(f"unknown task {task!r} and no rewards configured; "
-                         f"known tasks: {', '.join(sorted(_DEFAULTS))}")
-    return [RewardSpec(name=name, weight=1.0, options=opts) for name, opts in _DEFAULTS[task]]
+    return task_rewards(_ALIASES.get(task, task))
 
 
 def accuracy_component(specs: list[RewardSpec]) -> str | None:
