@@ -24,6 +24,8 @@ class RunConfig(_Strict):
     seed: int = 0
     steps: int = Field(10, ge=0, description="GRPO steps")
     save_every: int = Field(0, ge=0, description="checkpoint every N steps (0: only at the end)")
+    mode: Literal["sync", "async"] = "sync"
+    max_staleness: int = Field(1, ge=0, description="async: policy versions a rollout may lag behind")
     ray_address: str | None = Field(None, description="None: local Ray, or the cluster of `ray job submit`")
     dashboard: bool = False  # local mode binds it to 127.0.0.1
 

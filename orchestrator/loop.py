@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from pathlib import Path
 
 import yaml
@@ -28,7 +29,7 @@ from orchestrator.session import (
     start_rollout,
     sync_weights,
 )
-from orchestrator.step import grpo_step
+from orchestrator.step import PendingRollout, grpo_step, launch_rollout
 from orchestrator.tasks import accuracy_component, default_rewards
 from orchestrator.tracking import Tracker
 from rollout.processor import load_processor
@@ -125,16 +126,33 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False) -> dict[str, fl
             actors.learner.load(str(ckpt / "learner"), "state")
             sync_weights(actors, state["version"], cfg.sync.bucket_mb)
             tracker.message(f"resumed from {ckpt} at step {start_step}, policy version {state['version']}")
+        # Sync mode keeps no rollout in flight; async keeps up to max_staleness batches ahead.
+        ahead = cfg.run.max_staleness if cfg.run.mode == "async" else 0
+        queue: deque[PendingRollout] = deque()
+        next_launch = start_step + 1
+
+        def launch_upto(last_step: int) -> None:
+            nonlocal next_launch
+            while next_launch <= min(last_step, cfg.run.steps):
+                before = data.state()
+                pending = launch_rollout(cfg, actors, data.next_batch(cfg.data.prompts_per_step), next_launch)
+                pending.data_state = before
+                queue.append(pending)
+                next_launch += 1
+
         for step in range(start_step + 1, cfg.run.steps + 1):
-            items = data.next_batch(cfg.data.prompts_per_step)
-            metrics = grpo_step(cfg, actors, items, step, accuracy_name)
+            launch_upto(step)
+            metrics = grpo_step(cfg, actors, queue.popleft(), step, accuracy_name,
+                                launch_next=(lambda s=step: launch_upto(s + ahead)) if ahead else None)
             metrics["data/skipped_images"] = float(data.skipped)
             history.append(metrics.get("reward/accuracy", metrics["reward/mean"]))
             tracker.log({"step": step, **metrics})
             last = step == cfg.run.steps
             if (cfg.run.save_every and step % cfg.run.save_every == 0) or last:
                 write_checkpoint(run_dir, step, {
-                    "step": step, "version": actors.version, "data": data.state(), "history": history,
+                    # Prompts already drawn for rollouts in flight are drawn again after a resume.
+                    "step": step, "version": actors.version, "history": history,
+                    "data": queue[0].data_state if queue else data.state(),
                     "sft_model": str(run_dir / "sft_model") if cfg.sft.steps > 0 else None,
                 }, lambda path: actors.learner.save(path, "state"))
         summary = summarize(history, (time.perf_counter() - started) / 60)

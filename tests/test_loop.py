@@ -53,3 +53,21 @@ def test_three_grpo_steps_then_resume(ray_cluster, tiny_model, color_data, tmp_p
     steps = [r for r in read_records(tmp_path) if "step" in r]
     assert [r["step"] for r in steps] == [1, 2, 3, 4, 5]
     assert steps[-1]["policy_version"] == 5.0
+
+
+def test_async_rollouts_stay_within_max_staleness(ray_cluster, tiny_model, color_data, tmp_path):
+    """Rollouts for step t+1 run while the learner trains step t: a batch made under version v is
+    trained on while the learner is at v+1, never further behind than run.max_staleness."""
+    cfg = load_config(CONFIG, [f"model.path={tiny_model}", f"data.path={color_data}", "run.steps=4",
+                               "run.mode=async", "run.max_staleness=1", "learner.is_correction=true"])
+    train(cfg, tmp_path)
+    steps = [r for r in read_records(tmp_path) if "step" in r]
+    assert [r["step"] for r in steps] == [1, 2, 3, 4]
+    staleness = [r["async/staleness"] for r in steps]
+    assert staleness[0] == 0.0  # nothing to overlap with before the first update
+    assert all(s == 1.0 for s in staleness[1:]), staleness
+    for r in steps:
+        # learner version before the step's update, minus the version the rollouts came from
+        assert r["policy_version"] - 1 - r["rollout/policy_version_min"] == r["async/staleness"]
+        assert "learner/is/mismatch_kl" in r
+    assert [r["policy_version"] for r in steps] == [1.0, 2.0, 3.0, 4.0]

@@ -1,0 +1,306 @@
+"""Synthetic image tasks drawn with PIL, saved as Hugging Face datasets.
+
+Nothing is downloaded: tests and the CPU demo train on these. The tasks copy the papers' data
+format (Visual-RFT: `image`, `problem`, `solution`; Reason-RFT's counting prompt) so the same
+reward functions and loaders serve real data, and they are kept easy enough that a ~10M-parameter
+random-init VLM learns them at 56x56 in a few hundred steps: large high-contrast shapes on a white
+background, few classes, and layouts aligned with the vision tokens (a 56x56 image is 2x2 merged
+tokens of 28x28 pixels; counting puts at most one shape in each of those cells).
+
+Columns: `image` (datasets `Image` feature, PNG bytes), `problem`, `solution` (`<answer>...</answer>`),
+`ground_truth` (JSON string: `{"answer": "3"}` or `{"boxes": [[x1, y1, x2, y2], ...]}`, xyxy ints in
+0-1000), `task`, `cot` (a short target completion `<think>...</think><answer>...</answer>` for SFT).
+
+Readers: use `load_task_dataset`, which returns the `image` column undecoded (`{"bytes", "path"}`
+dicts), and turn each value into a PIL image with `decode_image`, which gives None for a row whose
+bytes are not an image (count it, skip it). A dataset saved with `n_corrupt > 0` stores its image
+column as `Image(decode=False)`, so even a plain `load_from_disk(...)[i]` never raises.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import datasets
+from PIL import Image, ImageDraw
+
+TASKS = ("counting", "color", "detection")
+
+# Four colours far apart in RGB, so one vision token is enough to tell them apart.
+COLORS: dict[str, tuple[int, int, int]] = {
+    "red": (220, 30, 30),
+    "green": (20, 150, 40),
+    "blue": (30, 60, 220),
+    "yellow": (235, 190, 0),
+}
+SHAPES = ("circle", "square", "triangle")
+DETECTION_CATEGORIES = ("square", "circle")
+BACKGROUND = (255, 255, 255)
+
+# Reason-RFT counting prompt (train/stage_rl/prompt.py), verbatim around the question.
+COUNTING_PROMPT = (
+    "{question} Output the thinking process in <think> </think> and final answer (number) "
+    "in <answer> </answer> tags."
+)
+# Visual-RFT detection prompt (paper Tab. 1), verbatim.
+DETECTION_PROMPT = (
+    "Detect all objects belonging to the category '{category}' in the image, and provide the bounding "
+    "boxes (between 0 and 1000, integer) and confidence (between 0 and 1, with two decimal places).\n"
+    "If no object belonging to the category '{category}' in the image, return 'No Objects'.\n"
+    "Output the thinking process in <think> </think> and final answer in <answer> </answer> tags."
+    "The output answer format should be as follows:\n"
+    "<think> ... </think> <answer>[{{'Position': [x1, y1, x2, y2], 'Confidence': number}}, ...]</answer>\n"
+    "Please strictly follow the format."
+)
+# Visual-RFT classification prompt, with the shape's colour as the class.
+COLOR_PROMPT = (
+    "This is an image containing a shape. Please identify the color of the shape based on the image.\n"
+    "Output the thinking process in <think> </think> and final answer in <answer> </answer> tags."
+    "The output answer format should be as follows:\n"
+    "<think> ... </think> <answer>color name</answer>\n"
+    "Please strictly follow the format."
+)
+
+
+@dataclass
+class Sample:
+    image: Image.Image
+    problem: str
+    answer: str  # the text inside <answer></answer>
+    ground_truth: dict[str, Any]
+    thought: str  # the text inside <think></think> of the target completion
+
+    def row(self, task: str) -> dict[str, Any]:
+        buf = io.BytesIO()
+        self.image.save(buf, format="PNG")
+        return {
+            "image": {"bytes": buf.getvalue(), "path": None},
+            "problem": self.problem,
+            "solution": f"<answer>{self.answer}</answer>",
+            "ground_truth": json.dumps(self.ground_truth),
+            "task": task,
+            "cot": f"<think>{self.thought}</think><answer>{self.answer}</answer>",
+        }
+
+
+def _plural(word: str, n: int) -> str:
+    return word if n == 1 else word + "s"
+
+
+def _draw_shape(draw: ImageDraw.ImageDraw, shape: str, box: tuple[int, int, int, int], fill) -> None:
+    """Fill `shape` inside the pixel box [x0, x0+w) x [y0, y0+h) given as (x0, y0, w, h)."""
+    x0, y0, w, h = box
+    x1, y1 = x0 + w - 1, y0 + h - 1  # PIL's rectangle/ellipse corners are inclusive
+    if shape == "square":
+        draw.rectangle([x0, y0, x1, y1], fill=fill)
+    elif shape == "circle":
+        draw.ellipse([x0, y0, x1, y1], fill=fill)
+    elif shape == "triangle":
+        draw.polygon([(x0 + (w - 1) / 2, y0), (x0, y1), (x1, y1)], fill=fill)
+    else:
+        raise ValueError(f"unknown shape {shape!r}")
+
+
+def _sample_counting(rng: random.Random, size: int) -> Sample:
+    shape = rng.choice(SHAPES)
+    color = COLORS[rng.choice(list(COLORS))]
+    count = rng.randint(1, 4)
+    image = Image.new("RGB", (size, size), BACKGROUND)
+    draw = ImageDraw.Draw(image)
+    cell = size // 2
+    for index in rng.sample(range(4), count):
+        side = rng.randint(cell // 2, cell * 4 // 5)
+        # A 1-pixel margin inside the cell keeps neighbouring shapes from touching.
+        x0 = (index % 2) * cell + rng.randint(1, cell - side - 1)
+        y0 = (index // 2) * cell + rng.randint(1, cell - side - 1)
+        _draw_shape(draw, shape, (x0, y0, side, side), color)
+    question = f"How many {shape}s are in the image?"
+    return Sample(
+        image=image,
+        problem=COUNTING_PROMPT.format(question=question),
+        answer=str(count),
+        ground_truth={"answer": str(count)},
+        thought=f"I see {count} {_plural(shape, count)}.",
+    )
+
+
+def _sample_color(rng: random.Random, size: int) -> Sample:
+    name = rng.choice(list(COLORS))
+    shape = rng.choice(SHAPES)
+    image = Image.new("RGB", (size, size), BACKGROUND)
+    side = rng.randint(size // 2, size * 7 // 8)
+    x0, y0 = rng.randint(0, size - side), rng.randint(0, size - side)
+    _draw_shape(ImageDraw.Draw(image), shape, (x0, y0, side, side), COLORS[name])
+    return Sample(
+        image=image,
+        problem=COLOR_PROMPT,
+        answer=name,
+        ground_truth={"answer": name},
+        thought=f"The {shape} is {name}.",
+    )
+
+
+def _apart(a: tuple[int, int, int, int], b: tuple[int, int, int, int], gap: int) -> bool:
+    (ax, ay, aw, ah), (bx, by, bw, bh) = a, b
+    return ax + aw + gap <= bx or bx + bw + gap <= ax or ay + ah + gap <= by or by + bh + gap <= ay
+
+
+def _to_1000(v: int, size: int) -> int:
+    return round(v * 1000 / size)
+
+
+def _sample_detection(rng: random.Random, size: int) -> Sample:
+    category = rng.choice(DETECTION_CATEGORIES)
+    n = rng.randint(1, 2)
+    gap = max(1, size // 28)  # keep objects apart so each box is one connected blob
+    hi = size * 2 // 5 if n == 2 else size * 2 // 3  # two sides + gap must fit in one dimension
+    while True:  # rejection-sample the whole layout: a bad first box can leave no room for a second
+        placed: list[tuple[int, int, int, int]] = []
+        for _ in range(n):
+            side = rng.randint(size // 3, hi)
+            placed.append((rng.randint(0, size - side), rng.randint(0, size - side), side, side))
+        if n == 1 or _apart(placed[0], placed[1], gap):
+            break
+    image = Image.new("RGB", (size, size), BACKGROUND)
+    draw = ImageDraw.Draw(image)
+    for box in placed:
+        _draw_shape(draw, category, box, COLORS[rng.choice(list(COLORS))])
+    boxes = sorted(
+        [_to_1000(x, size), _to_1000(y, size), _to_1000(x + w, size), _to_1000(y + h, size)]
+        for x, y, w, h in placed
+    )
+    answer = "[" + ", ".join(f"{{'Position': {b}, 'Confidence': 1}}" for b in boxes) + "]"
+    return Sample(
+        image=image,
+        problem=DETECTION_PROMPT.format(category=category),
+        answer=answer,
+        ground_truth={"boxes": boxes},
+        thought=f"I see {n} {_plural(category, n)}.",
+    )
+
+
+SAMPLERS: dict[str, Callable[[random.Random, int], Sample]] = {
+    "counting": _sample_counting,
+    "color": _sample_color,
+    "detection": _sample_detection,
+}
+
+
+def sample_task(task: str, rng: random.Random, image_size: int = 56) -> Sample:
+    """One sample of `task`; exposed so the tokenizer factory can see the tasks' text."""
+    if task not in SAMPLERS:
+        raise ValueError(f"unknown synthetic task {task!r}; choose from {', '.join(TASKS)}")
+    return SAMPLERS[task](rng, image_size)
+
+
+def _corrupt_bytes(rng: random.Random) -> bytes:
+    # Starts like a PNG so a reader cannot reject it by the signature alone; the rest is noise.
+    return b"\x89PNG\r\n\x1a\n" + bytes(rng.getrandbits(8) for _ in range(64))
+
+
+def make_synthetic_data(
+    out: str | Path, task: str, n: int, seed: int, n_corrupt: int = 0, image_size: int = 56
+) -> Path:
+    """Draw `n` samples of `task` (deterministic given `seed`) and `save_to_disk` them into `out`."""
+    if task not in SAMPLERS:
+        raise ValueError(f"unknown synthetic task {task!r}; choose from {', '.join(TASKS)}")
+    if n < 1 or not 0 <= n_corrupt <= n:
+        raise ValueError(f"need n >= 1 and 0 <= n_corrupt <= n, got n={n}, n_corrupt={n_corrupt}")
+    if image_size < 28:
+        raise ValueError(f"image_size must be at least 28 (one merged vision token), got {image_size}")
+    rng = random.Random(f"{task}:{seed}")  # string seeds are hashed deterministically (sha512)
+    rows = [sample_task(task, rng, image_size).row(task) for _ in range(n)]
+    for i in sorted(rng.sample(range(n), n_corrupt)):
+        rows[i]["image"] = {"bytes": _corrupt_bytes(rng), "path": None}
+    features = datasets.Features(
+        {
+            # With corrupt rows, keep the column undecoded so `ds[i]` never raises.
+            "image": datasets.Image(decode=n_corrupt == 0),
+            "problem": datasets.Value("string"),
+            "solution": datasets.Value("string"),
+            "ground_truth": datasets.Value("string"),
+            "task": datasets.Value("string"),
+            "cot": datasets.Value("string"),
+        }
+    )
+    columns = {key: [row[key] for row in rows] for key in features}
+    dataset = datasets.Dataset.from_dict(columns, features=features)
+    out = Path(out)
+    quiet = not datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()  # a bar per save is noise in tests and CLI output
+    try:
+        dataset.save_to_disk(str(out))
+    finally:
+        if not quiet:
+            datasets.enable_progress_bars()
+    return out
+
+
+def _undecoded(feature: Any) -> Any:
+    """The same feature with every `Image` inside it set to decode=False."""
+    if isinstance(feature, datasets.Image):
+        return datasets.Image(decode=False)
+    if isinstance(feature, datasets.List):
+        return datasets.List(_undecoded(feature.feature), length=feature.length)
+    if isinstance(feature, datasets.Features | dict):
+        return type(feature)({k: _undecoded(v) for k, v in feature.items()})
+    return feature
+
+
+def load_task_dataset(path: str | Path) -> datasets.Dataset:
+    """Load a dataset saved with `save_to_disk` (a `DatasetDict` gives its "train" split).
+
+    Image columns come back undecoded (`{"bytes", "path"}` dicts): decode each with `decode_image`
+    so one bad image is a skipped row rather than a crash of the whole data loader.
+    """
+    p = Path(path)
+    if not p.is_dir():
+        raise FileNotFoundError(f"dataset not found: {p}")
+    try:
+        loaded = datasets.load_from_disk(str(p))
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"not a saved Hugging Face dataset: {p}") from e
+    if isinstance(loaded, datasets.DatasetDict):
+        if "train" in loaded:
+            loaded = loaded["train"]
+        elif len(loaded) == 1:
+            loaded = next(iter(loaded.values()))
+        else:
+            raise ValueError(f"{p} holds splits {list(loaded)}; point at one split's folder or add 'train'")
+    for name, feature in loaded.features.items():
+        undecoded = _undecoded(feature)
+        if undecoded != feature:
+            # cast_column only swaps the feature (no rewrite, no cache file next to the dataset).
+            loaded = loaded.cast_column(name, undecoded)
+    return loaded
+
+
+def decode_image(value: Any) -> Image.Image | None:
+    """A PIL RGB image from a dataset value (PIL image, {"bytes","path"} dict, bytes, or a path),
+    or None when it cannot be decoded. Never raises."""
+    try:
+        if isinstance(value, Image.Image):
+            image = value
+        else:
+            if isinstance(value, dict):
+                data, path = value.get("bytes"), value.get("path")
+                source = io.BytesIO(data) if data else path
+            elif isinstance(value, bytes | bytearray):
+                source = io.BytesIO(value)
+            elif isinstance(value, str | Path):
+                source = value
+            else:
+                return None
+            if source is None:
+                return None
+            image = Image.open(source)
+            image.load()  # force the decode here, where errors are caught
+        return image.convert("RGB")
+    except Exception:  # any decoder error means "bad sample", never a crash
+        return None
