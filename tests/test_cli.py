@@ -54,3 +54,36 @@ def test_help_explains_commands():
     assert proc.returncode == 0
     for command in ("train", "sft", "make-tiny-model", "make-synthetic-data"):
         assert command in proc.stdout
+
+
+def _ray_daemons() -> set[int]:
+    import psutil
+
+    names = {"raylet", "gcs_server"}
+    return {p.pid for p in psutil.process_iter(["name"]) if p.info["name"] in names}
+
+
+def test_ctrl_c_stops_actors_and_ray(tiny_model, color_data, tmp_path):
+    """SIGINT mid-run: exit code 130, and the local Ray the run started is gone with its actors."""
+    import signal
+    import time
+
+    before = _ray_daemons()
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "train", str(CONFIG),
+                             f"model.path={tiny_model}", f"data.path={color_data}", "run.steps=500",
+                             "--run-dir", str(run_dir)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    metrics = run_dir / "metrics.jsonl"
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        if metrics.exists() and '"step"' in metrics.read_text():
+            break
+        time.sleep(1)
+    assert proc.poll() is None, proc.stdout.read()
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out
+    assert "interrupted" in out
+    time.sleep(2)
+    assert _ray_daemons() <= before, "Ray daemons left behind"
