@@ -20,6 +20,10 @@ class RolloutConfig(BaseModel):
     max_batch_size: int = Field(64, ge=1, description="sequences per generate call")
     prompts_per_call: int = Field(2, ge=1, description="prompts per actor call: completions stream "
                                                          "to the verifiers call by call")
+    placement: Literal["separate", "colocated"] = Field(
+        "separate", description="separate: engines on their own GPUs; colocated: engine i shares "
+                                "learner rank i's GPU and sleeps while the learner trains")
+    tensor_parallel_size: int = Field(1, ge=1, description="GPUs per engine (vLLM)")
     num_cpus_per_worker: float = Field(1.0, ge=0)
     num_gpus_per_worker: float = Field(0.0, ge=0)
     torch_threads: int | None = Field(None, ge=1)

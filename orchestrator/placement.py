@@ -1,0 +1,86 @@
+"""Where actors go: Ray placement groups for the learner ranks and the rollout engines.
+
+- separate:  learner ranks in one PACKed group of 1-GPU bundles; each engine its own bundle of
+             `tensor_parallel_size` GPUs. Rollouts and learning can overlap (async mode).
+- colocated: bundle i (1 GPU) holds learner rank i and engine i, each asking a fraction of the GPU;
+             the engine sleeps (frees its memory) while the learner trains and wakes for the sync.
+On CPU the same groups are made of CPU bundles, so the same code path runs in tests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import ray
+from ray.util.placement_group import placement_group, remove_placement_group
+from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+from orchestrator.config import TrainConfig
+
+
+@dataclass
+class Placement:
+    learner: list[dict]  # Ray .options() per learner rank
+    rollout: list[dict]  # Ray .options() per rollout worker
+    groups: list
+
+    def release(self) -> None:
+        for pg in self.groups:
+            try:
+                remove_placement_group(pg)
+            except Exception:  # already gone with the cluster
+                pass
+
+
+def _in(pg, index: int, **resources) -> dict:
+    strategy = PlacementGroupSchedulingStrategy(placement_group=pg, placement_group_bundle_index=index,
+                                                placement_group_capture_child_tasks=True)
+    return {"scheduling_strategy": strategy, **resources}
+
+
+def _bundle(cpus: float, gpus: float) -> dict:
+    bundle = {"CPU": cpus}
+    if gpus:
+        bundle["GPU"] = gpus
+    return bundle
+
+
+def check_placement(cfg: TrainConfig) -> None:
+    """Config errors that placement would only find after minutes of waiting for resources."""
+    rc, lc = cfg.rollout, cfg.learner
+    if rc.placement == "colocated":
+        if rc.num_workers != lc.world_size:
+            raise ValueError(f"rollout.placement=colocated needs rollout.num_workers "
+                             f"({rc.num_workers}) == learner.world_size ({lc.world_size})")
+        if cfg.run.mode == "async":
+            raise ValueError("run.mode=async needs rollout.placement=separate: colocated engines "
+                             "sleep while the learner trains")
+        if rc.tensor_parallel_size != 1:
+            raise ValueError("rollout.placement=colocated supports tensor_parallel_size=1 only")
+
+
+def place(cfg: TrainConfig, timeout_s: float = 600.0) -> Placement:
+    check_placement(cfg)
+    rc, lc = cfg.rollout, cfg.learner
+    if rc.placement == "colocated":
+        gpus = 1.0 if lc.num_gpus_per_rank or rc.num_gpus_per_worker else 0.0
+        pg = placement_group([_bundle(lc.num_cpus_per_rank + rc.num_cpus_per_worker, gpus)
+                              for _ in range(lc.world_size)], strategy="PACK")
+        ray.get(pg.ready(), timeout=timeout_s)
+        share = 0.5 if gpus else 0.0
+        return Placement(
+            learner=[_in(pg, i, num_cpus=lc.num_cpus_per_rank, num_gpus=share) for i in range(lc.world_size)],
+            rollout=[_in(pg, i, num_cpus=rc.num_cpus_per_worker, num_gpus=share) for i in range(rc.num_workers)],
+            groups=[pg])
+    learner_pg = placement_group([_bundle(lc.num_cpus_per_rank, lc.num_gpus_per_rank)
+                                  for _ in range(lc.world_size)], strategy="PACK")
+    engine_gpus = rc.num_gpus_per_worker * rc.tensor_parallel_size
+    rollout_pg = placement_group([_bundle(rc.num_cpus_per_worker, engine_gpus)
+                                  for _ in range(rc.num_workers)], strategy="PACK")
+    ray.get([learner_pg.ready(), rollout_pg.ready()], timeout=timeout_s)
+    return Placement(
+        learner=[_in(learner_pg, i, num_cpus=lc.num_cpus_per_rank, num_gpus=lc.num_gpus_per_rank)
+                 for i in range(lc.world_size)],
+        rollout=[_in(rollout_pg, i, num_cpus=rc.num_cpus_per_worker, num_gpus=engine_gpus)
+                 for i in range(rc.num_workers)],
+        groups=[learner_pg, rollout_pg])
