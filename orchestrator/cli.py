@@ -43,6 +43,12 @@ def preflight(cfg) -> None:
             CompositeReward(list(cfg.rewards))
         except (ValueError, ImportError, TypeError) as err:
             raise SystemExit(f"vrft: error: rewards: {str(err).splitlines()[0]}") from None
+    from orchestrator.placement import check_placement
+
+    try:
+        check_placement(cfg)
+    except ValueError as err:
+        raise SystemExit(f"vrft: error: {err}") from None
     if cfg.rollout.engine == "vllm":
         try:
             import vllm  # noqa: F401

@@ -19,6 +19,7 @@ from learner import Sample, TrainBatch
 from orchestrator.checkpoint import latest_checkpoint, read_state, write_checkpoint
 from orchestrator.config import TrainConfig
 from orchestrator.data import PromptSource
+from orchestrator.placement import place
 from orchestrator.session import (
     Actors,
     connect_weight_sync,
@@ -52,14 +53,15 @@ def eos_id(processor) -> int:
     return im_end if isinstance(im_end, int) and im_end != tok.unk_token_id else tok.eos_token_id
 
 
-def run_sft(cfg: TrainConfig, processor, data: PromptSource, out: Path, tracker: Tracker) -> Path:
+def run_sft(cfg: TrainConfig, processor, data: PromptSource, out: Path, tracker: Tracker,
+            placement: list[dict]) -> Path:
     """Chain-of-thought SFT on the learner's DeepSpeed machinery; the result is a HF folder."""
     sft = cfg.sft
     learner_cfg = cfg.learner.model_copy(update={
         "lr": sft.lr, "lr_schedule": sft.lr_schedule, "warmup_steps": sft.warmup_steps,
         "weight_decay": sft.weight_decay, "beta": 0.0})
     pad = processor.tokenizer.pad_token_id
-    group = start_learner(cfg, learner_cfg, cfg.model.path, sft.steps, pad)
+    group = start_learner(cfg, learner_cfg, cfg.model.path, sft.steps, pad, placement)
     end = eos_id(processor)
     try:
         for step in range(1, sft.steps + 1):
@@ -104,22 +106,23 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False) -> dict[str, fl
     history: list[float] = state["history"] if state else []
     tracker = Tracker(run_dir, cfg.model_dump(mode="json"), cfg.run.steps, cfg.logging.wandb,
                       cfg.logging.project, cfg.logging.progress, resume_step=start_step)
-    started_ray, actors = False, None
+    started_ray, actors, placement = False, None, None
     try:
         started_ray = start_ray(cfg)
+        placement = place(cfg)
         model_path = cfg.model.path
         if cfg.sft.steps > 0:
             sft_dir = run_dir / "sft_model"
             if state is None or not state.get("sft_model"):
-                run_sft(cfg, processor, data, sft_dir, tracker)
+                run_sft(cfg, processor, data, sft_dir, tracker, placement.learner)
             model_path = str(sft_dir)
         if cfg.run.steps == 0:
             return summarize([], (time.perf_counter() - started) / 60)
         if state:
             data.load_state(state["data"])
-        actors = Actors(workers=start_rollout(cfg, model_path), pool=start_pool(cfg, specs))
+        actors = Actors(workers=start_rollout(cfg, model_path, placement.rollout), pool=start_pool(cfg, specs))
         pad = processor.tokenizer.pad_token_id
-        actors.learner = start_learner(cfg, cfg.learner, model_path, cfg.run.steps, pad)
+        actors.learner = start_learner(cfg, cfg.learner, model_path, cfg.run.steps, pad, placement.learner)
         connect_weight_sync(actors, cfg)
         if state:
             ckpt = latest_checkpoint(run_dir)
@@ -160,4 +163,4 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False) -> dict[str, fl
         return summary
     finally:
         tracker.close()
-        shutdown(actors, started_ray)
+        shutdown(actors, placement, started_ray)

@@ -47,15 +47,16 @@ class Actors:
     timings: dict = field(default_factory=dict)
 
 
-def start_rollout(cfg: TrainConfig, model_path: str) -> list:
+def start_rollout(cfg: TrainConfig, model_path: str, placement: list[dict]) -> list:
     rc = cfg.rollout
     options = {"dtype": rc.dtype, "trust_remote_code": cfg.model.trust_remote_code}
     if rc.engine == "hf":
         options["max_batch_size"] = rc.max_batch_size
     else:
-        options.update(rc.vllm)
-    workers = [RolloutWorker.options(num_cpus=rc.num_cpus_per_worker, num_gpus=rc.num_gpus_per_worker)
-               .remote(rc.engine, model_path, options, rc.torch_threads) for _ in range(rc.num_workers)]
+        options.update(tensor_parallel_size=rc.tensor_parallel_size, min_pixels=cfg.model.min_pixels,
+                       max_pixels=cfg.model.max_pixels, **rc.vllm)
+    workers = [RolloutWorker.options(**placement[i]).remote(rc.engine, model_path, options, rc.torch_threads)
+               for i in range(rc.num_workers)]
     ray.get([w.ready.remote() for w in workers])
     return workers
 
@@ -65,9 +66,10 @@ def start_pool(cfg: TrainConfig, specs: list[RewardSpec]) -> VerifierPool:
 
 
 def start_learner(cfg: TrainConfig, learner_cfg: LearnerConfig, model_path: str, total_steps: int,
-                  pad_id: int) -> LearnerGroup:
+                  pad_id: int, placement: list[dict]) -> LearnerGroup:
     return LearnerGroup(model_path, learner_cfg, total_steps, pad_id,
-                        trust_remote_code=cfg.model.trust_remote_code, temperature=cfg.rollout.temperature)
+                        trust_remote_code=cfg.model.trust_remote_code, temperature=cfg.rollout.temperature,
+                        rank_options=placement)
 
 
 def sync_backend(cfg: TrainConfig) -> str:
@@ -103,7 +105,7 @@ def sync_weights(actors: Actors, version: int, bucket_mb: float) -> dict[str, fl
     return {"time/sync": seconds, "sync/bytes": float(sent), "sync/buckets": float(len(plan))}
 
 
-def shutdown(actors: Actors | None, started_ray: bool) -> None:
+def shutdown(actors: Actors | None, placement, started_ray: bool) -> None:
     """Best effort: every actor is killed and Ray stopped even if some step below fails."""
     if actors is not None:
         for stop in (lambda: actors.pool.shutdown(),
@@ -113,5 +115,7 @@ def shutdown(actors: Actors | None, started_ray: bool) -> None:
                 stop()
             except Exception as err:
                 log.warning("shutdown: %s", err)
+    if placement is not None:
+        placement.release()
     if started_ray and ray.is_initialized():
         ray.shutdown()

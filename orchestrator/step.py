@@ -142,9 +142,14 @@ def grpo_step(cfg: TrainConfig, actors: Actors, pending: PendingRollout, step: i
         "rollout/policy_version_min": float(oldest),
         "async/staleness": float(staleness),
     })
+    colocated = cfg.rollout.placement == "colocated"
+    if colocated:  # engines give their GPU memory to the learner, and take it back for the sync
+        ray.get([w.sleep.remote() for w in actors.workers])
     learn_start = time.perf_counter()
     learner_metrics = actors.learner.train_step(batch)
     metrics["time/learn"] = time.perf_counter() - learn_start
+    if colocated:
+        ray.get([w.wake_up.remote() for w in actors.workers])
     metrics.update({f"learner/{k}": v for k, v in learner_metrics.items()})
     metrics.update(sync_weights(actors, actors.version + 1, cfg.sync.bucket_mb))
     metrics["time/step"] = time.perf_counter() - start

@@ -42,6 +42,11 @@ COLORS: dict[str, tuple[int, int, int]] = {
 SHAPES = ("circle", "square", "triangle")
 DETECTION_CATEGORIES = ("square", "circle")
 BACKGROUND = (255, 255, 255)
+# Counting and detection draw in near-black: with one high-contrast ink, "is there a shape here" is
+# the same feature everywhere. Measured with the `small` model and plain SFT: counting drawn in the
+# four colours with smaller shapes stayed at chance after 80 steps; in this ink and size it reached
+# 94% exact after 120.
+INK = (20, 20, 20)
 
 # Reason-RFT counting prompt (train/stage_rl/prompt.py), verbatim around the question.
 COUNTING_PROMPT = (
@@ -109,17 +114,16 @@ def _draw_shape(draw: ImageDraw.ImageDraw, shape: str, box: tuple[int, int, int,
 
 def _sample_counting(rng: random.Random, size: int) -> Sample:
     shape = rng.choice(SHAPES)
-    color = COLORS[rng.choice(list(COLORS))]
     count = rng.randint(1, 4)
     image = Image.new("RGB", (size, size), BACKGROUND)
     draw = ImageDraw.Draw(image)
     cell = size // 2
     for index in rng.sample(range(4), count):
-        side = rng.randint(cell // 2, cell * 4 // 5)
+        side = rng.randint(cell * 2 // 3, cell - 4)
         # A 1-pixel margin inside the cell keeps neighbouring shapes from touching.
         x0 = (index % 2) * cell + rng.randint(1, cell - side - 1)
         y0 = (index // 2) * cell + rng.randint(1, cell - side - 1)
-        _draw_shape(draw, shape, (x0, y0, side, side), color)
+        _draw_shape(draw, shape, (x0, y0, side, side), INK)
     question = f"How many {shape}s are in the image?"
     return Sample(
         image=image,
@@ -170,7 +174,7 @@ def _sample_detection(rng: random.Random, size: int) -> Sample:
     image = Image.new("RGB", (size, size), BACKGROUND)
     draw = ImageDraw.Draw(image)
     for box in placed:
-        _draw_shape(draw, category, box, COLORS[rng.choice(list(COLORS))])
+        _draw_shape(draw, category, box, INK)
     boxes = sorted(
         [_to_1000(x, size), _to_1000(y, size), _to_1000(x + w, size), _to_1000(y + h, size)]
         for x, y, w, h in placed

@@ -71,3 +71,15 @@ def test_async_rollouts_stay_within_max_staleness(ray_cluster, tiny_model, color
         assert r["policy_version"] - 1 - r["rollout/policy_version_min"] == r["async/staleness"]
         assert "learner/is/mismatch_kl" in r
     assert [r["policy_version"] for r in steps] == [1.0, 2.0, 3.0, 4.0]
+
+
+def test_colocated_placement_sleeps_engines_around_learning(ray_cluster, tiny_model, color_data, tmp_path):
+    """Engine i shares learner rank i's placement-group bundle; engines sleep while the learner
+    trains and wake for the weight sync (a no-op for memory on CPU, the same calls as on GPU)."""
+    cfg = load_config(CONFIG, [f"model.path={tiny_model}", f"data.path={color_data}", "run.steps=2",
+                               "rollout.placement=colocated"])
+    train(cfg, tmp_path)
+    steps = [r for r in read_records(tmp_path) if "step" in r]
+    assert [r["policy_version"] for r in steps] == [1.0, 2.0]
+    assert ray.util.placement_group_table() == {} or all(
+        pg["state"] == "REMOVED" for pg in ray.util.placement_group_table().values())

@@ -1,0 +1,79 @@
+"""`vrft export CHECKPOINT OUT`: a run checkpoint -> a Hugging Face folder transformers loads.
+
+The learner's DeepSpeed files are read offline (any ZeRO stage, any world size; no Ray, no GPU),
+LoRA adapters are folded into their weights, and the result is written as safetensors under the
+plain model's parameter names, next to the base model's config and tokenizer/processor files:
+
+    AutoModelForImageTextToText.from_pretrained(OUT)      # or AutoModelForCausalLM for text models
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import torch
+from transformers import AutoConfig, GenerationConfig
+
+from learner.checkpointing import consolidated_state_dict, read_meta, write_hf_folder
+from learner.lora import merge_state_dict
+from learner.model import model_class
+
+# What a model folder holds besides the weights is copied as is (tokenizer, processor, template).
+_WEIGHTS = ("*.safetensors", "*.bin", "*.pt", "*.pth", "*.h5", "*.msgpack", "*.ckpt", "*.index.json")
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def learner_dir(checkpoint: Path) -> Path:
+    """A run checkpoint (`.../checkpoints/step_000100`) or its `learner` folder itself."""
+    return checkpoint / "learner" if (checkpoint / "learner").is_dir() else checkpoint
+
+
+def _model_files(model_path: str) -> Path:
+    local = Path(model_path).expanduser()
+    if local.is_dir():
+        return local
+    from huggingface_hub import snapshot_download  # a hub id: its small files, from the cache if offline
+
+    return Path(snapshot_download(model_path, ignore_patterns=list(_WEIGHTS)))
+
+
+def _check_names(state: dict[str, torch.Tensor], model_path: str, config, trust_remote_code: bool) -> None:
+    """The names must be exactly the plain model's, or from_pretrained would drop or re-init weights."""
+    cls = model_class(model_path, trust_remote_code)
+    with torch.device("meta"):  # names only: no memory, no initialisation
+        model = cls.from_config(config, trust_remote_code=trust_remote_code)
+    params = {n for n, _ in model.named_parameters()}  # tied weights appear once
+    allowed = set(model.state_dict())
+    missing, unexpected = sorted(params - set(state)), sorted(set(state) - allowed)
+    if missing or unexpected:
+        raise ValueError(f"export: checkpoint does not match {type(model).__name__}: "
+                         f"missing {missing[:3]}, unexpected {unexpected[:3]}")
+
+
+def export_checkpoint(checkpoint: str | Path, out: str | Path, dtype: str = "auto") -> Path:
+    """Write the checkpoint's policy to `out`; `dtype` "auto" keeps the base model's dtype."""
+    source, out = learner_dir(Path(checkpoint)), Path(out)
+    meta = read_meta(source)
+    trust = bool(meta.get("trust_remote_code", False))
+    state = consolidated_state_dict(source)
+    if meta.get("lora"):
+        state = merge_state_dict(state, float(meta["lora"]["scaling"]))
+    config = AutoConfig.from_pretrained(meta["model_path"], trust_remote_code=trust)
+    _check_names(state, meta["model_path"], config, trust)
+    target = _DTYPES.get(dtype) or getattr(config, "dtype", None) or torch.float32
+    if isinstance(target, str):
+        target = _DTYPES.get(target, torch.float32)
+    state = {k: v.to(target) if v.is_floating_point() else v for k, v in state.items()}
+    files = _model_files(meta["model_path"])
+    out.mkdir(parents=True, exist_ok=True)
+    for item in files.iterdir():
+        if item.is_file() and not any(item.match(p) for p in _WEIGHTS):
+            shutil.copy2(item, out / item.name)
+    try:
+        generation = GenerationConfig.from_pretrained(files)
+    except OSError:
+        generation = None
+    write_hf_folder(out, state, config, generation)
+    return out
+
