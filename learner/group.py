@@ -1,15 +1,17 @@
 """`LearnerGroup`: the DeepSpeed learner ranks, driven together from the orchestrator.
 
-    group = LearnerGroup(model_path, cfg, total_steps)
-    metrics = group.train_step(TrainBatch(samples))      # one optimizer step
+    group = LearnerGroup(model_path, cfg, total_steps, pad_id)
+    metrics = group.train_step(TrainBatch(samples))      # num_iterations optimizer steps
     group.broadcast_weights(version)                     # while rollout workers receive
 """
 
 from __future__ import annotations
 
 import ray
+import torch
 
-from learner.batch import Sample, TrainBatch, split_micro_batches
+from learner.algorithms import get_advantage
+from learner.batch import Sample, TrainBatch, counted, split_micro_batches
 from learner.config import LearnerConfig
 from learner.worker import LearnerRank
 
@@ -33,28 +35,74 @@ def assign_to_ranks(micro_batches: list[list[Sample]], world_size: int) -> list[
     return shards
 
 
+def kl_shaped_advantages(shards: list[list[list[Sample]]], kl_sums: list[list[list[float]]],
+                         cfg: LearnerConfig) -> tuple[list[list[list[float]]], dict[str, float]]:
+    """KL in the reward (veRL's use_kl_in_reward; InstructGPT's shaped reward): each sample's
+    reward becomes `r - β Σ_t KL_t`, and the configured estimator recomputes the group-relative
+    advantages from those. Returns the advantages in the shards' layout (0 for filler samples)."""
+    flat: list[tuple[Sample, float]] = [
+        (s, kl) for shard, kls in zip(shards, kl_sums, strict=True)
+        for micro, micro_kls in zip(shard, kls, strict=True)
+        for s, kl in zip(micro, micro_kls, strict=True) if s.weight > 0]
+    if any(s.reward is None for s, _ in flat):
+        raise ValueError("learner.kl_in_reward needs every sample's reward (Sample.reward)")
+    shaped = torch.tensor([s.reward - cfg.beta * kl for s, kl in flat], dtype=torch.float64)
+    groups = torch.tensor([s.group_id for s, _ in flat], dtype=torch.long)
+    adv = iter(get_advantage(cfg.advantage)(shaped, groups, **cfg.advantage_options).tolist())
+    layout = [[[next(adv) if s.weight > 0 else 0.0 for s in micro] for micro in shard] for shard in shards]
+    kl_total = sum(kl for _, kl in flat)
+    tokens = sum(len(s.completion_ids) for s, _ in flat)
+    return layout, {"kl": kl_total / max(tokens, 1), "kl_penalty_mean": cfg.beta * kl_total / len(flat)}
+
+
 class LearnerGroup:
     def __init__(self, model_path: str, cfg: LearnerConfig, total_steps: int, pad_id: int,
-                 trust_remote_code: bool = False, temperature: float = 1.0):
+                 trust_remote_code: bool = False, temperature: float = 1.0,
+                 rank_options: list[dict] | None = None):
+        """`rank_options[r]`: Ray actor options for rank r (the orchestrator's placement group
+        bundles); by default each rank asks for num_cpus/num_gpus_per_rank anywhere."""
         self.cfg, self.pad_id, self.temperature = cfg, pad_id, temperature
-        options = {"num_cpus": cfg.num_cpus_per_rank, "num_gpus": cfg.num_gpus_per_rank}
-        self.ranks = [LearnerRank.options(**options).remote(r, cfg.world_size, cfg.model_dump())
+        default = {"num_cpus": cfg.num_cpus_per_rank, "num_gpus": cfg.num_gpus_per_rank}
+        options = rank_options or [default] * cfg.world_size
+        self.ranks = [LearnerRank.options(**options[r]).remote(r, cfg.world_size, cfg.model_dump())
                       for r in range(cfg.world_size)]
         addr, port = ray.get(self.ranks[0].address.remote())
-        ray.get([r.setup.remote(addr, port, model_path, total_steps, trust_remote_code) for r in self.ranks])
+        self.info: dict = ray.get([r.setup.remote(addr, port, model_path, total_steps, trust_remote_code)
+                                   for r in self.ranks])[0]
         self._plan: list[dict] | None = None
 
     def train_step(self, batch: TrainBatch, mode: str = "grpo") -> dict[str, float]:
+        """One rollout batch: `num_iterations` optimizer steps in GRPO mode, one in SFT mode."""
         real = [s for s in batch.samples if s.weight > 0]
         if not real:
             raise ValueError("train_step: the batch has no samples")
-        micro = split_micro_batches(real, self.cfg.micro_batch_size, self.cfg.token_budget)
-        norms = {"tokens": float(sum(len(s.completion_ids) for s in real)), "seqs": float(len(real)),
+        # The normalising counts cover the samples whose tokens enter the loss: with
+        # mask_truncated, a truncated completion is neither counted nor trained on.
+        trained = counted(real, self.cfg.mask_truncated and mode == "grpo")
+        if not trained:
+            return {"loss": 0.0, "tokens": 0.0, "skipped": 1.0}
+        norms = {"tokens": float(sum(len(s.completion_ids) for s in trained)), "seqs": float(len(trained)),
                  "max_len": float(batch.max_completion_len or max(len(s.completion_ids) for s in real))}
+        micro = split_micro_batches(real, self.cfg.micro_batch_size, self.cfg.token_budget)
         shards = assign_to_ranks(micro, self.cfg.world_size)
-        results = ray.get([rank.train_step.remote(shard, norms, self.pad_id, mode, self.temperature)
-                           for rank, shard in zip(self.ranks, shards, strict=True)])
-        return merge_rank_metrics(results)
+        # SFT is plain cross-entropy: the sampling temperature has nothing to do with it.
+        temperature = self.temperature if mode == "grpo" else 1.0
+        extra: dict[str, float] = {}
+        if mode == "grpo" and self.cfg.kl_in_reward and self.cfg.uses_reference:
+            kl_sums = ray.get([rank.prepare.remote(shard, self.pad_id, mode, temperature)
+                               for rank, shard in zip(self.ranks, shards, strict=True)])
+            advantages, extra = kl_shaped_advantages(shards, kl_sums, self.cfg)
+            refs = [rank.train_step.remote(None, norms, self.pad_id, mode, temperature, adv)
+                    for rank, adv in zip(self.ranks, advantages, strict=True)]
+        else:
+            refs = [rank.train_step.remote(shard, norms, self.pad_id, mode, temperature)
+                    for rank, shard in zip(self.ranks, shards, strict=True)]
+        merged = merge_rank_metrics(ray.get(refs))
+        merged.update(extra)
+        merged["micro_batches"] = float(len(micro))
+        if len(trained) < len(real):
+            merged["truncated_masked"] = float(len(real) - len(trained))
+        return merged
 
     def logprobs(self, samples: list[Sample]) -> list[list[float]]:
         refs = [rank.logprobs.remote(samples, self.pad_id, self.temperature) for rank in self.ranks]
@@ -94,11 +142,15 @@ class LearnerGroup:
 
 
 def merge_rank_metrics(results: list[dict[str, float]]) -> dict[str, float]:
-    """Loss contributions add up over ranks; the other figures are token-weighted means."""
+    """Loss contributions add up over ranks; `*_max` figures are maxima; the other figures are
+    token-weighted means."""
     tokens = sum(r.get("tokens", 0.0) for r in results)
     merged: dict[str, float] = {"loss": sum(r.get("loss", 0.0) for r in results), "tokens": tokens}
     for key in {k for r in results for k in r} - {"loss", "tokens", "grad_norm", "lr"}:
-        merged[key] = sum(r.get(key, 0.0) * r.get("tokens", 0.0) for r in results) / max(tokens, 1.0)
+        if key.endswith("_max"):
+            merged[key] = max(r[key] for r in results if key in r)
+        else:
+            merged[key] = sum(r.get(key, 0.0) * r.get("tokens", 0.0) for r in results) / max(tokens, 1.0)
     for key in ("grad_norm", "lr"):
         if key in results[0]:
             merged[key] = results[0][key]
