@@ -22,10 +22,16 @@ class Sample:
     image_grid_thw: torch.Tensor | None = None
     prompt_mm_token_type_ids: list[int] | None = None
     weight: float = 1.0  # 0 for the padding micro-batches that keep ranks in lock-step
+    finish_reason: str = "stop"  # "length": cut by max_new_tokens (masked if mask_truncated)
+    reward: float | None = None  # the total reward; needed when the KL goes into the reward
 
     @property
     def length(self) -> int:
         return len(self.prompt_ids) + len(self.completion_ids)
+
+    @property
+    def truncated(self) -> bool:
+        return self.finish_reason == "length"
 
 
 @dataclass
@@ -41,14 +47,17 @@ class TrainBatch:
 def split_micro_batches(samples: list[Sample], micro_batch_size: int, token_budget: int | None = None,
                         ) -> list[list[Sample]]:
     """Micro-batches of at most `micro_batch_size` samples, and (if set) at most `token_budget`
-    padded tokens: samples are sorted by length first so that little padding is computed."""
+    padded tokens: samples are sorted by length first, so a micro-batch holds sequences of similar
+    length and little padding is computed; short sequences share a micro-batch with many others.
+    Without a budget the batch is cut in its given order (every micro-batch padded to its longest).
+    A sample longer than the budget gets a micro-batch of its own."""
     if token_budget is None:
         return [samples[i:i + micro_batch_size] for i in range(0, len(samples), micro_batch_size)]
     batches: list[list[Sample]] = []
     current: list[Sample] = []
     for sample in sorted(samples, key=lambda s: s.length):
-        longest = max([s.length for s in current] + [sample.length])
-        if current and (len(current) >= micro_batch_size or longest * (len(current) + 1) > token_budget):
+        # sorted ascending: the newcomer is the longest, so it sets the padded width
+        if current and (len(current) >= micro_batch_size or sample.length * (len(current) + 1) > token_budget):
             batches.append(current)
             current = []
         current.append(sample)
@@ -57,15 +66,18 @@ def split_micro_batches(samples: list[Sample], micro_batch_size: int, token_budg
     return batches
 
 
-def collate(samples: list[Sample], pad_id: int) -> dict[str, torch.Tensor]:
+def collate(samples: list[Sample], pad_id: int, mask_truncated: bool = False) -> dict[str, torch.Tensor]:
     """Right-padded prompt+completion tensors. `loss_mask[b, t]` is 1 where position t+1 holds a
-    completion token, i.e. on the grid of the shifted labels `input_ids[:, 1:]`."""
+    completion token, i.e. on the grid of the shifted labels `input_ids[:, 1:]`. `weights` multiply
+    each row's loss: 0 for filler samples and, with `mask_truncated`, for completions cut by the
+    length limit. `rollout_logprobs` is present only if every sample carries the engine's."""
     width = max(s.length for s in samples)
     n = len(samples)
     input_ids = torch.full((n, width), pad_id, dtype=torch.long)
     attention_mask = torch.zeros((n, width), dtype=torch.long)
     loss_mask = torch.zeros((n, width - 1), dtype=torch.float32)
-    rollout_logp = torch.zeros((n, width - 1), dtype=torch.float32)
+    has_rollout = all(s.rollout_logprobs is not None for s in samples)
+    rollout_logp = torch.zeros((n, width - 1), dtype=torch.float32) if has_rollout else None
     has_mm = any(s.prompt_mm_token_type_ids is not None for s in samples)
     mm_types = torch.zeros((n, width), dtype=torch.long) if has_mm else None
     for row, s in enumerate(samples):
@@ -73,7 +85,10 @@ def collate(samples: list[Sample], pad_id: int) -> dict[str, torch.Tensor]:
         input_ids[row, :p + c] = torch.tensor(s.prompt_ids + s.completion_ids, dtype=torch.long)
         attention_mask[row, :p + c] = 1
         loss_mask[row, p - 1:p + c - 1] = 1.0
-        if s.rollout_logprobs is not None:
+        if rollout_logp is not None:
+            if len(s.rollout_logprobs) != c:
+                raise ValueError(f"a sample has {c} completion tokens but {len(s.rollout_logprobs)} "
+                                 "rollout log-probs")
             rollout_logp[row, p - 1:p + c - 1] = torch.tensor(s.rollout_logprobs, dtype=torch.float32)
         if mm_types is not None and s.prompt_mm_token_type_ids is not None:
             mm_types[row, :p] = torch.tensor(s.prompt_mm_token_type_ids, dtype=torch.long)
@@ -81,10 +96,12 @@ def collate(samples: list[Sample], pad_id: int) -> dict[str, torch.Tensor]:
         "input_ids": input_ids,
         "attention_mask": attention_mask,
         "loss_mask": loss_mask,
-        "rollout_logprobs": rollout_logp,
         "advantages": torch.tensor([s.advantage for s in samples], dtype=torch.float32),
-        "weights": torch.tensor([s.weight for s in samples], dtype=torch.float32),
+        "weights": torch.tensor([0.0 if mask_truncated and s.truncated else s.weight for s in samples],
+                                dtype=torch.float32),
     }
+    if rollout_logp is not None:
+        out["rollout_logprobs"] = rollout_logp
     if mm_types is not None:
         out["mm_token_type_ids"] = mm_types
     pixels = [s.pixel_values for s in samples if s.pixel_values is not None]
@@ -92,3 +109,8 @@ def collate(samples: list[Sample], pad_id: int) -> dict[str, torch.Tensor]:
         out["pixel_values"] = torch.cat(pixels, dim=0)
         out["image_grid_thw"] = torch.cat([s.image_grid_thw for s in samples if s.image_grid_thw is not None])
     return out
+
+
+def counted(samples: list[Sample], mask_truncated: bool) -> list[Sample]:
+    """The samples whose tokens enter the loss (and so its normalising counts)."""
+    return [s for s in samples if s.weight > 0 and not (mask_truncated and s.truncated)]

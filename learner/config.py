@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class LearnerConfig(BaseModel):
@@ -20,11 +20,20 @@ class LearnerConfig(BaseModel):
     betas: tuple[float, float] = (0.9, 0.999)
     grad_clip: float = Field(1.0, gt=0)
     micro_batch_size: int = Field(4, ge=1, description="sequences per forward/backward")
-    token_budget: int | None = Field(None, ge=1, description="max padded tokens per micro-batch")
+    token_budget: int | None = Field(None, ge=1, description="max padded tokens per micro-batch; "
+                                     "samples are sorted by length first (None: micro_batch_size only)")
     gradient_checkpointing: bool = False
     freeze_vision: bool = False
-    offload_optimizer: bool = False
-    offload_params: bool = False
+    offload_optimizer: bool = False  # ZeRO-Offload: optimizer states (and step) on the CPU
+    offload_params: bool = False  # ZeRO-3 only: parameters live on the CPU between uses
+
+    # LoRA through peft (0: full fine-tuning). The vision tower never gets adapters (as EasyR1).
+    lora_rank: int = Field(0, ge=0)
+    lora_alpha: float | None = Field(None, gt=0, description="None: 2 x lora_rank")
+    lora_dropout: float = Field(0.0, ge=0, lt=1)
+    lora_target_modules: list[str] | None = Field(
+        None, description="module name suffixes; None: every linear layer of the language model")
+
     # The algorithm, by registered name (learner.algorithms). Defaults are Visual-RFT's loss.
     advantage: str = "grpo"
     advantage_options: dict = Field(default_factory=dict)
@@ -33,9 +42,40 @@ class LearnerConfig(BaseModel):
     loss_agg: Literal["seq-mean-token-mean", "token-mean", "seq-mean-token-sum-norm"] = "seq-mean-token-mean"
     kl_estimator: Literal["k1", "k2", "k3"] = "k3"
     beta: float = Field(0.04, ge=0, description="KL weight; 0 loads no reference model")
-    entropy_coef: float = 0.0
+    kl_in_reward: bool = Field(False, description="subtract beta * sum_t KL_t from each sample's reward "
+                               "and recompute the advantages (veRL use_kl_in_reward), instead of "
+                               "adding beta * KL_t to the per-token loss")
+    entropy_coef: float = Field(0.0, ge=0, description="entropy bonus: loss -= coef * H_t")
+    num_iterations: int = Field(1, ge=1, description="optimizer steps per rollout batch (GRPO's mu); "
+                                "> 1 computes the old log-probs before the first update")
     is_correction: bool = False  # truncated importance sampling between engine and learner log-probs
     is_cap: float = Field(2.0, gt=0)
+
+    # DAPO (Yu et al. 2025). The orchestrator applies dynamic sampling and the overlong penalty when
+    # it builds the batch; the learner applies mask_truncated (needs Sample.finish_reason).
+    dynamic_sampling: bool = False  # drop groups whose rewards are all equal
+    overlong_buffer: int = Field(0, ge=0, description="soft overlong penalty buffer in tokens (0: off)")
+    overlong_penalty: float = Field(1.0, ge=0)
+    mask_truncated: bool = False  # completions cut by max_new_tokens carry no gradient
+
     num_gpus_per_rank: float = Field(0.0, ge=0)
     num_cpus_per_rank: float = Field(1.0, ge=0)
     torch_threads: int | None = Field(None, ge=1, description="torch CPU threads per rank")
+
+    @model_validator(mode="after")
+    def _check(self) -> LearnerConfig:
+        if self.offload_params and self.zero_stage != 3:
+            raise ValueError("offload_params needs zero_stage 3")
+        if self.offload_optimizer and self.zero_stage == 0:
+            raise ValueError("offload_optimizer needs zero_stage >= 1")
+        return self
+
+    @property
+    def lora_scaling(self) -> float:
+        """peft's scaling of B @ A: alpha / rank."""
+        return (self.lora_alpha or 2.0 * self.lora_rank) / self.lora_rank if self.lora_rank else 0.0
+
+    @property
+    def uses_reference(self) -> bool:
+        """β = 0 loads no reference model at all (and computes no reference log-probs)."""
+        return self.beta > 0

@@ -1,9 +1,13 @@
-"""Sending end of weight sync: learner rank 0 broadcasts the full weights in flat buckets.
+"""Sending end of weight sync: learner rank 0 broadcasts the weights in flat buckets.
 
 Wire format (agreed with rollout/weight_sync.py as plain data): a plan is a list of buckets
 `{"dtype": str, "numel": int, "entries": [(name, shape), ...]}`; each bucket travels as one flat
-tensor. Under ZeRO-3 every learner rank takes part in gathering a bucket's parameters (the gather is
-collective), bucket by bucket, so the full model never sits on one rank at once; only rank 0 sends.
+tensor. Names are the plain transformers model's `named_parameters()` names: with LoRA each entry
+is the merged `W + scaling * B @ A` under the base weight's name (learner.lora). Only tensors that
+training can change are sent; the rest equal what the engines loaded from the same checkpoint.
+Under ZeRO-3 every learner rank takes part in gathering a bucket's parameters (one collective
+gather per bucket, never one per parameter), bucket by bucket, so the full model never sits on
+one rank at once; only rank 0 sends.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from datetime import timedelta
 
 import torch
 import torch.distributed as dist
+
+from learner.lora import Entry
 
 
 def join_group(master_addr: str, port: int, rank: int, world_size: int, backend: str,
@@ -31,39 +37,49 @@ def join_group(master_addr: str, port: int, rank: int, world_size: int, backend:
     raise ValueError(f"unknown weight-sync backend {backend!r}; choose gloo or nccl")
 
 
-def _full_shape(param: torch.nn.Parameter) -> list[int]:
-    return list(getattr(param, "ds_shape", param.shape))  # ZeRO-3 keeps the full shape aside
-
-
-def make_plan(named_params: list[tuple[str, torch.nn.Parameter]], dtype: torch.dtype,
-              bucket_mb: float) -> list[dict]:
+def make_plan(entries: list[Entry], dtype: torch.dtype, bucket_mb: float) -> list[dict]:
     limit = max(1, int(bucket_mb * 2**20 * 8) // torch.finfo(dtype).bits)  # elements per bucket
     plan: list[dict] = []
     dtype_name = str(dtype).removeprefix("torch.")
-    for name, param in named_params:
-        shape = _full_shape(param)
-        numel = int(torch.Size(shape).numel())
+    for entry in entries:
+        numel = int(torch.Size(entry.shape).numel())
         if not plan or (plan[-1]["numel"] + numel > limit and plan[-1]["entries"]):
             plan.append({"dtype": dtype_name, "numel": 0, "entries": []})
-        plan[-1]["entries"].append((name, shape))
+        plan[-1]["entries"].append((entry.name, list(entry.shape)))
         plan[-1]["numel"] += numel
     return plan
 
 
-def iter_buckets(named_params: list[tuple[str, torch.nn.Parameter]], plan: list[dict],
-                 zero3: bool) -> Iterator[torch.Tensor]:
+def _gathered(members: list[Entry], zero3: bool):
+    """Under ZeRO-3, one collective gather of every parameter the members are computed from."""
+    if not zero3:
+        return nullcontext()
+    import deepspeed
+
+    sources = list({id(p): p for e in members for p in e.sources}.values())
+    return deepspeed.zero.GatheredParameters(sources, modifier_rank=None)
+
+
+def iter_buckets(entries: list[Entry], plan: list[dict], zero3: bool) -> Iterator[torch.Tensor]:
     """Yield each bucket's flat tensor (on every rank; under ZeRO-3 all ranks must iterate)."""
-    params = dict(named_params)
+    by_name = {e.name: e for e in entries}
     for bucket in plan:
-        members = [params[name] for name, _ in bucket["entries"]]
-        if zero3:
-            import deepspeed
-            ctx = deepspeed.zero.GatheredParameters(members, modifier_rank=None)
-        else:
-            ctx = nullcontext()
-        with ctx, torch.no_grad():
+        members = [by_name[name] for name, _ in bucket["entries"]]
+        with _gathered(members, zero3), torch.no_grad():
             dtype = getattr(torch, bucket["dtype"])
-            yield torch.cat([p.detach().reshape(-1).to(dtype) for p in members])
+            yield torch.cat([e.value().reshape(-1).to(dtype) for e in members])
+
+
+def iter_tensors(entries: list[Entry], zero3: bool, keep: bool = True, bucket_mb: float = 512.0,
+                 ) -> Iterator[tuple[str, torch.Tensor]]:
+    """`(name, CPU copy)` of every entry, gathered bucket by bucket (every rank must iterate under
+    ZeRO-3); a rank with `keep=False` takes part in the gathers but yields nothing."""
+    by_name = {e.name: e for e in entries}
+    for bucket in make_plan(entries, torch.float32, bucket_mb):
+        members = [by_name[name] for name, _ in bucket["entries"]]
+        with _gathered(members, zero3), torch.no_grad():
+            copies = [(e.name, e.value().to("cpu", copy=True)) for e in members] if keep else []
+        yield from copies
 
 
 def send_buckets(group: dist.ProcessGroup, buckets: Iterator[torch.Tensor], device: torch.device) -> int:

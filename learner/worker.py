@@ -1,7 +1,8 @@
 """`LearnerRank`: one DeepSpeed data-parallel rank as a Ray actor (policy, reference, optimizer).
 
-All ranks are driven together by `LearnerGroup`; every method that runs a collective (train_step,
-broadcast_weights under ZeRO-3, save, load) must be called on all ranks at once.
+All ranks are driven together by `LearnerGroup`; every method that runs a collective (prepare,
+train_step, logprobs and broadcast_weights under ZeRO-3, save, load, save_hf) must be called on
+all ranks at once, with the same number of micro-batches on each.
 """
 
 from __future__ import annotations
@@ -10,24 +11,30 @@ import math
 import os
 import socket
 import warnings
+from contextlib import contextmanager
+from pathlib import Path
 
 import ray
 import torch
 
 from learner.batch import Sample, collate
+from learner.checkpointing import load_rng, save_rng, write_hf_folder, write_meta
 from learner.config import LearnerConfig
-from learner.model import load_model, sequence_logprobs
-from learner.objective import grpo_objective, sft_objective
-from learner.weight_sync import iter_buckets, join_group, make_plan, send_buckets
+from learner.lora import is_peft, plain_entries
+from learner.model import load_model, load_policy, sequence_logprobs
+from learner.objective import grpo_objective, sequence_kl, sft_objective
+from learner.weight_sync import iter_buckets, iter_tensors, join_group, make_plan, send_buckets
+
+ADAPTERS_OFF = "adapters-off"  # the reference is the LoRA policy with its adapters disabled
 
 
-def deepspeed_config(cfg: LearnerConfig, bf16: bool, zero_stage: int) -> dict:
+def deepspeed_config(cfg: LearnerConfig, bf16: bool, zero_stage: int, cuda: bool = False) -> dict:
     zero: dict = {"stage": zero_stage, "overlap_comm": False, "contiguous_gradients": True}
     if cfg.offload_optimizer and zero_stage > 0:
-        zero["offload_optimizer"] = {"device": "cpu"}
+        zero["offload_optimizer"] = {"device": "cpu", "pin_memory": cuda}
     if cfg.offload_params and zero_stage == 3:
-        zero["offload_param"] = {"device": "cpu"}
-    return {
+        zero["offload_param"] = {"device": "cpu", "pin_memory": cuda}
+    config = {
         "train_micro_batch_size_per_gpu": 1,
         "gradient_accumulation_steps": 1,
         # Micro-batches vary in number per step (token budget): we call backward() per micro-batch
@@ -39,6 +46,19 @@ def deepspeed_config(cfg: LearnerConfig, bf16: bool, zero_stage: int) -> dict:
         "steps_per_print": 2**31,
         "wall_clock_breakdown": False,
     }
+    if cfg.offload_optimizer and not cuda:
+        # On a CPU-only machine the client torch AdamW already steps on the CPU.
+        config["zero_force_ds_cpu_optimizer"] = False
+    return config
+
+
+def reference_ds_config(cfg: LearnerConfig, bf16: bool) -> dict:
+    """ZeRO-3 inference engine for a separate reference model: partitioned like the policy."""
+    zero: dict = {"stage": 3}
+    if cfg.offload_params:
+        zero["offload_param"] = {"device": "cpu"}
+    return {"train_micro_batch_size_per_gpu": 1, "zero_optimization": zero, "bf16": {"enabled": bf16},
+            "steps_per_print": 2**31}
 
 
 def lr_lambda(cfg: LearnerConfig, total_steps: int):
@@ -54,6 +74,15 @@ def lr_lambda(cfg: LearnerConfig, total_steps: int):
     return factor
 
 
+def average_iterations(results: list[dict[str, float]]) -> dict[str, float]:
+    """Metrics of a step with several optimizer updates: means, maxima for `*_max`, the last lr."""
+    out: dict[str, float] = {}
+    for key in results[0]:
+        values = [r[key] for r in results if key in r]
+        out[key] = max(values) if key.endswith("_max") else values[-1] if key == "lr" else sum(values) / len(values)
+    return out
+
+
 @ray.remote
 class LearnerRank:
     def __init__(self, rank: int, world_size: int, cfg: dict):
@@ -65,9 +94,12 @@ class LearnerRank:
         self.device = torch.device("cuda", 0) if self.cuda else torch.device("cpu")
         self.sync_group = None
         self.version = 0
+        self._micro: list[dict[str, torch.Tensor]] = []
+        self._old: list[torch.Tensor | None] = []
+        self._ref: list[torch.Tensor | None] = []
 
     def setup(self, master_addr: str, master_port: int, model_path: str, total_steps: int,
-              trust_remote_code: bool = False) -> None:
+              trust_remote_code: bool = False) -> dict:
         """Join DeepSpeed's group (all ranks at once) and build policy, optimizer and reference."""
         rank, world_size = self.rank, self.world_size
         os.environ.update(RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK="0",
@@ -80,25 +112,45 @@ class LearnerRank:
         warnings.filterwarnings("ignore", category=FutureWarning, module="torch.distributed")
 
         deepspeed.init_distributed(dist_backend="nccl" if self.cuda else "gloo")
+        self.model_path, self.trust_remote_code = model_path, trust_remote_code
         bf16 = self.cfg.dtype == "bfloat16" or (self.cfg.dtype == "auto" and self.cuda)
-        # DeepSpeed keeps fp32 master weights itself when bf16 is on: load the model in fp32.
-        model = load_model(model_path, "float32", trust_remote_code, self.cfg.gradient_checkpointing,
-                           self.cfg.freeze_vision)
-        self.param_names = [n for n, _ in model.named_parameters()]
+        model = load_policy(model_path, self.cfg, trust_remote_code)
         trainable = [p for p in model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(trainable, lr=self.cfg.lr, betas=self.cfg.betas,
-                                      weight_decay=self.cfg.weight_decay)
+        info = {"trainable_params": sum(p.numel() for p in trainable),
+                "total_params": sum(p.numel() for p in model.parameters())}
+        if self.cfg.offload_optimizer and self.cuda:
+            from deepspeed.ops.adam import DeepSpeedCPUAdam  # torch's AdamW would step on the CPU slowly
+
+            optimizer = DeepSpeedCPUAdam(trainable, lr=self.cfg.lr, betas=self.cfg.betas,
+                                         weight_decay=self.cfg.weight_decay, adamw_mode=True)
+        else:
+            optimizer = torch.optim.AdamW(trainable, lr=self.cfg.lr, betas=self.cfg.betas,
+                                          weight_decay=self.cfg.weight_decay)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(self.cfg, total_steps))
-        self.ds_config = deepspeed_config(self.cfg, bf16, self.cfg.zero_stage)
-        self.engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer,
-                                                    lr_scheduler=scheduler, config=self.ds_config)
         self.zero3 = self.cfg.zero_stage == 3
-        self.ref = None
-        if self.cfg.beta > 0:
-            ref = load_model(model_path, "bfloat16" if bf16 else "float32", trust_remote_code)
-            ref.requires_grad_(False)
-            self.ref = ref.to(self.device).eval()
+        self.engine, _, _, _ = deepspeed.initialize(
+            model=model, optimizer=optimizer, lr_scheduler=scheduler,
+            config=deepspeed_config(self.cfg, bf16, self.cfg.zero_stage, self.cuda))
         self.compute_dtype = torch.bfloat16 if bf16 else torch.float32
+        self.ref = self._build_reference(model_path, trust_remote_code, bf16)
+        info["reference"] = ("none" if self.ref is None else
+                             ADAPTERS_OFF if isinstance(self.ref, str) else "copy")
+        return info
+
+    def _build_reference(self, model_path: str, trust_remote_code: bool, bf16: bool):
+        if not self.cfg.uses_reference:
+            return None  # β = 0: no second model, no reference forward passes
+        if self.cfg.lora_rank:
+            return ADAPTERS_OFF  # the frozen base *is* the reference: no second copy
+        ref = load_model(model_path, "bfloat16" if bf16 else "float32", trust_remote_code).eval()
+        ref.requires_grad_(False)
+        if self.zero3:
+            import deepspeed
+
+            engine, _, _, _ = deepspeed.initialize(model=ref, config=reference_ds_config(self.cfg, bf16))
+            engine.eval()  # DeepSpeedEngine.eval() returns None, unlike Module.eval()
+            return engine
+        return ref.to(self.device)
 
     # ---- set-up helpers -------------------------------------------------------------------
     def address(self) -> tuple[str, int]:
@@ -109,37 +161,100 @@ class LearnerRank:
         return ray.util.get_node_ip_address(), port
 
     def sync_plan(self, bucket_mb: float) -> list[dict]:
-        named = list(self.engine.module.named_parameters())
-        return make_plan(named, self.compute_dtype, bucket_mb)
+        return make_plan(plain_entries(self.engine.module, changing_only=True), self.compute_dtype, bucket_mb)
 
     def join_weight_sync(self, master_addr: str, port: int, world_size: int, backend: str) -> None:
         assert self.rank == 0, "only learner rank 0 joins the weight-sync group"
         self.sync_group = join_group(master_addr, port, 0, world_size, backend)
 
-    # ---- training -------------------------------------------------------------------------
+    # ---- forward passes -------------------------------------------------------------------
     def _to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         out = {k: v.to(self.device) for k, v in batch.items()}
         if "pixel_values" in out:
             out["pixel_values"] = out["pixel_values"].to(self.compute_dtype)
         return out
 
-    def train_step(self, micro_batches: list[list[Sample]], norms: dict[str, float], pad_id: int,
-                   mode: str = "grpo", temperature: float = 1.0) -> dict[str, float]:
-        """One optimizer step over this rank's micro-batches (same count on every rank)."""
+    @contextmanager
+    def _eval(self):
+        """No dropout for the log-probs of the policy that sampled (and of the reference)."""
+        was_training = self.engine.training
+        self.engine.eval()
+        try:
+            yield
+        finally:
+            self.engine.train(was_training)
+
+    @torch.no_grad()
+    def _ref_logprobs(self, batch: dict[str, torch.Tensor], temperature: float) -> torch.Tensor:
+        with self._eval():
+            if self.ref == ADAPTERS_OFF:
+                with self.engine.module.disable_adapter():
+                    return sequence_logprobs(self.engine, batch, temperature)[0]
+            return sequence_logprobs(self.ref, batch, temperature)[0]
+
+    # ---- training -------------------------------------------------------------------------
+    def prepare(self, micro_batches: list[list[Sample]], pad_id: int, mode: str = "grpo",
+                temperature: float = 1.0) -> list[list[float]] | None:
+        """Collate this rank's micro-batches and keep them for `train_step(None, ...)`. Before any
+        update, compute what later updates need from the policy that sampled: its log-probs (the
+        old log-probs of num_iterations > 1) and the reference's. With `kl_in_reward`, returns each
+        sample's Σ_t KL_t, per micro-batch, for the group to fold into the rewards."""
+        grpo = mode == "grpo"
+        self._micro = [collate(m, pad_id, grpo and self.cfg.mask_truncated) for m in micro_batches]
+        self._old = [None] * len(self._micro)
+        self._ref = [None] * len(self._micro)
+        reuse = grpo and (self.cfg.num_iterations > 1 or (self.cfg.kl_in_reward and self.ref is not None))
+        if not reuse:
+            return None
+        kl_sums: list[list[float]] = []
+        with torch.no_grad(), self._eval():
+            for i, micro in enumerate(self._micro):
+                batch = self._to_device(micro)
+                self._old[i] = sequence_logprobs(self.engine, batch, temperature)[0]
+                if self.ref is not None:
+                    self._ref[i] = self._ref_logprobs(batch, temperature)
+                if self.cfg.kl_in_reward and self._ref[i] is not None:
+                    kl = sequence_kl(self._old[i], self._ref[i], batch["loss_mask"], self.cfg.kl_estimator)
+                    kl_sums.append(kl.float().cpu().tolist())
+        return kl_sums if self.cfg.kl_in_reward and self.ref is not None else None
+
+    def train_step(self, micro_batches: list[list[Sample]] | None, norms: dict[str, float], pad_id: int,
+                   mode: str = "grpo", temperature: float = 1.0,
+                   advantages: list[list[float]] | None = None) -> dict[str, float]:
+        """`num_iterations` optimizer steps (1 for SFT) over this rank's micro-batches, the same count
+        on every rank. `micro_batches=None` trains on those given to `prepare`; `advantages`, if
+        given, replace the samples' advantages (per micro-batch)."""
+        if micro_batches is not None:
+            self.prepare(micro_batches, pad_id, mode, temperature)
+        if advantages is not None:
+            for micro, adv in zip(self._micro, advantages, strict=True):
+                micro["advantages"] = torch.tensor(adv, dtype=torch.float32)
+        iterations = self.cfg.num_iterations if mode == "grpo" else 1
+        try:
+            results = [self._update(norms, mode, temperature) for _ in range(iterations)]
+        finally:
+            self._micro, self._old, self._ref = [], [], []
+        return average_iterations(results)
+
+    def _update(self, norms: dict[str, float], mode: str, temperature: float) -> dict[str, float]:
         self.engine.train()
         sums: dict[str, float] = {}
+        maxima: dict[str, float] = {}
         tokens_seen = 0.0
-        for micro in micro_batches:
-            batch = self._to_device(collate(micro, pad_id))
-            logp = sequence_logprobs(self.engine, batch, temperature)
+        inline_ref = self.ref is not None and not self.cfg.kl_in_reward
+        for i, micro in enumerate(self._micro):
+            batch = self._to_device(micro)
             if mode == "sft":
+                logp, _ = sequence_logprobs(self.engine, batch, temperature)
                 loss, stats = sft_objective(logp, batch, norms)
             else:
-                ref_logp = None
-                if self.ref is not None:
-                    with torch.no_grad():
-                        ref_logp = sequence_logprobs(self.ref, batch, temperature)
-                loss, stats = grpo_objective(logp, ref_logp, batch, self.cfg, norms)
+                ref_logp = self._ref[i]
+                if ref_logp is None and inline_ref:  # before the policy's graph exists: less memory
+                    ref_logp = self._ref_logprobs(batch, temperature)
+                logp, entropy = sequence_logprobs(self.engine, batch, temperature,
+                                                  "grad" if self.cfg.entropy_coef > 0 else "value")
+                loss, stats = grpo_objective(logp, batch, self.cfg, norms, old_logp=self._old[i],
+                                             ref_logp=ref_logp if inline_ref else None, entropy=entropy)
             # DeepSpeed averages gradients over ranks; contributions are normalised batch-wide,
             # so the sum over ranks is the loss: undo the average.
             self.engine.backward(loss * self.world_size)
@@ -147,9 +262,13 @@ class LearnerRank:
             tokens_seen += n_tok
             sums["loss"] = sums.get("loss", 0.0) + float(loss.detach())
             for key, value in stats.items():
-                sums[key] = sums.get(key, 0.0) + value * n_tok
+                if key.endswith("_max"):
+                    maxima[key] = max(maxima.get(key, value), value)
+                else:
+                    sums[key] = sums.get(key, 0.0) + value * n_tok
         self.engine.step()
         out = {k: (v if k == "loss" else v / max(tokens_seen, 1.0)) for k, v in sums.items()}
+        out.update(maxima)
         out["tokens"] = tokens_seen
         grad_norm = self.engine.get_global_grad_norm()
         if grad_norm is not None:
@@ -160,17 +279,16 @@ class LearnerRank:
     @torch.no_grad()
     def logprobs(self, samples: list[Sample], pad_id: int, temperature: float = 1.0) -> list[list[float]]:
         """The policy's per-token log-probs of each sample's completion (collective under ZeRO-3)."""
-        self.engine.eval()
         batch = self._to_device(collate(samples, pad_id))
-        logp = sequence_logprobs(self.engine, batch, temperature).float().cpu()
+        with self._eval():
+            logp = sequence_logprobs(self.engine, batch, temperature)[0].float().cpu()
         mask = batch["loss_mask"].cpu().bool()
         return [logp[i][mask[i]].tolist() for i in range(len(samples))]
 
     # ---- weight sync ----------------------------------------------------------------------
     def broadcast_weights(self, plan: list[dict], version: int) -> int:
         """Send every bucket to the rollout workers (rank 0); other ranks help gather under ZeRO-3."""
-        named = list(self.engine.module.named_parameters())
-        buckets = iter_buckets(named, plan, self.zero3)
+        buckets = iter_buckets(plain_entries(self.engine.module, changing_only=True), plan, self.zero3)
         self.version = version
         if self.rank == 0:
             return send_buckets(self.sync_group, buckets, self.device)
@@ -180,25 +298,33 @@ class LearnerRank:
 
     # ---- checkpoints ----------------------------------------------------------------------
     def save(self, path: str, tag: str) -> None:
+        """DeepSpeed's state (module, optimizer, scheduler), each rank's RNG, and (rank 0) how to
+        rebuild the model offline. Collective."""
         self.engine.save_checkpoint(path, tag=tag, client_state={"version": self.version})
+        save_rng(Path(path) / tag / f"rng_rank{self.rank}.pt")
+        if self.rank == 0:
+            local = Path(self.model_path).expanduser()
+            write_meta(Path(path), {
+                "tag": tag, "model_path": str(local.resolve()) if local.exists() else self.model_path,
+                "trust_remote_code": self.trust_remote_code, "zero_stage": self.cfg.zero_stage,
+                "world_size": self.world_size, "version": self.version,
+                "lora": {"rank": self.cfg.lora_rank, "scaling": self.cfg.lora_scaling} if self.cfg.lora_rank else None,
+            })
 
     def load(self, path: str, tag: str) -> int:
         _, client = self.engine.load_checkpoint(path, tag=tag, load_module_strict=True)
         self.version = int((client or {}).get("version", 0))
+        # A checkpoint written by a different number of ranks has no RNG file for some ranks:
+        # then those keep their seeds (the weights and optimizer are still exact).
+        load_rng(Path(path) / tag / f"rng_rank{self.rank}.pt")
         return self.version
 
     def save_hf(self, path: str) -> None:
-        """A Hugging Face folder (safetensors); collective under ZeRO-3, written by rank 0."""
-        import deepspeed
-
+        """The plain model (LoRA merged) as a Hugging Face folder, gathered bucket by bucket under
+        ZeRO-3 (collective) and written by rank 0."""
         module = self.engine.module
-        params = list(module.parameters())
-        ctx = deepspeed.zero.GatheredParameters(params, modifier_rank=None) if self.zero3 else None
-        if ctx is not None:
-            ctx.__enter__()
-        try:
-            if self.rank == 0:
-                module.save_pretrained(path, safe_serialization=True)
-        finally:
-            if ctx is not None:
-                ctx.__exit__(None, None, None)
+        state = dict(iter_tensors(plain_entries(module, changing_only=False), self.zero3,
+                                  keep=self.rank == 0))
+        if self.rank == 0:
+            base = module.get_base_model() if is_peft(module) else module
+            write_hf_folder(Path(path), state, base.config, getattr(base, "generation_config", None))

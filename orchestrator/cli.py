@@ -118,6 +118,16 @@ def cmd_make_synthetic_data(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from orchestrator.export import export_checkpoint, learner_dir
+
+    if not (learner_dir(Path(args.checkpoint)) / "vrft_learner.json").is_file():
+        raise SystemExit(f"vrft: error: {args.checkpoint} is not a run checkpoint "
+                         "(expected RUN_DIR/checkpoints/step_N with a learner/ folder)")
+    print(export_checkpoint(args.checkpoint, args.out, dtype=args.dtype))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vrft", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
@@ -154,6 +164,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-corrupt", type=int, default=0, help="rows with undecodable images (tests)")
     p.add_argument("--image-size", type=int, default=56)
     p.set_defaults(func=cmd_make_synthetic_data)
+
+    p = sub.add_parser("export", help="write a checkpoint's policy as a Hugging Face folder (safetensors)")
+    p.add_argument("checkpoint", help="RUN_DIR/checkpoints/step_N")
+    p.add_argument("out", help="output folder, loadable with from_pretrained")
+    p.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], default="auto",
+                   help="auto: the base model's dtype")
+    p.set_defaults(func=cmd_export)
     return parser
 
 

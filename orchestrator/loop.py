@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 
 from learner import Sample, TrainBatch
-from orchestrator.checkpoint import latest_checkpoint, read_state, write_checkpoint
+from orchestrator.checkpoint import latest_checkpoint, read_state, restore_rng, write_checkpoint
 from orchestrator.config import TrainConfig
 from orchestrator.data import PromptSource
 from orchestrator.placement import place
@@ -127,6 +127,7 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False) -> dict[str, fl
         if state:
             ckpt = latest_checkpoint(run_dir)
             actors.learner.load(str(ckpt / "learner"), "state")
+            restore_rng(ckpt)
             sync_weights(actors, state["version"], cfg.sync.bucket_mb)
             tracker.message(f"resumed from {ckpt} at step {start_step}, policy version {state['version']}")
         # Sync mode keeps no rollout in flight; async keeps up to max_staleness batches ahead.
