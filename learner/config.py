@@ -54,6 +54,8 @@ class LearnerConfig(BaseModel):
     # DAPO (Yu et al. 2025). The orchestrator applies dynamic sampling and the overlong penalty when
     # it builds the batch; the learner applies mask_truncated (needs Sample.finish_reason).
     dynamic_sampling: bool = False  # drop groups whose rewards are all equal
+    dynamic_sampling_max_refills: int = Field(0, ge=0, description="rounds of extra prompts drawn to "
+                                              "refill a batch thinned by dynamic sampling (0: train on fewer)")
     overlong_buffer: int = Field(0, ge=0, description="soft overlong penalty buffer in tokens (0: off)")
     overlong_penalty: float = Field(1.0, ge=0)
     mask_truncated: bool = False  # completions cut by max_new_tokens carry no gradient

@@ -147,7 +147,8 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False) -> dict[str, fl
         for step in range(start_step + 1, cfg.run.steps + 1):
             launch_upto(step)
             metrics = grpo_step(cfg, actors, queue.popleft(), step, accuracy_name,
-                                launch_next=(lambda s=step: launch_upto(s + ahead)) if ahead else None)
+                                launch_next=(lambda s=step: launch_upto(s + ahead)) if ahead else None,
+                                refill=lambda n, r, s=step: launch_rollout(cfg, actors, data.next_batch(n), s, r))
             metrics["data/skipped_images"] = float(data.skipped)
             history.append(metrics.get("reward/accuracy", metrics["reward/mean"]))
             tracker.log({"step": step, **metrics})

@@ -17,7 +17,7 @@ import ray
 import torch
 
 from learner import Sample, TrainBatch
-from learner.algorithms import get_advantage
+from learner.algorithms import dynamic_sampling_mask, get_advantage, overlong_penalty
 from orchestrator.config import TrainConfig
 from orchestrator.data import PromptItem
 from orchestrator.session import Actors, sync_weights
@@ -40,13 +40,14 @@ class PendingRollout:
     data_state: dict | None = None  # the data position before these prompts were drawn (resume)
 
 
-def launch_rollout(cfg: TrainConfig, actors: Actors, items: list[PromptItem], step: int) -> PendingRollout:
+def launch_rollout(cfg: TrainConfig, actors: Actors, items: list[PromptItem], step: int,
+                   refill_round: int = 0) -> PendingRollout:
     per_call = cfg.rollout.prompts_per_call
     calls = {}
     for c, first in enumerate(range(0, len(items), per_call)):
         worker = actors.workers[c % len(actors.workers)]
         chunk = [it.inputs for it in items[first:first + per_call]]
-        seed = (cfg.run.seed * 1_000_003 + step * 10_007 + c) % 2**31
+        seed = (cfg.run.seed * 1_000_003 + step * 10_007 + refill_round * 1_009 + c) % 2**31
         calls[worker.generate.remote(chunk, sampling_for(cfg, seed))] = first
     return PendingRollout(items, calls, time.perf_counter(), actors.version)
 
@@ -80,22 +81,40 @@ def collect_and_score(actors: Actors, pending: PendingRollout,
 
 
 def build_batch(cfg: TrainConfig, items: list[PromptItem], groups: list[list[Completion]],
-                scores: dict[str, dict[str, float]]) -> tuple[TrainBatch, torch.Tensor]:
-    rewards, group_ids, flat = [], [], []
-    for i, group in enumerate(groups):
-        for comp in group:
-            rewards.append(scores[f"{i}:{comp.sample_index}"]["total"])
-            group_ids.append(i)
-            flat.append((items[i], comp))
-    rewards_t = torch.tensor(rewards, dtype=torch.float32)
-    advantages = get_advantage(cfg.learner.advantage)(
-        rewards_t, torch.tensor(group_ids, dtype=torch.long), **cfg.learner.advantage_options)
+                scores: dict[str, dict[str, float]], max_groups: int | None = None,
+                ) -> tuple[TrainBatch, torch.Tensor, dict[str, float]]:
+    """The learner's batch: rewards (plus DAPO's overlong penalty), group advantages, and — with
+    dynamic sampling — only the groups whose rewards differ, the first `max_groups` of them.
+    Returns the batch, every completion's reward (dropped groups included, for logging) and the
+    DAPO metrics."""
+    lc = cfg.learner
+    flat = [(i, items[i], comp) for i, group in enumerate(groups) for comp in group]
+    rewards = torch.tensor([scores[f"{i}:{c.sample_index}"]["total"] for i, _, c in flat], dtype=torch.float32)
+    group_ids = torch.tensor([i for i, _, _ in flat], dtype=torch.long)
+    metrics: dict[str, float] = {}
+    if lc.overlong_buffer > 0:
+        lengths = torch.tensor([len(c.token_ids) for _, _, c in flat])
+        penalty = overlong_penalty(lengths, cfg.rollout.max_new_tokens, lc.overlong_buffer, lc.overlong_penalty)
+        rewards = rewards + penalty
+        metrics["reward/overlong_penalty"] = float(penalty.mean())
+    keep = torch.ones(len(flat), dtype=torch.bool)
+    if lc.dynamic_sampling and len(flat):
+        keep = dynamic_sampling_mask(rewards, group_ids)
+        if max_groups is not None:  # refills may bring more informative groups than the batch needs
+            kept_ids = sorted(set(group_ids[keep].tolist()))[:max_groups]
+            keep &= torch.isin(group_ids, torch.tensor(kept_ids, dtype=torch.long))
+        metrics["dapo/groups_kept"] = float(len(set(group_ids[keep].tolist())))
+        metrics["dapo/groups_dropped"] = float(len(groups) - metrics["dapo/groups_kept"])
+    advantages = torch.zeros_like(rewards)
+    if bool(keep.any()):
+        advantages[keep] = get_advantage(lc.advantage)(rewards[keep], group_ids[keep], **lc.advantage_options)
     samples = [Sample(prompt_ids=item.inputs.input_ids, completion_ids=comp.token_ids,
-                      advantage=float(adv), group_id=gid, rollout_logprobs=comp.logprobs,
+                      advantage=float(advantages[k]), group_id=gid, rollout_logprobs=comp.logprobs,
                       pixel_values=item.inputs.pixel_values, image_grid_thw=item.inputs.image_grid_thw,
-                      prompt_mm_token_type_ids=item.inputs.mm_token_type_ids)
-               for (item, comp), adv, gid in zip(flat, advantages.tolist(), group_ids, strict=True)]
-    return TrainBatch(samples, max_completion_len=cfg.rollout.max_new_tokens), rewards_t
+                      prompt_mm_token_type_ids=item.inputs.mm_token_type_ids,
+                      finish_reason=comp.finish_reason, reward=float(rewards[k]))
+               for k, (gid, item, comp) in enumerate(flat) if keep[k]]
+    return TrainBatch(samples, max_completion_len=cfg.rollout.max_new_tokens), rewards, metrics
 
 
 def reward_metrics(groups, scores, accuracy_name: str | None) -> dict[str, float]:
@@ -113,16 +132,45 @@ def reward_metrics(groups, scores, accuracy_name: str | None) -> dict[str, float
     return out
 
 
+def collect_with_refill(cfg: TrainConfig, actors: Actors, pending: PendingRollout, refill=None,
+                        ) -> tuple[list[PromptItem], list[list[Completion]], dict, dict[str, float]]:
+    """Collect and score `pending`. With DAPO dynamic sampling and `refill(n, round) -> PendingRollout`,
+    draw more prompts (up to `learner.dynamic_sampling_max_refills` rounds) until the groups whose
+    rewards differ fill the batch."""
+    groups, scores, timings = collect_and_score(actors, pending)
+    items = list(pending.items)
+    rounds = cfg.learner.dynamic_sampling_max_refills if cfg.learner.dynamic_sampling and refill else 0
+    for round_ in range(1, rounds + 1):
+        kept = build_batch(cfg, items, groups, scores)[2]["dapo/groups_kept"]
+        missing = len(pending.items) - int(kept)
+        if missing <= 0:
+            break
+        more = refill(missing, round_)
+        more_groups, more_scores, more_timings = collect_and_score(actors, more)
+        offset = len(items)
+        for key, value in more_scores.items():
+            i, j = key.split(":")
+            scores[f"{int(i) + offset}:{j}"] = value
+        items += more.items
+        groups += more_groups
+        for key, seconds in more_timings.items():
+            timings[key] += seconds
+        timings["dapo/refill_rounds"] = float(round_)
+    return items, groups, scores, timings
+
+
 def grpo_step(cfg: TrainConfig, actors: Actors, pending: PendingRollout, step: int,
-              accuracy_name: str | None, launch_next=None) -> dict[str, float]:
+              accuracy_name: str | None, launch_next=None, refill=None) -> dict[str, float]:
     """Train on `pending` (launched earlier). `launch_next()`, if given, is called once this step's
-    rollouts are collected and before learning, so the next rollouts overlap with it (async)."""
+    rollouts are collected and before learning, so the next rollouts overlap with it (async).
+    `refill`: see `collect_with_refill`. A batch left empty by dynamic sampling trains nothing
+    (the policy version stays) and is counted in `dapo/skipped_steps`."""
     start = time.perf_counter()
-    groups, scores, metrics = collect_and_score(actors, pending)
+    items, groups, scores, metrics = collect_with_refill(cfg, actors, pending, refill)
     if launch_next is not None:
         launch_next()
-    items = pending.items
-    batch, rewards = build_batch(cfg, items, groups, scores)
+    batch, rewards, dapo = build_batch(cfg, items, groups, scores, max_groups=len(pending.items))
+    metrics.update(dapo)
     metrics.update(reward_metrics(groups, scores, accuracy_name))
     completions = [c for g in groups for c in g]
     lengths = torch.tensor([len(c.token_ids) for c in completions], dtype=torch.float32)
@@ -146,12 +194,15 @@ def grpo_step(cfg: TrainConfig, actors: Actors, pending: PendingRollout, step: i
     if colocated:  # engines give their GPU memory to the learner, and take it back for the sync
         ray.get([w.sleep.remote() for w in actors.workers])
     learn_start = time.perf_counter()
-    learner_metrics = actors.learner.train_step(batch)
+    learner_metrics = actors.learner.train_step(batch) if batch.samples else {}
     metrics["time/learn"] = time.perf_counter() - learn_start
     if colocated:
         ray.get([w.wake_up.remote() for w in actors.workers])
     metrics.update({f"learner/{k}": v for k, v in learner_metrics.items()})
-    metrics.update(sync_weights(actors, actors.version + 1, cfg.sync.bucket_mb))
+    if batch.samples:
+        metrics.update(sync_weights(actors, actors.version + 1, cfg.sync.bucket_mb))
+    else:
+        metrics["dapo/skipped_steps"] = 1.0
     metrics["time/step"] = time.perf_counter() - start
     metrics["throughput/tokens_per_s"] = metrics["rollout/tokens"] / metrics["time/step"]
     metrics["policy_version"] = float(actors.version)

@@ -24,10 +24,36 @@ def wandb_mode() -> str:
     return "offline"
 
 
+def truncate_metrics(path: Path, resume_step: int) -> int:
+    """Before a resume: keep the records of steps <= `resume_step` (the checkpoint's), drop those a
+    killed run logged after it (they are logged again) and a half-written last line. Returns the
+    number of lines dropped. The file is replaced atomically."""
+    if not path.is_file():
+        return 0
+    kept, dropped = [], 0
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            dropped += 1
+            continue
+        if record.get("summary") or record.get("step", 0) > resume_step:
+            dropped += 1
+            continue
+        kept.append(line)
+    if dropped:
+        tmp = path.with_suffix(".jsonl.tmp")
+        tmp.write_text("".join(line + "\n" for line in kept))
+        os.replace(tmp, path)
+    return dropped
+
+
 class Tracker:
     def __init__(self, run_dir: Path, config: dict, total_steps: int, use_wandb: bool, project: str,
                  progress: bool, resume_step: int = 0):
         self.run_dir = run_dir
+        if resume_step:
+            truncate_metrics(run_dir / "metrics.jsonl", resume_step)
         self.jsonl = open(run_dir / "metrics.jsonl", "a", buffering=1)  # noqa: SIM115 - closed in close()
         self.wandb = None
         if use_wandb:
