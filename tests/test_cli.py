@@ -72,6 +72,7 @@ def test_ctrl_c_stops_actors_and_ray(tiny_model, color_data, tmp_path):
     run_dir = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "train", str(CONFIG),
                              f"model.path={tiny_model}", f"data.path={color_data}", "run.steps=500",
+                             "rollout.num_workers=1", "verifier.num_actors=1", "learner.world_size=1",
                              "--run-dir", str(run_dir)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     metrics = run_dir / "metrics.jsonl"

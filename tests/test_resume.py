@@ -42,7 +42,9 @@ def steps(run_dir: Path) -> dict[int, dict]:
 def test_sigkill_between_checkpoints_then_resume_matches_uninterrupted(tiny_model, color_data, tmp_path):
     overrides = [CONFIG.as_posix(), f"model.path={tiny_model}", f"data.path={color_data}", "run.steps=4",
                  "run.save_every=2", "learner.lr=1e-2", "logging.wandb=false",
-                 "learner.lora_rank=4", "learner.lora_dropout=0.1"]
+                 "learner.lora_rank=4", "learner.lora_dropout=0.1",
+                 # one engine and one verifier: the resume path does not depend on their count
+                 "rollout.num_workers=1", "verifier.num_actors=1"]
     reference, killed = tmp_path / "reference", tmp_path / "killed"
 
     proc = vrft(*overrides, "--run-dir", str(reference))
