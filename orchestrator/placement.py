@@ -57,6 +57,9 @@ def check_placement(cfg: TrainConfig) -> None:
                              "sleep while the learner trains")
         if rc.tensor_parallel_size != 1:
             raise ValueError("rollout.placement=colocated supports tensor_parallel_size=1 only")
+        if rc.engine == "vllm" and not rc.num_gpus_per_worker:
+            raise ValueError("rollout.placement=colocated with rollout.engine=vllm needs GPUs "
+                             "(rollout.num_gpus_per_worker > 0): vLLM's CPU backend cannot sleep")
 
 
 def place(cfg: TrainConfig, timeout_s: float = 600.0) -> Placement:

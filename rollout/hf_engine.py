@@ -45,6 +45,8 @@ class TransformersEngine:
         self.suppress = vision_special_token_ids(self.tokenizer)
         self.max_batch_size = max_batch_size
         self.policy_version = 0
+        # A text-only model's generate() refuses the VLM-only `mm_token_type_ids`.
+        self.multimodal = hasattr(self.model.config, "vision_config")
         self._params = dict(self.model.named_parameters())
 
     @torch.no_grad()
@@ -58,8 +60,14 @@ class TransformersEngine:
             out.extend(self._generate_chunk(chunk, sampling, first_index=start))
         return out
 
+    def _collate(self, prompts: list[PromptInputs], repeat: int) -> dict[str, torch.Tensor]:
+        batch = collate_prompts(prompts, self.pad_id, repeat)
+        if not self.multimodal:
+            batch.pop("mm_token_type_ids")
+        return batch
+
     def _generate_chunk(self, prompts, sampling: SamplingParams, first_index: int):
-        batch = {k: v.to(self.device) for k, v in collate_prompts(prompts, self.pad_id, sampling.n).items()}
+        batch = {k: v.to(self.device) for k, v in self._collate(prompts, sampling.n).items()}
         gen = self.model.generate(
             **batch,
             do_sample=True,
@@ -103,7 +111,7 @@ class TransformersEngine:
 
     @torch.no_grad()
     def score(self, prompt: PromptInputs, token_ids: list[int], temperature: float = 1.0) -> list[float]:
-        batch = collate_prompts([prompt], self.pad_id, 1)
+        batch = self._collate([prompt], 1)
         completion = torch.tensor([token_ids], dtype=torch.long)
         batch["input_ids"] = torch.cat([batch["input_ids"], completion], dim=1)
         batch["attention_mask"] = torch.cat([batch["attention_mask"], torch.ones_like(completion)], dim=1)

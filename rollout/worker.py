@@ -43,10 +43,20 @@ class RolloutWorker:
     def score(self, prompt: PromptInputs, token_ids: list[int], temperature: float = 1.0) -> list[float]:
         return self.engine.score(prompt, token_ids, temperature)
 
+    def sync_ranks(self) -> int:
+        """Ranks this worker takes in the weight-sync group (a vLLM engine: one per TP worker)."""
+        return getattr(self.engine, "sync_world_size", 1)
+
     def join_weight_sync(self, master_addr: str, port: int, rank: int, world_size: int, backend: str) -> None:
+        """`rank` is this worker's first rank; it holds ranks rank .. rank + sync_ranks() - 1."""
+        if hasattr(self.engine, "join_weight_sync"):  # vLLM: the weights live in its own processes
+            self.engine.join_weight_sync(master_addr, port, rank, world_size, backend)
+            return
         self.receiver.join(master_addr, port, rank, world_size, backend)
 
     def receive_weights(self, plan: list[dict], version: int) -> int:
+        if hasattr(self.engine, "receive_weights"):
+            return self.engine.receive_weights(plan, version)
         for named in self.receiver.receive(plan):
             self.engine.update_weights(named, version)
         return self.engine.policy_version

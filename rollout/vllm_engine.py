@@ -1,0 +1,265 @@
+"""Rollout engine on vLLM (`vllm.LLM`), behind the same interface as the transformers engine.
+
+One engine per Ray actor (`RolloutWorker`); `tensor_parallel_size` GPUs per engine. Prompts go in as
+token ids (image pads collapsed, see vllm_inputs.py) plus `multi_modal_data`, images are preprocessed
+by vLLM with the learner's `min_pixels`/`max_pixels`, and the engine checks that the prompt vLLM ran
+is token for token the learner's. Weight updates happen in place inside vLLM's worker processes
+(vllm_worker_ext.py) from the learner's flat buckets; the prefix cache is reset after each.
+
+Log-probs. The learner computes log_softmax(logits / T). vLLM 0.32 offers `raw_logprobs`
+(log_softmax(logits), before temperature) and `processed_logprobs` (after temperature, logit bias
+and top-k/top-p). We use `processed_logprobs`: it equals the learner's exactly whenever top-k and
+top-p are off (Visual-RFT and Reason-RFT sample with T=1, top_p=1, no top_k), at any temperature.
+With top-k/top-p on, it is the log-prob under the truncated, renormalised distribution the token was
+really drawn from, which is what an importance-sampling correction needs. Teacher-forced `score()`
+uses `prompt_logprobs`, which vLLM computes from raw logits: at T != 1 it asks for the whole
+distribution and renormalises (fine for checks; costly for a large vocabulary).
+
+Sleep. `sleep()`/`wake_up()` use vLLM's sleep mode (level 1 offloads weights to host memory and
+drops the KV cache; level 2 drops both, for when a weight sync follows anyway). vLLM supports it on
+CUDA/ROCm/XPU only; on CPU the engine says so (`supports_sleep` is False, `sleep()` raises).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any
+
+import torch
+from transformers import AutoConfig, AutoTokenizer, GenerationConfig
+
+from rollout.engine import Completion, SamplingParams
+from rollout.inputs import PromptInputs
+from rollout.processor import vision_special_token_ids
+from rollout.vllm_inputs import build_request, multimodal_engine_args, sampling_kwargs, score_kwargs
+
+log = logging.getLogger(__name__)
+
+WORKER_EXTENSION = "rollout.vllm_worker_ext.WeightSyncExtension"
+
+
+def _eos_ids(model_path: str, tokenizer: Any, trust_remote_code: bool) -> list[int]:
+    try:
+        eos = GenerationConfig.from_pretrained(model_path, trust_remote_code=trust_remote_code).eos_token_id
+    except OSError:  # no generation_config.json
+        eos = None
+    if eos is None:
+        eos = tokenizer.eos_token_id
+    return sorted({eos} if isinstance(eos, int) else set(eos))
+
+
+class VLLMEngine:
+    def __init__(self, model_path: str, dtype: str = "auto", trust_remote_code: bool = False,
+                 tensor_parallel_size: int = 1, gpu_memory_utilization: float = 0.7,
+                 enable_sleep_mode: bool | None = None, sleep_level: int = 1,
+                 min_pixels: int | None = None, max_pixels: int | None = None, limit_images: int = 1,
+                 seed: int = 0, check_prompt_tokens: bool = True, **extra: Any):
+        """`enable_sleep_mode=None` turns it on where vLLM supports it; `extra` goes to `vllm.LLM`."""
+        cuda = torch.cuda.is_available()
+        if not cuda:
+            # vLLM's CPU backend sizes its KV cache from this (GiB); 1 GiB is plenty for rollouts of
+            # small models and keeps several engines within a small machine.
+            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+        import vllm
+        from vllm.platforms import current_platform
+
+        sleep_ok = current_platform.is_sleep_mode_available()
+        if enable_sleep_mode is None:
+            enable_sleep_mode = sleep_ok
+        elif enable_sleep_mode and not sleep_ok:
+            # Fail before the engine start, with the reason (vLLM's own error says only "platform").
+            raise ValueError(f"vLLM sleep mode needs CUDA/ROCm/XPU (its CuMem allocator); this platform "
+                             f"is {current_platform.device_type!r}. Use enable_sleep_mode=False here.")
+        if sleep_level not in (1, 2):
+            raise ValueError(f"sleep_level must be 1 or 2, got {sleep_level}")
+
+        config = AutoConfig.from_pretrained(model_path, trust_remote_code=trust_remote_code)
+        self.is_vlm = hasattr(config, "vision_config")
+        self.tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=trust_remote_code)
+        self.stop_ids = _eos_ids(model_path, self.tokenizer, trust_remote_code)
+        self.image_token_id = getattr(config, "image_token_id", None) if self.is_vlm else None
+        # A VLM that samples a vision token breaks the learner's forward pass: suppress them, as the
+        # transformers engine does. A text-only model's tokenizer may list them; they are text there.
+        self.suppress = vision_special_token_ids(self.tokenizer) if self.is_vlm else []
+
+        args: dict[str, Any] = dict(
+            model=model_path,
+            dtype=("bfloat16" if cuda else "float32") if dtype == "auto" else dtype,
+            trust_remote_code=trust_remote_code,
+            tensor_parallel_size=tensor_parallel_size,
+            seed=seed,
+            enable_sleep_mode=enable_sleep_mode,
+            worker_extension_cls=WORKER_EXTENSION,
+            logprobs_mode="processed_logprobs",
+            max_logprobs=-1,  # score() at T != 1 asks for the whole distribution
+        )
+        if cuda:
+            args["gpu_memory_utilization"] = gpu_memory_utilization
+        else:
+            args["enforce_eager"] = True  # torch.compile on CPU costs minutes at start for little
+        if tensor_parallel_size > 1:
+            # Inside a Ray placement group vLLM would pick its Ray executor and ask the group for
+            # more GPUs than are left (a hang); this actor already holds its TP GPUs: use processes.
+            args["distributed_executor_backend"] = "mp"
+        if self.is_vlm:
+            args.update(multimodal_engine_args(min_pixels, max_pixels, limit_images))
+        args.update(extra)
+        start = time.perf_counter()
+        self.llm = vllm.LLM(**args)
+        self.start_seconds = time.perf_counter() - start
+        self._vllm = vllm
+        self.device = torch.device("cuda" if cuda else "cpu")
+        self.tensor_parallel_size = tensor_parallel_size
+        self.supports_sleep = bool(enable_sleep_mode)
+        self.sleep_level = sleep_level
+        self.check_prompt_tokens = check_prompt_tokens
+        self.policy_version = 0
+        self._asleep: set[str] = set()  # vLLM memory tags now released ("weights", "kv_cache")
+        self.weights_discarded = False  # after a level-2 sleep, until the next weight sync
+        self.last_sync: dict[str, float] = {}
+        self._warned_truncated = False
+
+    # ---- sampling -----------------------------------------------------------------------------
+    def generate(self, prompts: list[PromptInputs], sampling: SamplingParams) -> list[list[Completion]]:
+        self._check_awake()
+        if (sampling.top_k or sampling.top_p < 1.0) and not self._warned_truncated:
+            log.warning("vLLM log-probs with top-k/top-p are those of the truncated distribution "
+                        "(processed_logprobs), not log_softmax(logits/T) over the whole vocabulary")
+            self._warned_truncated = True
+        requests = [build_request(p, self.image_token_id) for p in prompts]
+        params = [self._vllm.SamplingParams(**sampling_kwargs(
+            sampling, self.stop_ids,
+            None if sampling.seed is None else sampling.seed + i * sampling.n,  # distinct per sample
+            self.suppress)) for i in range(len(prompts))]
+        outputs = self.llm.generate(requests, params, use_tqdm=False)
+        groups: list[list[Completion]] = []
+        for i, (prompt, out) in enumerate(zip(prompts, outputs, strict=True)):
+            self._check_prompt(prompt, out.prompt_token_ids)
+            group = []
+            for sample in sorted(out.outputs, key=lambda c: c.index):
+                ids = list(sample.token_ids)
+                if sample.finish_reason not in ("stop", "length"):
+                    raise RuntimeError(f"vLLM request finished with {sample.finish_reason!r}")
+                group.append(Completion(
+                    prompt_index=i,
+                    sample_index=sample.index,
+                    text=self.tokenizer.decode(ids, skip_special_tokens=True),
+                    token_ids=ids,  # with the eos token when finish_reason is "stop"
+                    logprobs=[float(lp[tok].logprob) for lp, tok in zip(sample.logprobs, ids, strict=True)],
+                    finish_reason=sample.finish_reason,
+                    policy_version=self.policy_version,
+                ))
+            groups.append(group)
+        return groups
+
+    def score(self, prompt: PromptInputs, token_ids: list[int], temperature: float = 1.0) -> list[float]:
+        """Teacher-forced log_softmax(logits / T) of `token_ids` after `prompt`."""
+        self._check_awake()
+        request = build_request(prompt, self.image_token_id)
+        request["prompt_token_ids"] = request["prompt_token_ids"] + list(token_ids)
+        out = self.llm.generate([request], self._vllm.SamplingParams(**score_kwargs(temperature)),
+                                use_tqdm=False)[0]
+        self._check_prompt(prompt, out.prompt_token_ids[:len(out.prompt_token_ids) - len(token_ids)])
+        positions = out.prompt_logprobs[len(out.prompt_logprobs) - len(token_ids):]
+        if temperature == 1.0:
+            return [float(pos[tok].logprob) for pos, tok in zip(positions, token_ids, strict=True)]
+        scored = []
+        for pos, tok in zip(positions, token_ids, strict=True):
+            ids = list(pos.keys())
+            raw = torch.tensor([pos[t].logprob for t in ids], dtype=torch.float64)
+            # log_softmax(z / T) from log_softmax(z): the per-row constant cancels.
+            scaled = torch.log_softmax(raw / temperature, dim=0)
+            scored.append(float(scaled[ids.index(tok)]))
+        return scored
+
+    def _check_prompt(self, prompt: PromptInputs, ran: list[int] | None) -> None:
+        """vLLM re-expands image placeholders with its own processor: it must give the learner's tokens."""
+        if not self.check_prompt_tokens or ran is None or list(ran) == prompt.input_ids:
+            return
+        raise ValueError(
+            f"vLLM ran a prompt of {len(ran)} tokens where the learner's processor made {len(prompt.input_ids)}: "
+            "the image token counts differ. Give the engine the same min_pixels/max_pixels as the "
+            "processor that built the prompts (rollout.vllm min_pixels / max_pixels).")
+
+    # ---- weight sync (the learner's buckets go straight into vLLM's worker processes) ---------
+    @property
+    def sync_world_size(self) -> int:
+        """Ranks this engine takes in the weight-sync group: one per tensor-parallel worker."""
+        return self.tensor_parallel_size
+
+    def join_weight_sync(self, master_addr: str, port: int, rank: int, world_size: int, backend: str) -> None:
+        """Ranks rank .. rank + tensor_parallel_size - 1; blocks until the whole group has joined."""
+        self.llm.collective_rpc("vrft_join_weight_sync", args=(master_addr, port, rank, world_size, backend))
+
+    def receive_weights(self, plan: list[dict], version: int) -> int:
+        """Receive one broadcast of the learner's weights (call while the learner sends)."""
+        self._check_weights_resident()
+        stats = self.llm.collective_rpc("vrft_receive_weights", args=(plan,))
+        self._after_update(version)
+        self.last_sync = stats[0]
+        return self.policy_version
+
+    def update_weights(self, named_tensors: dict[str, torch.Tensor], version: int) -> None:
+        """Load tensors given here (transformers names). Ships them through vLLM's RPC as bytes:
+        for tests and small models; training runs use the bucketed `receive_weights`."""
+        self._check_weights_resident()
+        entries = []
+        for name, tensor in named_tensors.items():
+            t = tensor.detach().to("cpu").contiguous()
+            entries.append((name, str(t.dtype).removeprefix("torch."), list(t.shape),
+                            t.view(torch.uint8).numpy().tobytes()))
+        self.llm.collective_rpc("vrft_load_serialized", args=(entries,))
+        self._after_update(version)
+
+    def _after_update(self, version: int) -> None:
+        # Cached KV blocks were computed by the old weights: reusing them would mix policies.
+        if not self.llm.reset_prefix_cache():
+            raise RuntimeError("vLLM refused to reset its prefix cache (requests still running?): "
+                               "cached KV blocks of the old weights would be reused")
+        self.weights_discarded = False
+        self.policy_version = version
+        engine = getattr(self.llm, "llm_engine", None)
+        if hasattr(engine, "set_weight_version"):  # vLLM tags its outputs with it too
+            engine.set_weight_version(str(version))
+
+    def param_checksum(self) -> float:
+        return float(self.llm.collective_rpc("vrft_param_checksum")[0])
+
+    def shutdown(self) -> None:
+        """Stop vLLM's engine-core process now rather than at interpreter exit."""
+        core = getattr(getattr(self.llm, "llm_engine", None), "engine_core", None)
+        if core is not None and hasattr(core, "shutdown"):
+            core.shutdown()
+
+    # ---- sleep / wake -------------------------------------------------------------------------
+    def sleep(self) -> None:
+        if not self.supports_sleep:
+            raise RuntimeError(f"this vLLM engine has no sleep mode (platform {self.device.type}: vLLM "
+                               "supports it on CUDA/ROCm/XPU only); nothing to free, keep it awake")
+        self.llm.sleep(level=self.sleep_level)
+        self._asleep = {"weights", "kv_cache"}
+        self.weights_discarded = self.sleep_level == 2
+
+    def wake_up(self, tags: list[str] | None = None) -> None:
+        """`wake_up(["weights"])` first lets a weight sync run before the KV cache comes back (lower
+        peak memory when colocated); then `wake_up()` or `wake_up(["kv_cache"])`."""
+        if not self.supports_sleep:
+            raise RuntimeError("this vLLM engine has no sleep mode; wake_up() has nothing to do")
+        self.llm.wake_up(tags)
+        self._asleep = self._asleep - set(tags) if tags else set()
+
+    @property
+    def sleeping(self) -> bool:
+        return bool(self._asleep)
+
+    def _check_awake(self) -> None:
+        if self._asleep:
+            raise RuntimeError(f"the vLLM engine is asleep ({sorted(self._asleep)}): call wake_up() first")
+        if self.weights_discarded:
+            raise RuntimeError("the weights were discarded by a level-2 sleep: sync weights first")
+
+    def _check_weights_resident(self) -> None:
+        if "weights" in self._asleep:
+            raise RuntimeError("weight sync into a sleeping engine: call wake_up(['weights']) first")
