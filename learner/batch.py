@@ -46,24 +46,42 @@ class TrainBatch:
 
 def split_micro_batches(samples: list[Sample], micro_batch_size: int, token_budget: int | None = None,
                         ) -> list[list[Sample]]:
-    """Micro-batches of at most `micro_batch_size` samples, and (if set) at most `token_budget`
-    padded tokens: samples are sorted by length first, so a micro-batch holds sequences of similar
-    length and little padding is computed; short sequences share a micro-batch with many others.
+    """Micro-batches of at most `micro_batch_size` samples and, if `token_budget` is set, at most
+    `token_budget` padded tokens (rows x longest row).
+
     Without a budget the batch is cut in its given order (every micro-batch padded to its longest).
-    A sample longer than the budget gets a micro-batch of its own."""
+    With one, samples are sorted by length and the sorted list is cut into runs: first the fewest
+    micro-batches the limits allow (each forward as full as the budget lets it be), then, among the
+    cuts that achieve that count, the one that computes the fewest padded tokens. Both are found
+    exactly by dynamic programming over the cut points (O(n * runs that fit)). A plain greedy fill
+    reaches the same count but puts its cuts wherever the budget runs out, which can leave a short
+    sequence padded to nearly twice its length. A sample longer than the budget gets a micro-batch
+    of its own."""
     if token_budget is None:
         return [samples[i:i + micro_batch_size] for i in range(0, len(samples), micro_batch_size)]
+    ordered = sorted(samples, key=lambda s: s.length)
+    lengths = [s.length for s in ordered]
+    n = len(ordered)
+    # best[j]: (micro-batches, padded tokens) of the best split of ordered[:j]; start[j]: where
+    # its last micro-batch begins. Sorted ascending, so ordered[j-1] is the widest of ordered[i:j].
+    best: list[tuple[int, int]] = [(0, 0)] + [(n + 1, 0)] * n
+    start = [0] * (n + 1)
+    for j in range(1, n + 1):
+        width = lengths[j - 1]
+        for i in range(j - 1, max(j - micro_batch_size, 0) - 1, -1):
+            rows = j - i
+            if rows > 1 and rows * width > token_budget:
+                break  # wider runs only hold more rows of the same width
+            count, padded = best[i]
+            candidate = (count + 1, padded + rows * width)
+            if candidate < best[j]:
+                best[j], start[j] = candidate, i
     batches: list[list[Sample]] = []
-    current: list[Sample] = []
-    for sample in sorted(samples, key=lambda s: s.length):
-        # sorted ascending: the newcomer is the longest, so it sets the padded width
-        if current and (len(current) >= micro_batch_size or sample.length * (len(current) + 1) > token_budget):
-            batches.append(current)
-            current = []
-        current.append(sample)
-    if current:
-        batches.append(current)
-    return batches
+    j = n
+    while j > 0:
+        batches.append(ordered[start[j]:j])
+        j = start[j]
+    return batches[::-1]
 
 
 def collate(samples: list[Sample], pad_id: int, mask_truncated: bool = False) -> dict[str, torch.Tensor]:

@@ -61,17 +61,21 @@ def read_meta(directory: Path) -> dict:
 
 
 def consolidated_state_dict(directory: Path) -> dict[str, torch.Tensor]:
-    """The full fp32 module state dict of a learner checkpoint (peft names if it used LoRA)."""
+    """The full fp32 module state dict of a learner checkpoint (peft names if it used LoRA), as
+    detached tensors."""
     meta = read_meta(directory)
     tag = meta["tag"]
     if meta["zero_stage"] == 0:
         state = torch.load(directory / tag / "mp_rank_00_model_states.pt", map_location="cpu",
                            weights_only=False)
-        return {k: v.float() if v.is_floating_point() else v for k, v in state["module"].items()}
-    from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
+        state = state["module"]
+    else:
+        from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
 
-    # Merges the ranks' fp32 partitions (trainable) and the frozen parameters, any world size.
-    return get_fp32_state_dict_from_zero_checkpoint(str(directory), tag=tag)
+        # Merges the ranks' fp32 partitions (trainable) and the frozen parameters, any world size.
+        state = get_fp32_state_dict_from_zero_checkpoint(str(directory), tag=tag)
+    # Plain tensors: the optimizer's fp32 partitions are saved as parameters that require grad.
+    return {k: (v.detach().float() if v.is_floating_point() else v.detach()) for k, v in state.items()}
 
 
 def write_hf_folder(directory: Path, state: dict[str, torch.Tensor], config, generation_config=None,
@@ -87,5 +91,14 @@ def write_hf_folder(directory: Path, state: dict[str, torch.Tensor], config, gen
     config.save_pretrained(directory)
     if generation_config is not None:
         generation_config.save_pretrained(directory)
-    save_torch_state_dict({k: v.contiguous() for k, v in state.items()}, directory,
+    save_torch_state_dict({k: _own_storage(v) for k, v in state.items()}, directory,
                           max_shard_size=max_shard_size)
+
+
+def _own_storage(tensor: torch.Tensor) -> torch.Tensor:
+    """safetensors refuses views that cover part of a storage (ZeRO's fp32 state comes back as
+    slices of one flat buffer): copy those, one at a time."""
+    tensor = tensor.detach().contiguous()
+    if tensor.untyped_storage().nbytes() != tensor.numel() * tensor.element_size():
+        tensor = tensor.clone()
+    return tensor

@@ -124,7 +124,10 @@ def cmd_export(args) -> int:
     if not (learner_dir(Path(args.checkpoint)) / "vrft_learner.json").is_file():
         raise SystemExit(f"vrft: error: {args.checkpoint} is not a run checkpoint "
                          "(expected RUN_DIR/checkpoints/step_N with a learner/ folder)")
-    print(export_checkpoint(args.checkpoint, args.out, dtype=args.dtype))
+    try:
+        print(export_checkpoint(args.checkpoint, args.out, dtype=args.dtype))
+    except (OSError, ValueError, KeyError) as err:  # a missing base model, names that do not match
+        raise SystemExit(f"vrft: error: export: {str(err).splitlines()[0]}") from None
     return 0
 
 

@@ -9,19 +9,15 @@ plain model's parameter names, next to the base model's config and tokenizer/pro
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
-import torch
-from transformers import AutoConfig, GenerationConfig
-
-from learner.checkpointing import consolidated_state_dict, read_meta, write_hf_folder
-from learner.lora import merge_state_dict
-from learner.model import model_class
+# torch, transformers and DeepSpeed are imported inside the functions: `vrft export` on a wrong
+# path must fail in a second, not after ten seconds of imports.
 
 # What a model folder holds besides the weights is copied as is (tokenizer, processor, template).
 _WEIGHTS = ("*.safetensors", "*.bin", "*.pt", "*.pth", "*.h5", "*.msgpack", "*.ckpt", "*.index.json")
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 def learner_dir(checkpoint: Path) -> Path:
@@ -38,8 +34,12 @@ def _model_files(model_path: str) -> Path:
     return Path(snapshot_download(model_path, ignore_patterns=list(_WEIGHTS)))
 
 
-def _check_names(state: dict[str, torch.Tensor], model_path: str, config, trust_remote_code: bool) -> None:
+def _check_names(state: dict, model_path: str, config, trust_remote_code: bool) -> None:
     """The names must be exactly the plain model's, or from_pretrained would drop or re-init weights."""
+    import torch
+
+    from learner.model import model_class
+
     cls = model_class(model_path, trust_remote_code)
     with torch.device("meta"):  # names only: no memory, no initialisation
         model = cls.from_config(config, trust_remote_code=trust_remote_code)
@@ -53,6 +53,13 @@ def _check_names(state: dict[str, torch.Tensor], model_path: str, config, trust_
 
 def export_checkpoint(checkpoint: str | Path, out: str | Path, dtype: str = "auto") -> Path:
     """Write the checkpoint's policy to `out`; `dtype` "auto" keeps the base model's dtype."""
+    import torch
+    from transformers import AutoConfig, GenerationConfig
+
+    from learner.checkpointing import consolidated_state_dict, read_meta, write_hf_folder
+    from learner.lora import merge_state_dict
+
+    dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
     source, out = learner_dir(Path(checkpoint)), Path(out)
     meta = read_meta(source)
     trust = bool(meta.get("trust_remote_code", False))
@@ -61,19 +68,25 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, dtype: str = "aut
         state = merge_state_dict(state, float(meta["lora"]["scaling"]))
     config = AutoConfig.from_pretrained(meta["model_path"], trust_remote_code=trust)
     _check_names(state, meta["model_path"], config, trust)
-    target = _DTYPES.get(dtype) or getattr(config, "dtype", None) or torch.float32
+    target = dtypes.get(dtype) or getattr(config, "dtype", None) or torch.float32
     if isinstance(target, str):
-        target = _DTYPES.get(target, torch.float32)
+        target = dtypes.get(target, torch.float32)
     state = {k: v.to(target) if v.is_floating_point() else v for k, v in state.items()}
     files = _model_files(meta["model_path"])
-    out.mkdir(parents=True, exist_ok=True)
+    # Written beside OUT and renamed into place: a failure never leaves a folder that would load.
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
     for item in files.iterdir():
         if item.is_file() and not any(item.match(p) for p in _WEIGHTS):
-            shutil.copy2(item, out / item.name)
+            shutil.copy2(item, tmp / item.name)
     try:
         generation = GenerationConfig.from_pretrained(files)
     except OSError:
         generation = None
-    write_hf_folder(out, state, config, generation)
+    write_hf_folder(tmp, state, config, generation)
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
     return out
 
