@@ -20,6 +20,7 @@ EPILOG = """examples:
   vrft train configs/local/demo_cpu.yaml run.steps=5 rollout.n=4 learner.beta=0
   vrft train --resume runs/demo-20261121-101500
   vrft sft configs/local/demo_cpu.yaml sft.steps=50
+  vrft export runs/demo-20261121-101500/checkpoints/step_000050 runs/demo-hf
 """
 
 
