@@ -83,3 +83,30 @@ def test_colocated_placement_sleeps_engines_around_learning(ray_cluster, tiny_mo
     assert [r["policy_version"] for r in steps] == [1.0, 2.0]
     assert ray.util.placement_group_table() == {} or all(
         pg["state"] == "REMOVED" for pg in ray.util.placement_group_table().values())
+
+
+def test_dapo_dynamic_sampling_refills_the_batch(ray_cluster, tiny_model, color_data, tmp_path):
+    """Groups whose rewards are all equal are dropped and refilled from more prompts (up to 2
+    rounds); never more groups than the batch's prompts are trained on; an update happens only
+    when some group is left. The reward varies within a group only for "green" prompts."""
+    plugin = (f"{__package__}." if __package__ else "") + "test_verifiers_plugins:parity_if_green"
+    cfg = load_config(CONFIG, [f"model.path={tiny_model}", f"data.path={color_data}", "run.steps=3",
+                               f"rewards=[{{name: '{plugin}'}}]", "learner.dynamic_sampling=true",
+                               "learner.dynamic_sampling_max_refills=2", "learner.loss_agg=token-mean",
+                               "learner.policy_loss=ppo_clip", "rollout.num_workers=1", "verifier.num_actors=1"])
+    train(cfg, tmp_path)
+    steps = [r for r in read_records(tmp_path) if "step" in r]
+    assert [r["step"] for r in steps] == [1, 2, 3]
+    assert sum(r["dapo/groups_dropped"] for r in steps) > 0  # blue prompts were met and dropped
+    assert any(r.get("dapo/refill_rounds", 0) > 0 for r in steps)
+    versions, version = [], 0.0
+    for r in steps:
+        assert 0 <= r["dapo/groups_kept"] <= 2
+        assert r.get("dapo/refill_rounds", 0) <= 2
+        skipped = r["dapo/groups_kept"] == 0
+        assert ("dapo/skipped_steps" in r) == skipped
+        assert ("learner/loss" in r) == (not skipped)
+        version += 0.0 if skipped else 1.0
+        versions.append(version)
+    assert [r["policy_version"] for r in steps] == versions
+    assert versions[-1] >= 1  # green groups were trained on

@@ -20,6 +20,12 @@ def echo_value(completion: str, ground_truth: dict) -> float:
     return float(ground_truth["value"])
 
 
+def parity_if_green(completion: str, ground_truth: dict) -> float:
+    """For the DAPO loop test: varies within a group (text length parity) only for "green" prompts;
+    every other group scores all 0, so dynamic sampling drops it."""
+    return float(len(completion) % 2) if ground_truth.get("answer") == "green" else 0.0
+
+
 def slow_echo(completion: str, ground_truth: dict, delay: float = 0.02) -> float:
     time.sleep(delay)
     return float(ground_truth["value"])
