@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import torch
 
+from learner.algorithms import truncation_mask
+
 
 @dataclass
 class Sample:
@@ -115,9 +117,10 @@ def collate(samples: list[Sample], pad_id: int, mask_truncated: bool = False) ->
         "attention_mask": attention_mask,
         "loss_mask": loss_mask,
         "advantages": torch.tensor([s.advantage for s in samples], dtype=torch.float32),
-        "weights": torch.tensor([0.0 if mask_truncated and s.truncated else s.weight for s in samples],
-                                dtype=torch.float32),
+        "weights": torch.tensor([s.weight for s in samples], dtype=torch.float32),
     }
+    if mask_truncated:
+        out["weights"] = out["weights"] * truncation_mask([s.finish_reason for s in samples])
     if rollout_logp is not None:
         out["rollout_logprobs"] = rollout_logp
     if mm_types is not None:

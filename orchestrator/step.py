@@ -80,6 +80,35 @@ def collect_and_score(actors: Actors, pending: PendingRollout,
     return groups, scores, timings
 
 
+def shaped_rewards(cfg: TrainConfig, groups: list[list[Completion]], scores: dict[str, dict[str, float]],
+                   ) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
+    """Every completion's reward (the verifiers' total plus DAPO's overlong penalty, if on) and its
+    group id, flattened in group order."""
+    flat = [(i, c) for i, group in enumerate(groups) for c in group]
+    rewards = torch.tensor([scores[f"{i}:{c.sample_index}"]["total"] for i, c in flat], dtype=torch.float32)
+    group_ids = torch.tensor([i for i, _ in flat], dtype=torch.long)
+    lc, metrics = cfg.learner, {}
+    if lc.overlong_buffer > 0:
+        lengths = torch.tensor([len(c.token_ids) for _, c in flat])
+        penalty = overlong_penalty(lengths, cfg.rollout.max_new_tokens, lc.overlong_buffer, lc.overlong_penalty)
+        rewards = rewards + penalty
+        metrics["reward/overlong_penalty"] = float(penalty.mean())
+    return rewards, group_ids, metrics
+
+
+def kept_groups(cfg: TrainConfig, rewards: torch.Tensor, group_ids: torch.Tensor,
+                max_groups: int | None = None) -> torch.Tensor:
+    """Which completions train: all, or with dynamic sampling those of the first `max_groups`
+    groups whose rewards differ."""
+    if not cfg.learner.dynamic_sampling or not len(rewards):
+        return torch.ones(len(rewards), dtype=torch.bool)
+    keep = dynamic_sampling_mask(rewards, group_ids)
+    if max_groups is not None:  # refills may bring more informative groups than the batch needs
+        ids = sorted(set(group_ids[keep].tolist()))[:max_groups]
+        keep &= torch.isin(group_ids, torch.tensor(ids, dtype=torch.long))
+    return keep
+
+
 def build_batch(cfg: TrainConfig, items: list[PromptItem], groups: list[list[Completion]],
                 scores: dict[str, dict[str, float]], max_groups: int | None = None,
                 ) -> tuple[TrainBatch, torch.Tensor, dict[str, float]]:
@@ -88,26 +117,15 @@ def build_batch(cfg: TrainConfig, items: list[PromptItem], groups: list[list[Com
     Returns the batch, every completion's reward (dropped groups included, for logging) and the
     DAPO metrics."""
     lc = cfg.learner
-    flat = [(i, items[i], comp) for i, group in enumerate(groups) for comp in group]
-    rewards = torch.tensor([scores[f"{i}:{c.sample_index}"]["total"] for i, _, c in flat], dtype=torch.float32)
-    group_ids = torch.tensor([i for i, _, _ in flat], dtype=torch.long)
-    metrics: dict[str, float] = {}
-    if lc.overlong_buffer > 0:
-        lengths = torch.tensor([len(c.token_ids) for _, _, c in flat])
-        penalty = overlong_penalty(lengths, cfg.rollout.max_new_tokens, lc.overlong_buffer, lc.overlong_penalty)
-        rewards = rewards + penalty
-        metrics["reward/overlong_penalty"] = float(penalty.mean())
-    keep = torch.ones(len(flat), dtype=torch.bool)
-    if lc.dynamic_sampling and len(flat):
-        keep = dynamic_sampling_mask(rewards, group_ids)
-        if max_groups is not None:  # refills may bring more informative groups than the batch needs
-            kept_ids = sorted(set(group_ids[keep].tolist()))[:max_groups]
-            keep &= torch.isin(group_ids, torch.tensor(kept_ids, dtype=torch.long))
+    rewards, group_ids, metrics = shaped_rewards(cfg, groups, scores)
+    keep = kept_groups(cfg, rewards, group_ids, max_groups)
+    if lc.dynamic_sampling:
         metrics["dapo/groups_kept"] = float(len(set(group_ids[keep].tolist())))
         metrics["dapo/groups_dropped"] = float(len(groups) - metrics["dapo/groups_kept"])
     advantages = torch.zeros_like(rewards)
     if bool(keep.any()):
         advantages[keep] = get_advantage(lc.advantage)(rewards[keep], group_ids[keep], **lc.advantage_options)
+    flat = [(i, items[i], comp) for i, group in enumerate(groups) for comp in group]
     samples = [Sample(prompt_ids=item.inputs.input_ids, completion_ids=comp.token_ids,
                       advantage=float(advantages[k]), group_id=gid, rollout_logprobs=comp.logprobs,
                       pixel_values=item.inputs.pixel_values, image_grid_thw=item.inputs.image_grid_thw,
@@ -141,8 +159,9 @@ def collect_with_refill(cfg: TrainConfig, actors: Actors, pending: PendingRollou
     items = list(pending.items)
     rounds = cfg.learner.dynamic_sampling_max_refills if cfg.learner.dynamic_sampling and refill else 0
     for round_ in range(1, rounds + 1):
-        kept = build_batch(cfg, items, groups, scores)[2]["dapo/groups_kept"]
-        missing = len(pending.items) - int(kept)
+        rewards, group_ids, _ = shaped_rewards(cfg, groups, scores)
+        kept = len(set(group_ids[kept_groups(cfg, rewards, group_ids)].tolist()))
+        missing = len(pending.items) - kept
         if missing <= 0:
             break
         more = refill(missing, round_)

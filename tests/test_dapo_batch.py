@@ -83,3 +83,12 @@ def test_overlong_penalty_enters_the_rewards_and_samples_carry_finish_reasons():
     assert [s.truncated for s in batch.samples] == [False, False, True]
     # the penalty alone makes an otherwise equal group informative
     assert batch.samples[0].advantage > 0 > batch.samples[2].advantage
+
+
+def test_collate_masks_truncated_completions_only_when_asked():
+    from learner.batch import Sample, collate
+
+    samples = [Sample(prompt_ids=[1, 2], completion_ids=[3, 4], advantage=1.0, group_id=0, finish_reason=f,
+                      weight=w) for f, w in [("stop", 1.0), ("length", 1.0), ("stop", 0.0)]]
+    assert collate(samples, 0, mask_truncated=True)["weights"].tolist() == [1.0, 0.0, 0.0]
+    assert collate(samples, 0, mask_truncated=False)["weights"].tolist() == [1.0, 1.0, 0.0]
