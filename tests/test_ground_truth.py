@@ -67,7 +67,7 @@ def test_classification():
     assert parse_ground_truth({"solution": "red"}, "color") == {"answer": "red"}
 
 
-LISA = ["(120,33),(640,999)", "<answer>(120,33),(640,999)</answer>", "<answer> (120, 33), (640, 999)</answer>"]
+LISA = ["(120,33),(640,999)", "<answer>(120,33),(640,999)</answer>", "<answer> (120, 33), (640,999)</answer>"]
 
 
 @pytest.mark.parametrize("text", LISA)
