@@ -37,8 +37,12 @@ from verifiers._text import extract_answer
 from verifiers.rewards_spatial import extract_items
 
 TASKS = ("detection", "classification", "grounding", "counting", "structure", "spatial")
-# Dataset task names that are a paper task under another name (as orchestrator/tasks.py maps them).
-TASK_ALIASES = {"color": "classification", "math": "structure", "spatial_transform": "spatial"}
+# Dataset task names that are a paper task under another name: the same map as orchestrator/tasks.py
+# ALIASES (kept here so this module stands alone; tests/test_ground_truth.py checks they agree).
+TASK_ALIASES = {
+    "color": "classification", "math": "structure", "spatial_transform": "spatial", "clevr-math": "counting",
+    "geomath": "structure", "trance": "spatial", "trance-only-full": "spatial", "lisa": "grounding",
+}
 
 _NO_OBJECTS = frozenset({"no objects", "no objects.", "[]"})
 _POINTS = re.compile(r"\(\s*(-?\d+(?:\.\d+)?)\s*,\s*(-?\d+(?:\.\d+)?)\s*\)\s*,\s*"

@@ -8,7 +8,8 @@ import json
 import pytest
 
 from orchestrator.ground_truth import GroundTruthError, parse_ground_truth, perfect_answer
-from verifiers import CompositeReward, reward_info, task_rewards
+from orchestrator.tasks import default_rewards
+from verifiers import CompositeReward, reward_info
 
 DET = (
     "<answer>[{'Position': [10, 20, 300, 400], 'Confidence': 1}, "
@@ -18,7 +19,7 @@ DET = (
 
 def assert_max(task: str, gt: dict) -> None:
     """The perfect answer gets every component's registered high through the task's composition."""
-    specs = task_rewards(task)
+    specs = default_rewards(task)
     scores, errors = CompositeReward(specs).score(perfect_answer(task, gt), gt)
     assert not errors, errors
     for spec in specs:
@@ -163,3 +164,14 @@ def test_perfect_answer_refuses_what_no_answer_format_can_say():
         perfect_answer("grounding", {"box": [1.5, 2, 3, 4]})
     with pytest.raises(GroundTruthError, match="ocr"):
         perfect_answer("ocr", {"answer": "x"})
+
+
+def test_task_aliases_agree_with_the_task_table():
+    from orchestrator import ground_truth, tasks
+
+    aliases = getattr(tasks, "ALIASES", None)
+    if aliases is None:
+        pytest.skip("orchestrator.tasks has no ALIASES table")
+    assert ground_truth.TASK_ALIASES == aliases
+    for alias in aliases:
+        assert ground_truth.canonical_task(alias) == tasks.canonical_task(alias)
