@@ -1,0 +1,199 @@
+"""Coordinate frames per model family: the frame a model answers boxes in, and the ground truth
+converted into it.
+
+Visual-RFT's data stores boxes in the 0–1000 frame (Qwen2-VL's convention: x/W·1000, y/H·1000).
+A reward compares a prediction with the ground truth in one frame, so the ground truth must be in the
+frame the policy answers in:
+
+- Qwen2-VL answers in `rel1000`: the stored boxes as they are.
+- Qwen2.5-VL answers in `resized_pixels`: absolute pixels of the image as its processor resized it
+  (`smart_resize`: each side rounded to a multiple of patch_size × merge_size, the area kept within
+  [min_pixels, max_pixels]). The same image at another max_pixels is another frame, so the sizes come
+  from the run's own processor settings.
+- Qwen3-VL answers in `rel1000` again. Its model card and cookbooks say so ("changed from the
+  absolute coordinates used in Qwen2.5-VL to relative coordinates ranging from 0 to 1000",
+  QwenLM/Qwen3-VL issues #1485, #1741); the project issue assumed pixels, and `answer_frame(...,
+  override="resized_pixels")` gives that. Its processor has patch size 16 (factor 32).
+
+A family this module does not know is an error that names the override, never a silent guess.
+
+Known limit, outside this module: `verifiers` detection rewards reject any coordinate above 1000 (the
+0–1000 frame's bound), so in the `resized_pixels` frame a resized side over 1000 pixels cannot be
+scored until those rewards take the frame's bound. A box that rounds to zero area in a small resized
+image cannot be matched either; `vrft check-data` is where both show.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+FRAMES = ("rel1000", "resized_pixels")
+FAMILY_FRAMES = {"qwen2_vl": "rel1000", "qwen2_5_vl": "resized_pixels", "qwen3_vl": "rel1000"}
+# config.json model_type → family.
+_MODEL_TYPES = {
+    "qwen2_vl": "qwen2_vl",
+    "qwen2_5_vl": "qwen2_5_vl",
+    "qwen3_vl": "qwen3_vl",
+    "qwen3_vl_moe": "qwen3_vl",
+}
+# Each family's released image processor settings (preprocessor_config.json), used when a caller has
+# only the family name. Qwen3-VL: patch 16, shortest_edge 65536, longest_edge 16777216.
+PROCESSOR_DEFAULTS: dict[str, dict[str, int]] = {
+    "qwen2_vl": {"patch_size": 14, "merge_size": 2, "min_pixels": 56 * 56, "max_pixels": 28 * 28 * 1280},
+    "qwen2_5_vl": {"patch_size": 14, "merge_size": 2, "min_pixels": 56 * 56, "max_pixels": 28 * 28 * 1280},
+    "qwen3_vl": {"patch_size": 16, "merge_size": 2, "min_pixels": 65536, "max_pixels": 16777216},
+}
+_OVERRIDE_HINT = "set the answer frame explicitly (rel1000 or resized_pixels)"
+
+
+def _model_type(source: Any) -> tuple[str | None, str]:
+    """(model_type, where it was read) from a config object, a dict, a folder, a config.json path, or
+    a Hub id (read through the Hugging Face cache)."""
+    if isinstance(source, dict):
+        return source.get("model_type"), "the config"
+    if hasattr(source, "model_type"):
+        return getattr(source, "model_type", None), type(source).__name__
+    path = Path(str(source)).expanduser()
+    if path.is_dir():
+        path = path / "config.json"
+    if path.is_file():
+        try:
+            return json.loads(path.read_text()).get("model_type"), str(path)
+        except (OSError, ValueError) as e:
+            raise ValueError(f"cannot read model_type from {path}: {e}") from None
+    if Path(str(source)).expanduser().exists():
+        raise ValueError(f"no config.json in {source}; {_OVERRIDE_HINT}")
+    from transformers.utils import cached_file  # a Hub id: its config.json, cached or fetched
+
+    file = cached_file(str(source), "config.json", _raise_exceptions_for_missing_entries=False)
+    if file is None:
+        raise ValueError(f"no config.json for model {source}; {_OVERRIDE_HINT}")
+    return json.loads(Path(file).read_text()).get("model_type"), str(source)
+
+
+def model_family(model_path_or_config: Any) -> str:
+    """`qwen2_vl`, `qwen2_5_vl` or `qwen3_vl`, from the model's config.json `model_type`.
+
+    Accepts a model folder, a config.json path, a Hub id, a transformers config or a plain dict; a
+    family name itself passes through.
+    """
+    if isinstance(model_path_or_config, str) and model_path_or_config in FAMILY_FRAMES:
+        return model_path_or_config
+    model_type, where = _model_type(model_path_or_config)
+    family = _MODEL_TYPES.get(str(model_type))
+    if family is None:
+        raise ValueError(f"unknown model family {model_type!r} in {where}; {_OVERRIDE_HINT}")
+    return family
+
+
+def answer_frame(family: str, override: str | None = None) -> str:
+    """The frame `family` answers boxes in (`rel1000` or `resized_pixels`); `override` wins."""
+    if override is not None:
+        if override not in FRAMES:
+            raise ValueError(f"unknown answer frame {override!r} (known: {', '.join(FRAMES)})")
+        return override
+    try:
+        return FAMILY_FRAMES[family]
+    except KeyError:
+        raise ValueError(f"unknown model family {family!r}; {_OVERRIDE_HINT}") from None
+
+
+def smart_resize(height: int, width: int, factor: int, min_pixels: int, max_pixels: int) -> tuple[int, int]:
+    """(height, width) as Qwen2-VL's image processor resizes them (transformers' `smart_resize`,
+    the same function for all three families): sides rounded to multiples of `factor`, area scaled
+    into [min_pixels, max_pixels] keeping the aspect ratio."""
+    if height <= 0 or width <= 0:
+        raise ValueError(f"image size must be positive, got {width}x{height}")
+    if max(height, width) / min(height, width) > 200:
+        raise ValueError(f"aspect ratio of a {width}x{height} image is over 200, which the processor refuses")
+    h_bar = round(height / factor) * factor
+    w_bar = round(width / factor) * factor
+    if h_bar * w_bar > max_pixels:
+        beta = math.sqrt((height * width) / max_pixels)
+        h_bar = max(factor, math.floor(height / beta / factor) * factor)
+        w_bar = max(factor, math.floor(width / beta / factor) * factor)
+    elif h_bar * w_bar < min_pixels:
+        beta = math.sqrt(min_pixels / (height * width))
+        h_bar = math.ceil(height * beta / factor) * factor
+        w_bar = math.ceil(width * beta / factor) * factor
+    return h_bar, w_bar
+
+
+def processor_params(processor_or_params: Any) -> dict[str, int]:
+    """patch_size, merge_size, min_pixels, max_pixels from a processor (its `image_processor`), an
+    image processor, a dict of those four, or a family name (its released defaults)."""
+    if isinstance(processor_or_params, str):
+        if processor_or_params not in PROCESSOR_DEFAULTS:
+            raise ValueError(f"unknown model family {processor_or_params!r}; pass the processor instead")
+        return dict(PROCESSOR_DEFAULTS[processor_or_params])
+    if isinstance(processor_or_params, dict):
+        params = processor_or_params
+    else:
+        ip = getattr(processor_or_params, "image_processor", processor_or_params)
+        size = getattr(ip, "size", None) or {}
+        get = size.get if isinstance(size, dict) else lambda k, d=None: getattr(size, k, d)
+        params = {
+            "patch_size": getattr(ip, "patch_size", None),
+            "merge_size": getattr(ip, "merge_size", None),
+            "min_pixels": get("shortest_edge") or getattr(ip, "min_pixels", None),
+            "max_pixels": get("longest_edge") or getattr(ip, "max_pixels", None),
+        }
+    out = {}
+    for key in ("patch_size", "merge_size", "min_pixels", "max_pixels"):
+        value = params.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ValueError(f"image processor setting {key!r} must be a positive integer, got {value!r}")
+        out[key] = value
+    return out
+
+
+def resized_size(width: int, height: int, processor_or_params: Any) -> tuple[int, int]:
+    """(width, height) of a `width`×`height` image after the processor's resize: the pixel frame a
+    Qwen2.5-VL answer refers to."""
+    p = processor_params(processor_or_params)
+    factor = p["patch_size"] * p["merge_size"]
+    h, w = smart_resize(int(height), int(width), factor, p["min_pixels"], p["max_pixels"])
+    return w, h
+
+
+def boxes_to_frame(
+    boxes_1000: list, image_size: tuple[int, int], resized_size: tuple[int, int] | None, frame: str
+) -> list[list[float | int]]:
+    """Ground-truth xyxy boxes from the 0–1000 frame into `frame`.
+
+    `rel1000`: returned as they are (copied). `resized_pixels`: x·W'/1000 and y·H'/1000 for the resized
+    size (W', H'), rounded half up to integers and clamped to [0, W'] × [0, H']. Integers because the
+    models answer integers and the LISA reward reads only digits; the rounding moves a side by at most
+    half a pixel, which a perfect answer reproduces exactly, since it is built from the converted box.
+    `image_size` (W, H) of the original image is checked but not otherwise needed: the resize maps the
+    whole image onto (W', H'), so relative coordinates carry over.
+    """
+    if frame not in FRAMES:
+        raise ValueError(f"unknown answer frame {frame!r} (known: {', '.join(FRAMES)})")
+    w0, h0 = image_size
+    if w0 <= 0 or h0 <= 0:
+        raise ValueError(f"image size must be positive, got {w0}x{h0}")
+    if frame == "rel1000":
+        return [list(b) for b in boxes_1000]
+    if resized_size is None:
+        raise ValueError("the resized_pixels frame needs the resized image size")
+    rw, rh = resized_size
+    out = []
+    for b in boxes_1000:
+        x1, y1, x2, y2 = b
+        out.append([_scale(x1, rw), _scale(y1, rh), _scale(x2, rw), _scale(y2, rh)])
+    return out
+
+
+def _scale(v: float, side: int) -> int:
+    return min(side, max(0, math.floor(v * side / 1000 + 0.5)))
+
+
+def box_to_frame(
+    box_1000: list, image_size: tuple[int, int], resized: tuple[int, int] | None, frame: str
+) -> list[float | int]:
+    """One box (a grounding ground truth) into `frame`; see `boxes_to_frame`."""
+    return boxes_to_frame([box_1000], image_size, resized, frame)[0]
