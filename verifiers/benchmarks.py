@@ -1,0 +1,345 @@
+"""The papers' evaluation benchmarks by name: protocol, metric, paper numbers, and rescoring of saved
+predictions without a model (the ``vrft eval --predictions predictions.jsonl`` path).
+
+A prediction record is one line of ``predictions.jsonl``: ``{"id", "completion", "answer", "score"}``
+(the parsed answer and per-item score are written for reading; rescoring recomputes both from the
+completion, so a metric option can change without rerunning inference). Ids are matched as strings.
+A detection record's id is ``"<image_id>:<category>"`` (``eval_detection.query_id``), one per query.
+
+Ground truth by benchmark kind:
+
+- ``coco`` / ``lvis``: a COCO / LVIS ground-truth dict (absolute xywh boxes, images with width and
+  height; LVIS images with ``neg_category_ids`` / ``not_exhaustive_category_ids``), a path to its
+  JSON, or a ``pycocotools`` COCO; options ``protocol`` and ``existence_map`` (see
+  ``verifiers.eval_detection``). Every image of the ground truth is evaluated.
+- ``classification``: ``{id: class name}``. ``lisa``: ``{id: {"box": [x1, y1, x2, y2] in pixels,
+  "width", "height", optional "mask"}}``; records may carry a ``mask`` (RLE or array).
+- ``answer`` (counting, structure) and ``trance``: ``{id: answer string}``.
+
+An item without a record scores 0 (a detection query without one has no detections), as a failed
+generation does in the papers' scripts; ``counts["missing"]`` says how many. Metrics are ×100, on the
+papers' scale.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from verifiers import eval_classes as C
+from verifiers import eval_detection as det
+from verifiers import eval_tasks as tasks
+from verifiers.paper_numbers import GROUP_PAPER, PAPER  # noqa: F401 (GROUP_PAPER: the groups' numbers)
+from verifiers.registry import one_line
+
+# The R1 system prompt Visual-RFT's LISA evaluation adds (Qwen2_VL_lisa_infere.py).
+R1_SYSTEM_PROMPT = (
+    "A conversation between User and Assistant. The user asks a question, and the Assistant solves it. The "
+    "assistant first thinks about the reasoning process in the mind and then provides the user with the "
+    "answer. The reasoning process and answer are enclosed within <think> </think> and <answer> </answer> "
+    "tags, respectively, i.e., <think> reasoning process here </think><answer> answer here </answer>"
+)
+REQUIRED_FIELDS = ("id", "completion")
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Decoding of an evaluation run; temperature 0 means greedy (top_p / top_k then unused)."""
+
+    temperature: float = 0.0
+    top_p: float = 1.0
+    top_k: int = 0  # 0 = off
+    max_new_tokens: int = 1024
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0.0
+
+
+# Visual-RFT's scripts call model.generate with only max_new_tokens: Qwen2-VL-Instruct's generation
+# config is greedy in effect. Reason-RFT's eval_by_vllm: temperature 0.1, top_p 0.9, top_k 50, 768.
+VISUAL_RFT = Sampling(max_new_tokens=1024)
+VISUAL_RFT_LISA = Sampling(max_new_tokens=128)
+REASON_RFT = Sampling(temperature=0.1, top_p=0.9, top_k=50, max_new_tokens=768)
+REASON_RFT_MAX_PIXELS = 480_000
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """One benchmark: what ``vrft eval`` needs to run it as its paper did, and how it is scored."""
+
+    name: str
+    kind: str  # coco | lvis | classification | lisa | answer | trance
+    metrics: tuple[str, ...]  # the metric names it reports (the paper's columns)
+    sampling: Sampling
+    r1_system_prompt: bool  # whether the paper's evaluation adds R1_SYSTEM_PROMPT
+    source: str  # paper, table and split as the paper names it
+    split: str = ""  # id / ood (Reason-RFT), test / val (LISA)
+    subsets: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # detection: metric → classes
+    max_pixels: int | None = None  # None: the processor's default (Visual-RFT's scripts set none)
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """Detection: the classes queried (the union of the subsets)."""
+        return tuple(dict.fromkeys(c for names in self.subsets.values() for c in names))
+
+    @property
+    def paper(self) -> dict:
+        """``{size: {setting: {metric: value}}}`` as the paper prints it ({} when it prints none)."""
+        return PAPER.get(self.name, {})
+
+    @property
+    def metric(self) -> Callable[..., dict[str, Any]]:
+        """The scorer: ``fn(benchmark, records, ground_truth, **options) -> report``."""
+        return _SCORERS[self.kind]
+
+
+def _bench(name: str, kind: str, metrics: tuple[str, ...], source: str, **kw: Any) -> Benchmark:
+    defaults: dict[str, Any] = {"sampling": VISUAL_RFT, "r1_system_prompt": False}
+    if kind in ("answer", "trance"):
+        defaults.update(sampling=REASON_RFT, max_pixels=REASON_RFT_MAX_PIXELS)
+    return Benchmark(name, kind, metrics, source=source, **{**defaults, **kw})
+
+
+_V, _R = "Visual-RFT", "Reason-RFT"
+BENCHMARKS: dict[str, Benchmark] = {b.name: b for b in (
+    _bench("coco_fewshot_8", "coco", ("mAP",), f"{_V} Tab. 3, COCO val2017, 8 classes",
+           subsets={"mAP": C.COCO_FEWSHOT_8}),
+    _bench("coco_ov", "coco", ("mAP_n", "mAP_b", "mAP_all"), f"{_V} Tab. 7, COCO val2017, 15 novel / 65 base",
+           subsets={"mAP_n": C.COCO_OV_NOVEL_15, "mAP_b": C.COCO_OV_BASE_65, "mAP_all": C.COCO_NAMES}),
+    _bench("lvis_fewshot", "lvis", ("mAP",), f"{_V} Tab. 4, lvis_v1_val, 6 rare classes",
+           subsets={"mAP": C.LVIS_FEWSHOT_6}),
+    _bench("lvis_ov", "lvis", ("mAP",), f"{_V} Tab. 8, lvis_v1_val, 13 rare classes",
+           subsets={"mAP": C.LVIS_OV_RARE_13}),
+    *(_bench(n, "classification", ("accuracy", "accuracy_exact"), f"{_V} Tab. 2, {p} test split (N={k})")
+      for n, p, k in (("flower102", "Flower102", 2463), ("pets37", "Pets37", 3669),
+                      ("cars196", "Cars196", 8041), ("aircraft", "FGVC-Aircraft", 3333))),
+    *(_bench(f"lisa_{s}", "lisa", ("mIoU", "gIoU", "cIoU"), f"{_V} Tab. 6, LISA ReasonSeg {s}", split=s,
+             sampling=VISUAL_RFT_LISA, r1_system_prompt=True) for s in ("test", "val")),
+    _bench("clevr_math", "answer", ("accuracy",), f"{_R} Counting ID, clevr-math (CLEVR-Math 1k)", split="id"),
+    _bench("super_clevr", "answer", ("accuracy",), f"{_R} Counting OOD, super-clevr (Super-CLEVR 1k)",
+           split="ood"),
+    _bench("geomath", "answer", ("accuracy",), f"{_R} Structure ID, geomath (GeoMath 820)", split="id"),
+    _bench("geometry3k", "answer", ("accuracy",), f"{_R} Structure OOD, geometry3k (Geometry3K 800)",
+           split="ood"),
+    _bench("trance", "trance", ("score",), f"{_R} Spatial ID, trance (TRANCE 1k)", split="id"),
+    _bench("trance_left", "trance", ("score",), f"{_R} Spatial OOD, trance-left (left view 1k)", split="ood"),
+    _bench("trance_right", "trance", ("score",), f"{_R} Spatial OOD, trance-right (right view 1k)",
+           split="ood"),
+)}
+ALIASES = {"lisa": "lisa_test"}
+# Averages the tables print over several benchmarks: group → (members, metric).
+GROUPS: dict[str, tuple[tuple[str, ...], str]] = {
+    "fgvc": (("flower102", "pets37", "aircraft", "cars196"), "accuracy"),
+    "counting": (("clevr_math", "super_clevr"), "accuracy"),
+    "structure": (("geomath", "geometry3k"), "accuracy"),
+    "spatial": (("trance", "trance_left", "trance_right"), "score"),
+}
+
+
+def list_benchmarks() -> list[str]:
+    return sorted(BENCHMARKS)
+
+
+def get_benchmark(name: str) -> Benchmark:
+    """The benchmark called ``name`` (or an alias); an unknown name is a one-line ValueError."""
+    b = BENCHMARKS.get(ALIASES.get(name, name))
+    if b is None:
+        raise ValueError(f"unknown benchmark {name!r}; known: {', '.join(list_benchmarks())}")
+    return b
+
+
+def rescore(benchmark: str, predictions: Sequence[Mapping[str, Any]], ground_truth: Any,
+            **options: Any) -> dict[str, float]:
+    """The benchmark's metrics (×100) recomputed from prediction records; see ``score_report``."""
+    return score_report(benchmark, predictions, ground_truth, **options)["metrics"]
+
+
+def score_report(benchmark: str, predictions: Sequence[Mapping[str, Any]], ground_truth: Any,
+                 **options: Any) -> dict[str, Any]:
+    """``{"benchmark", "protocol", "metrics", "counts", "paper", ...}``: the metrics (×100), the query
+    protocol used (detection; ``"paper"`` elsewhere), item counts, the paper's numbers and per-kind
+    detail (``per_class`` AP for detection, ``by_type`` accuracy for answers).
+
+    Records that do not fit the benchmark (not an object, a missing field, a non-string completion,
+    an unknown or repeated id) raise a one-line ValueError naming the first bad record."""
+    b = get_benchmark(benchmark)
+    report = b.metric(b, list(predictions), ground_truth, **options)
+    return {"benchmark": b.name, **report, "paper": b.paper}
+
+
+def benchmark_queries(benchmark: str, ground_truth: Any, *, protocol: str | None = None,
+                      existence_map: Mapping[Any, Sequence[str]] | None = None) -> dict[str, tuple[int, str]]:
+    """Detection: ``{query id: (image_id, category)}`` to prompt, under the protocol (the default is
+    ``existence_map`` when a map is given, else ``gt_categories``)."""
+    b = get_benchmark(benchmark)
+    if b.kind not in ("coco", "lvis"):
+        raise ValueError(f"{b.name} is not a detection benchmark; its queries are its ground-truth items")
+    protocol = protocol or ("existence_map" if existence_map is not None else "gt_categories")
+    return det.detection_queries(det.load_ground_truth(ground_truth), b.classes, protocol,
+                                 _load_json(existence_map))
+
+
+def prediction_record(benchmark: str, item_id: Any, completion: str, ground_truth_item: Any = None) -> dict:
+    """The ``predictions.jsonl`` line for one item: ``{"id", "completion", "answer", "score"}``.
+
+    ``answer`` is what the metric reads from the completion (detection: ``[{"box", "score"}]`` or None
+    when unparseable; LISA: the first box; otherwise the answer text). ``score`` is the per-item score
+    (fraction) given the item's ground truth in the form ``rescore`` takes; None for detection, whose
+    metric exists only over the whole set, or without ground truth."""
+    b = get_benchmark(benchmark)
+    score: float | None = None
+    if b.kind in ("coco", "lvis"):
+        from verifiers.rewards_detection import parse_detections
+
+        parsed = parse_detections(completion)
+        answer: Any = None if parsed is None else [{"box": [x1, y1, x2, y2], "score": c}
+                                                   for c, x1, y1, x2, y2 in parsed[0]]
+    elif b.kind == "classification":
+        answer = tasks.extract_answer(completion, dotall=False)
+        if ground_truth_item is not None:
+            score = float(tasks.classification_correct(completion, ground_truth_item))
+    elif b.kind == "lisa":
+        answer = tasks.lisa_box(completion)
+        if ground_truth_item is not None:
+            g = ground_truth_item
+            score = tasks.lisa_box_iou(completion, g["box"], g["width"], g["height"])
+    else:
+        answer = tasks.answer_text(completion, dotall=b.kind == "answer")
+        if ground_truth_item is not None:
+            fn = tasks.trance_eval_score if b.kind == "trance" else tasks.answer_score
+            score = fn(completion, ground_truth_item)
+    return {"id": item_id, "completion": completion, "answer": answer, "score": score}
+
+
+def _load_json(obj: Any) -> Any:
+    if isinstance(obj, str) or hasattr(obj, "__fspath__"):
+        import json
+
+        with open(obj, encoding="utf-8") as f:
+            return json.load(f)
+    return obj
+
+
+def _index(b: Benchmark, records: Iterable[Any], expected: Mapping[str, Any] | set[str],
+           what: str) -> dict[str, Mapping[str, Any]]:
+    """``{str(id): record}``, checking every record against the benchmark's items."""
+    out: dict[str, Mapping[str, Any]] = {}
+    for i, r in enumerate(records):
+        where = f"{b.name}: prediction record {i}"
+        if not isinstance(r, Mapping):
+            raise ValueError(f"{where} is a {type(r).__name__}, not an object with {', '.join(REQUIRED_FIELDS)}")
+        for f in REQUIRED_FIELDS:
+            if f not in r:
+                raise ValueError(one_line(f"{where} (id {r.get('id')!r}) has no {f!r} field"))
+        if not isinstance(r["completion"], str):
+            raise ValueError(one_line(f"{where} (id {r['id']!r}): completion is not a string"))
+        key = str(r["id"])
+        if key not in expected:
+            raise ValueError(one_line(f"{where}: id {r['id']!r} is not {what}"))
+        if key in out:
+            raise ValueError(one_line(f"{where}: id {r['id']!r} appears twice"))
+        out[key] = r
+    return out
+
+
+def _check_options(b: Benchmark, options: Mapping[str, Any], allowed: tuple[str, ...] = ()) -> None:
+    bad = sorted(set(options) - set(allowed))
+    if bad:
+        raise ValueError(f"{b.name} takes no option {bad[0]!r}" + (f" (options: {', '.join(allowed)})"
+                                                                   if allowed else ""))
+
+
+def _gt_items(b: Benchmark, ground_truth: Any) -> dict[str, Any]:
+    if not isinstance(ground_truth, Mapping):
+        raise ValueError(f"{b.name} ground truth must be a mapping {{id: ...}}, got {type(ground_truth).__name__}")
+    return {str(k): v for k, v in ground_truth.items()}
+
+
+def _counts(n_items: int, n_records: int) -> dict[str, int]:
+    return {"items": n_items, "predictions": n_records, "missing": n_items - n_records}
+
+
+def _pct(x: float) -> float:
+    return 100.0 * x
+
+
+# ---- scorers ---------------------------------------------------------------------------------------
+
+
+def _score_detection(b: Benchmark, records: list, ground_truth: Any, **options: Any) -> dict[str, Any]:
+    _check_options(b, options, ("protocol", "existence_map"))
+    existence_map = _load_json(options.get("existence_map"))
+    protocol = options.get("protocol")
+    protocol = protocol or ("existence_map" if existence_map is not None else "gt_categories")
+    gt = det.load_ground_truth(ground_truth)
+    queries = det.detection_queries(gt, b.classes, protocol, existence_map)
+    by_id = _index(b, records, queries, f"a query of {b.name} under the {protocol} protocol")
+    ids = det.category_ids(gt, b.classes)
+    from verifiers.eval import detections_from_completion
+
+    dets: list[dict[str, Any]] = []
+    for key, r in by_id.items():
+        img, name = queries[key]
+        dets += detections_from_completion(r["completion"], img, ids[name])
+    res = det.subset_map(gt, dets, b.subsets, federated=b.kind == "lvis")
+    return {"protocol": protocol, "metrics": {k: _pct(v) for k, v in res["metrics"].items()},
+            "per_class": {k: _pct(v) for k, v in res["per_class"].items()},
+            "counts": {**_counts(len(queries), len(by_id)), "detections": len(dets)}}
+
+
+def _score_classification(b: Benchmark, records: list, ground_truth: Any, **options: Any) -> dict[str, Any]:
+    _check_options(b, options)
+    labels = _gt_items(b, ground_truth)
+    by_id = _index(b, records, labels, f"an item of the {b.name} ground truth")
+    n = max(len(labels), 1)
+    acc = {mode: sum(tasks.classification_correct(by_id[k]["completion"], lab, mode=mode)
+                     for k, lab in labels.items() if k in by_id) / n for mode in ("visual_rft", "exact")}
+    return {"protocol": "paper", "metrics": {"accuracy": _pct(acc["visual_rft"]),
+                                             "accuracy_exact": _pct(acc["exact"])},
+            "counts": _counts(len(labels), len(by_id))}
+
+
+def _score_lisa(b: Benchmark, records: list, ground_truth: Any, **options: Any) -> dict[str, Any]:
+    _check_options(b, options)
+    items = _gt_items(b, ground_truth)
+    for k, g in items.items():
+        if not isinstance(g, Mapping) or not all(f in g for f in ("box", "width", "height")):
+            raise ValueError(f"{b.name} ground truth item {k!r} needs box (pixels), width and height")
+    by_id = _index(b, records, items, f"an item of the {b.name} ground truth")
+    ious = [tasks.lisa_box_iou(by_id[k]["completion"], g["box"], g["width"], g["height"]) if k in by_id else 0.0
+            for k, g in items.items()]
+    metrics = {"mIoU": _pct(sum(ious) / len(ious)) if ious else 0.0}
+    with_mask = [k for k, g in items.items() if g.get("mask") is not None]
+    if with_mask and len(with_mask) != len(items):
+        raise ValueError(f"{b.name} ground truth item {sorted(set(items) - set(with_mask))[0]!r} has no mask "
+                         "(gIoU/cIoU need a mask for every item)")
+    if with_mask:
+        preds = [by_id[k].get("mask") if k in by_id else None for k in items]
+        masks = tasks.mask_metrics(preds, [g["mask"] for g in items.values()])
+        metrics.update({k: _pct(v) for k, v in masks.items()})
+    return {"protocol": "paper", "metrics": metrics, "counts": _counts(len(items), len(by_id))}
+
+
+def _score_answers(b: Benchmark, records: list, ground_truth: Any, **options: Any) -> dict[str, Any]:
+    _check_options(b, options)
+    answers = _gt_items(b, ground_truth)
+    by_id = _index(b, records, answers, f"an item of the {b.name} ground truth")
+    fn = tasks.trance_eval_score if b.kind == "trance" else tasks.answer_score
+    scores = {k: fn(by_id[k]["completion"], a) if k in by_id else 0.0 for k, a in answers.items()}
+    mean = sum(scores.values()) / len(scores) if scores else 0.0
+    out: dict[str, Any] = {"protocol": "paper", "metrics": {b.metrics[0]: _pct(mean)},
+                           "counts": _counts(len(answers), len(by_id))}
+    if b.kind == "answer":  # cal_score_benchmarks prints choice / non-choice items apart
+        by_type: dict[str, list[float]] = {}
+        for k, a in answers.items():
+            by_type.setdefault("choice" if tasks.is_choice(a) else "non_choice", []).append(scores[k])
+        out["by_type"] = {t: _pct(sum(v) / len(v)) for t, v in by_type.items()}
+    return out
+
+
+_SCORERS: dict[str, Callable[..., dict[str, Any]]] = {
+    "coco": _score_detection, "lvis": _score_detection, "classification": _score_classification,
+    "lisa": _score_lisa, "answer": _score_answers, "trance": _score_answers,
+}
