@@ -143,7 +143,8 @@ def boxes_to_results(gt: Any, detections: Iterable[Mapping[str, Any]]) -> list[d
         else:
             x1, y1, x2, y2 = (float(v) / 1000.0 for v in d["box"])
             w, h = img["width"], img["height"]
-            xywh = [x1 * w, y1 * h, (x2 - x1) * w, (y2 - y1) * h]
+            x1, y1, x2, y2 = x1 * w, y1 * h, x2 * w, y2 * h  # in the script's order, to the last bit
+            xywh = [x1, y1, x2 - x1, y2 - y1]
         out.append({"image_id": d["image_id"], "category_id": d["category_id"], "bbox": xywh,
                     "score": float(d["score"])})
     return out
@@ -191,12 +192,13 @@ def class_ap(
     from pycocotools.cocoeval import COCOeval
 
     cat_ids = sorted(set(cat_ids))
+    wanted = set(cat_ids)
     not_exhaustive: dict[Any, set[int]] = {}
     if federated:
         results = _limit_per_image(results, LVIS_MAX_DETS)
         counted, not_exhaustive = _federated_sets(gt)
         results = [r for r in results if r["category_id"] in counted[r["image_id"]]]
-    results = [r for r in results if r["category_id"] in cat_ids]
+    results = [r for r in results if r["category_id"] in wanted]
     if not results:  # loadRes cannot take an empty list; no detections is AP 0 wherever there is GT
         has_gt = {a["category_id"] for a in gt.dataset["annotations"]}
         return {c: ((0.0, 0.0) if c in has_gt else (math.nan, math.nan)) for c in cat_ids}
