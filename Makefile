@@ -68,7 +68,7 @@ $(VLLM_STAMP): constraints-vllm.txt
 	$(VLLM_PIP) install -q -c constraints-vllm.txt 'ray[default]' pydantic datasets pillow safetensors \
 		pyyaml pytest pytest-timeout
 	$(VLLM_PIP) install -q --no-deps -e .
-	$(VLLM_PY) -c "import vllm, deepspeed, rollout.vllm_engine, learner.group, orchestrator.tiny_text_model"
+	$(VLLM_PY) -c "import vllm, deepspeed, rollout.vllm_engine, learner.group, orchestrator.assets.tiny_text_model"
 	$(VLLM_PY) -c "from deepspeed.accelerator import get_accelerator as a; a().create_op_builder('ShareMemCommBuilder').load()"
 	touch $(VLLM_STAMP)
 

@@ -27,8 +27,8 @@ import ray
 
 from learner import LearnerConfig, LearnerGroup, Sample, TrainBatch
 from learner.batch import split_micro_batches
-from orchestrator.synthetic import sample_task
-from orchestrator.tiny_model import make_tiny_model
+from orchestrator.assets.synthetic import sample_task
+from orchestrator.assets.tiny_model import make_tiny_model
 from rollout.inputs import build_prompt_inputs
 from rollout.processor import load_processor, vision_special_token_ids
 
@@ -59,7 +59,7 @@ def build_batch(model_path: str, seed: int = 0) -> tuple[list[Sample], int]:
             length = lengths[p * G + g]
             samples.append(Sample(prompt_ids=prompt.input_ids,
                                   completion_ids=rng.choices(vocab, k=length),
-                                  advantage=rng.choice([-1.0, 1.0]), group_id=p,
+                                  reward=rng.choice([0.0, 1.0]), group_id=p,
                                   pixel_values=prompt.pixel_values, image_grid_thw=prompt.image_grid_thw,
                                   prompt_mm_token_type_ids=prompt.mm_token_type_ids))
     return samples, processor.tokenizer.pad_token_id

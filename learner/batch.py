@@ -17,7 +17,7 @@ from learner.algorithms import truncation_mask
 class Sample:
     prompt_ids: list[int]
     completion_ids: list[int]
-    advantage: float = 0.0
+    advantage: float = 0.0  # filled in by LearnerGroup.train_step from `reward` and `group_id`
     group_id: int = 0
     rollout_logprobs: list[float] | None = None  # the engine's, for the IS correction
     pixel_values: torch.Tensor | None = None
@@ -25,7 +25,7 @@ class Sample:
     prompt_mm_token_type_ids: list[int] | None = None
     weight: float = 1.0  # 0 for the padding micro-batches that keep ranks in lock-step
     finish_reason: str = "stop"  # "length": cut by max_new_tokens (masked if mask_truncated)
-    reward: float | None = None  # the total reward; needed when the KL goes into the reward
+    reward: float | None = None  # the total (shaped) reward; GRPO's advantages are computed from it
 
     @property
     def length(self) -> int:
@@ -40,10 +40,6 @@ class Sample:
 class TrainBatch:
     samples: list[Sample]
     max_completion_len: int = 0  # for loss aggregations normalised by the max length (Dr.GRPO)
-
-    @property
-    def num_tokens(self) -> int:
-        return sum(len(s.completion_ids) for s in self.samples if s.weight)
 
 
 def split_micro_batches(samples: list[Sample], micro_batch_size: int, token_budget: int | None = None,

@@ -51,14 +51,13 @@ class LearnerConfig(BaseModel):
     is_correction: bool = False  # truncated importance sampling between engine and learner log-probs
     is_cap: float = Field(2.0, gt=0)
 
-    # DAPO (Yu et al. 2025). The orchestrator applies dynamic sampling and the overlong penalty when
-    # it builds the batch; the learner applies mask_truncated (needs Sample.finish_reason).
-    dynamic_sampling: bool = False  # drop groups whose rewards are all equal
-    dynamic_sampling_max_refills: int = Field(0, ge=0, description="rounds of extra prompts drawn to "
-                                              "refill a batch thinned by dynamic sampling (0: train on fewer)")
-    overlong_buffer: int = Field(0, ge=0, description="soft overlong penalty buffer in tokens (0: off)")
-    overlong_penalty: float = Field(1.0, ge=0)
-    mask_truncated: bool = False  # completions cut by max_new_tokens carry no gradient
+    # DAPO (Yu et al. 2025): the learner's part. Dynamic sampling and the overlong penalty shape the
+    # batch, so they live in the orchestrator's `dapo:` section.
+    mask_truncated: bool = False  # completions cut by max_new_tokens carry no gradient (Sample.finish_reason)
+
+    # A NaN/inf loss or gradient norm skips that update (metric skipped_nonfinite); this many in a
+    # row means training has diverged: the learner raises and the run stops.
+    max_nonfinite_in_row: int = Field(3, ge=1)
 
     num_gpus_per_rank: float = Field(0.0, ge=0)
     num_cpus_per_rank: float = Field(1.0, ge=0)

@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import ray
 import torch
 
@@ -26,33 +28,28 @@ def assign_to_ranks(micro_batches: list[list[Sample]], world_size: int) -> list[
         rank = min((r for r in range(world_size) if len(shards[r]) < per_rank), key=lambda r: load[r])
         shards[rank].append(micro)
         load[rank] += max(s.length for s in micro) * len(micro)
-    filler = micro_batches[0][0]
+    filler = micro_batches[0][0]  # a real sample's shape, carrying no loss, advantage or IS terms
     for shard in shards:
         while len(shard) < per_rank:
-            shard.append([Sample(prompt_ids=filler.prompt_ids, completion_ids=filler.completion_ids,
-                                 pixel_values=filler.pixel_values, image_grid_thw=filler.image_grid_thw,
-                                 prompt_mm_token_type_ids=filler.prompt_mm_token_type_ids, weight=0.0)])
+            shard.append([replace(filler, weight=0.0, advantage=0.0, rollout_logprobs=None)])
     return shards
 
 
-def kl_shaped_advantages(shards: list[list[list[Sample]]], kl_sums: list[list[list[float]]],
-                         cfg: LearnerConfig) -> tuple[list[list[list[float]]], dict[str, float]]:
-    """KL in the reward (veRL's use_kl_in_reward; InstructGPT's shaped reward): each sample's
-    reward becomes `r - β Σ_t KL_t`, and the configured estimator recomputes the group-relative
-    advantages from those. Returns the advantages in the shards' layout (0 for filler samples)."""
-    flat: list[tuple[Sample, float]] = [
-        (s, kl) for shard, kls in zip(shards, kl_sums, strict=True)
-        for micro, micro_kls in zip(shard, kls, strict=True)
-        for s, kl in zip(micro, micro_kls, strict=True) if s.weight > 0]
-    if any(s.reward is None for s, _ in flat):
-        raise ValueError("learner.kl_in_reward needs every sample's reward (Sample.reward)")
-    shaped = torch.tensor([s.reward - cfg.beta * kl for s, kl in flat], dtype=torch.float64)
-    groups = torch.tensor([s.group_id for s, _ in flat], dtype=torch.long)
-    adv = iter(get_advantage(cfg.advantage)(shaped, groups, **cfg.advantage_options).tolist())
-    layout = [[[next(adv) if s.weight > 0 else 0.0 for s in micro] for micro in shard] for shard in shards]
-    kl_total = sum(kl for _, kl in flat)
-    tokens = sum(len(s.completion_ids) for s, _ in flat)
-    return layout, {"kl": kl_total / max(tokens, 1), "kl_penalty_mean": cfg.beta * kl_total / len(flat)}
+def batch_advantages(samples: list[Sample], cfg: LearnerConfig, kl_sums: list[float] | None = None,
+                     ) -> list[float]:
+    """The one place the GRPO family's advantages are computed: the configured estimator over each
+    sample's reward, grouped by `group_id`. With the KL in the reward (`kl_sums`, veRL's
+    use_kl_in_reward; InstructGPT's shaped reward) the reward is `r - β Σ_t KL_t`, summed in float64
+    since it adds many per-token terms."""
+    if any(s.reward is None for s in samples):
+        raise ValueError("GRPO needs every sample's reward (Sample.reward)")
+    if kl_sums is None:
+        rewards = torch.tensor([s.reward for s in samples], dtype=torch.float32)
+    else:
+        rewards = torch.tensor([s.reward - cfg.beta * kl for s, kl in zip(samples, kl_sums, strict=True)],
+                               dtype=torch.float64)
+    groups = torch.tensor([s.group_id for s in samples], dtype=torch.long)
+    return get_advantage(cfg.advantage)(rewards, groups, **cfg.advantage_options).tolist()
 
 
 class LearnerGroup:
@@ -72,7 +69,9 @@ class LearnerGroup:
         self._plan: list[dict] | None = None
 
     def train_step(self, batch: TrainBatch, mode: str = "grpo") -> dict[str, float]:
-        """One rollout batch: `num_iterations` optimizer steps in GRPO mode, one in SFT mode."""
+        """One rollout batch: `num_iterations` optimizer steps in GRPO mode, one in SFT mode. In
+        GRPO mode it first sets every sample's `advantage` (`batch_advantages`), which the caller
+        may read back."""
         real = [s for s in batch.samples if s.weight > 0]
         if not real:
             raise ValueError("train_step: the batch has no samples")
@@ -89,12 +88,26 @@ class LearnerGroup:
         temperature = self.temperature if mode == "grpo" else 1.0
         extra: dict[str, float] = {}
         if mode == "grpo" and self.cfg.kl_in_reward and self.cfg.uses_reference:
+            # The reference KL needs a forward pass on the ranks first: they keep the collated
+            # batch, return Σ_t KL_t per sample, and train on it once the advantages are known.
             kl_sums = ray.get([rank.prepare.remote(shard, self.pad_id, mode, temperature)
                                for rank, shard in zip(self.ranks, shards, strict=True)])
-            advantages, extra = kl_shaped_advantages(shards, kl_sums, self.cfg)
+            flat = [(s, kl) for shard, kls in zip(shards, kl_sums, strict=True)
+                    for micro, micro_kls in zip(shard, kls, strict=True)
+                    for s, kl in zip(micro, micro_kls, strict=True) if s.weight > 0]
+            advantages = batch_advantages([s for s, _ in flat], self.cfg, [kl for _, kl in flat])
+            for (s, _), adv in zip(flat, advantages, strict=True):
+                s.advantage = adv
+            layout = [[[s.advantage if s.weight > 0 else 0.0 for s in m] for m in shard] for shard in shards]
             refs = [rank.train_step.remote(None, norms, self.pad_id, mode, temperature, adv)
-                    for rank, adv in zip(self.ranks, advantages, strict=True)]
+                    for rank, adv in zip(self.ranks, layout, strict=True)]
+            kl_total = sum(kl for _, kl in flat)
+            extra = {"kl": kl_total / max(sum(len(s.completion_ids) for s, _ in flat), 1),
+                     "kl_penalty_mean": self.cfg.beta * kl_total / len(flat)}
         else:
+            if mode == "grpo":
+                for s, adv in zip(real, batch_advantages(real, self.cfg), strict=True):
+                    s.advantage = adv
             refs = [rank.train_step.remote(shard, norms, self.pad_id, mode, temperature)
                     for rank, shard in zip(self.ranks, shards, strict=True)]
         merged = merge_rank_metrics(ray.get(refs))

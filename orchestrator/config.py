@@ -65,6 +65,25 @@ class SFTConfig(_Strict):
     weight_decay: float = 0.1
 
 
+class DapoConfig(_Strict):
+    """DAPO (Yu et al. 2025) batch building, done by the orchestrator before the learner sees the
+    batch. (Its third piece, masking truncated completions, is the learner's `mask_truncated`.)"""
+    dynamic_sampling: bool = False  # drop groups whose rewards are all equal
+    max_refills: int = Field(0, ge=0, description="rounds of extra prompts drawn to refill a batch "
+                             "thinned by dynamic sampling (0: train on fewer)")
+    overlong_buffer: int = Field(0, ge=0, description="soft overlong penalty buffer in tokens (0: off)")
+    overlong_penalty: float = Field(1.0, ge=0)
+
+
+# Keys that moved: an old config names them, the error names the new place.
+MOVED_KEYS = {
+    ("learner", "dynamic_sampling"): "dapo.dynamic_sampling",
+    ("learner", "dynamic_sampling_max_refills"): "dapo.max_refills",
+    ("learner", "overlong_buffer"): "dapo.overlong_buffer",
+    ("learner", "overlong_penalty"): "dapo.overlong_penalty",
+}
+
+
 class LoggingConfig(_Strict):
     wandb: bool = True  # offline unless an API key is set; never blocks the run
     project: str = "vrft"
@@ -81,6 +100,7 @@ class TrainConfig(_Strict):
     learner: LearnerConfig = Field(default_factory=LearnerConfig)
     sync: SyncConfig = Field(default_factory=SyncConfig)
     sft: SFTConfig = Field(default_factory=SFTConfig)
+    dapo: DapoConfig = Field(default_factory=DapoConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
 
 
@@ -114,6 +134,9 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> TrainConfig:
         raise ConfigError(f"{path}: the top level must be a mapping of sections")
     for override in overrides:
         apply_override(data, override)
+    for (section, key), new in MOVED_KEYS.items():
+        if isinstance(data.get(section), dict) and key in data[section]:
+            raise ConfigError(f"{path}: {section}.{key} has moved: set {new} instead")
     try:
         return TrainConfig.model_validate(data)
     except ValidationError as err:

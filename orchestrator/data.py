@@ -9,23 +9,14 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
 
 import numpy as np
 
-from orchestrator.synthetic import decode_image, load_task_dataset
-from rollout.inputs import PromptInputs, build_prompt_inputs
+from orchestrator.records import PromptItem
+from orchestrator.sources import decode_image, load_task_dataset
+from rollout.inputs import build_prompt_inputs
 
 _ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
-
-
-@dataclass
-class PromptItem:
-    uid: str
-    inputs: PromptInputs
-    ground_truth: dict
-    task: str | None
-    cot: str | None
 
 
 def parse_ground_truth(row: dict) -> dict:
@@ -75,7 +66,7 @@ class PromptSource:
             self.skipped += 1
             return None
         inputs = build_prompt_inputs(self.processor, row["problem"], images, self.system_prompt)
-        return PromptItem(uid=f"{index}", inputs=inputs, ground_truth=parse_ground_truth(row),
+        return PromptItem(row_id=str(row.get("id", index)), inputs=inputs, ground_truth=parse_ground_truth(row),
                           task=row.get("task"), cot=row.get("cot"))
 
     def next_batch(self, k: int) -> list[PromptItem]:

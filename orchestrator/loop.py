@@ -15,11 +15,12 @@ from pathlib import Path
 
 import yaml
 
-from learner import Sample, TrainBatch
+from learner import TrainBatch
 from orchestrator.checkpoint import latest_checkpoint, read_state, restore_rng, write_checkpoint
 from orchestrator.config import TrainConfig
 from orchestrator.data import PromptSource
 from orchestrator.placement import place
+from orchestrator.records import to_sample
 from orchestrator.session import (
     Actors,
     connect_weight_sync,
@@ -31,20 +32,11 @@ from orchestrator.session import (
     sync_weights,
 )
 from orchestrator.step import PendingRollout, grpo_step, launch_rollout
-from orchestrator.tasks import accuracy_component, default_rewards
+from orchestrator.tasks import accuracy_component, run_rewards
 from orchestrator.tracking import Tracker
 from rollout.processor import load_processor
 
 log = logging.getLogger("vrft")
-
-
-def reward_specs(cfg: TrainConfig, data: PromptSource):
-    if cfg.rewards:
-        return list(cfg.rewards)
-    task = cfg.data.task or (data.dataset[0].get("task") if "task" in data.dataset.column_names else None)
-    if task is None:
-        raise ValueError("no rewards configured and the dataset names no task: set data.task or rewards")
-    return default_rewards(task)
 
 
 def eos_id(processor) -> int:
@@ -68,11 +60,8 @@ def run_sft(cfg: TrainConfig, processor, data: PromptSource, out: Path, tracker:
             items = data.next_batch(sft.prompts_per_step)
             if any(not it.cot for it in items):
                 raise ValueError("sft.steps > 0 but the dataset has rows without a `cot` target")
-            samples = [Sample(prompt_ids=it.inputs.input_ids,
-                              completion_ids=processor.tokenizer(it.cot, add_special_tokens=False)
-                              ["input_ids"] + [end],
-                              pixel_values=it.inputs.pixel_values, image_grid_thw=it.inputs.image_grid_thw,
-                              prompt_mm_token_type_ids=it.inputs.mm_token_type_ids) for it in items]
+            samples = [to_sample(it.inputs, processor.tokenizer(it.cot, add_special_tokens=False)["input_ids"]
+                                 + [end]) for it in items]
             metrics = group.train_step(TrainBatch(samples), mode="sft")
             tracker.log({"sft_step": step, **{f"sft/{k}": v for k, v in metrics.items()}}, advance=False)
             if step % max(1, sft.steps // 5) == 0 or step == sft.steps:
@@ -99,7 +88,7 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False) -> dict[str, fl
     processor = load_processor(cfg.model.path, cfg.model.min_pixels, cfg.model.max_pixels,
                                cfg.model.trust_remote_code)
     data = PromptSource(cfg.data.path, processor, cfg.run.seed, cfg.data.shuffle, cfg.data.system_prompt)
-    specs = reward_specs(cfg, data)
+    specs = run_rewards(cfg.rewards, cfg.data.task, data.dataset)
     accuracy_name = accuracy_component(specs)
     state = read_state(latest_checkpoint(run_dir)) if resume and latest_checkpoint(run_dir) else None
     start_step = state["step"] if state else 0

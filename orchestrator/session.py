@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import ray
 
@@ -31,9 +31,34 @@ def start_ray(cfg: TrainConfig) -> bool:
     # Logical CPUs: every actor needs its share even when the machine has fewer cores than actors.
     needed = (cfg.rollout.num_workers * cfg.rollout.num_cpus_per_worker + cfg.verifier.num_actors
               + cfg.learner.world_size * cfg.learner.num_cpus_per_rank)
-    ray.init(num_cpus=max(os.cpu_count() or 1, int(needed + 0.999)),
-             include_dashboard=cfg.run.dashboard, dashboard_host="127.0.0.1",
-             log_to_driver=True, configure_logging=False)
+    # Local mode lets no one in: every listener on 127.0.0.1, token authentication on.
+    # Ray 2.60 binds gcs_server, raylet, workers and agents to loopback only when the node address
+    # is exactly 127.0.0.1, and ray.init rewrites a given 127.0.0.1 to the machine's outward IP
+    # unless it believes it is single-node (ENABLE_RAY_CLUSTER, false only on macOS/Windows).
+    from ray._private import ray_constants
+
+    from learner.weight_sync import loopback_interface
+
+    lo = loopback_interface()
+    # The actors inherit these: gloo's and NCCL's pair sockets (weight sync, DeepSpeed) on loopback.
+    os.environ.setdefault("GLOO_SOCKET_IFNAME", lo)
+    os.environ.setdefault("NCCL_SOCKET_IFNAME", lo)
+    try:  # Ray >= 2.52 (token authentication); its default for a new cluster, forced if disabled
+        from ray._private.authentication.authentication_token_setup import _enable_token_auth
+    except ImportError:
+        _enable_token_auth = None
+    if _enable_token_auth is not None:
+        if os.environ.get("RAY_AUTH_MODE", "token").lower() != "token":
+            log.warning("RAY_AUTH_MODE=%s ignored: a local run keeps Ray's token authentication on",
+                        os.environ["RAY_AUTH_MODE"])
+        _enable_token_auth()
+    cluster_mode, ray_constants.ENABLE_RAY_CLUSTER = ray_constants.ENABLE_RAY_CLUSTER, False
+    try:
+        ray.init(num_cpus=max(os.cpu_count() or 1, int(needed + 0.999)),
+                 include_dashboard=cfg.run.dashboard, dashboard_host="127.0.0.1",
+                 log_to_driver=True, configure_logging=False, _node_ip_address="127.0.0.1")
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = cluster_mode
     return True
 
 
@@ -44,7 +69,6 @@ class Actors:
     learner: LearnerGroup | None = None
     backend: str = "gloo"
     version: int = 0
-    timings: dict = field(default_factory=dict)
 
 
 def start_rollout(cfg: TrainConfig, model_path: str, placement: list[dict]) -> list:

@@ -1,5 +1,6 @@
-"""One GRPO step: sample → score (streaming) → group advantages → learn → sync.
+"""One GRPO step: sample → score (streaming) → shape and select groups → learn → sync.
 
+Every prompt travels as one `PromptGroup` record (records.py) from collection to metrics.
 Completions go to the verifier pool as each rollout call returns, so scoring overlaps sampling;
 only the tail of scoring after the last call is on the critical path (`time/verify`).
 In async mode the next step's rollouts are launched before learning: the workers generate while
@@ -16,12 +17,12 @@ from dataclasses import dataclass
 import ray
 import torch
 
-from learner import Sample, TrainBatch
-from learner.algorithms import dynamic_sampling_mask, get_advantage, overlong_penalty
+from learner import TrainBatch
+from learner.algorithms import dynamic_sampling_mask, overlong_penalty
 from orchestrator.config import TrainConfig
-from orchestrator.data import PromptItem
+from orchestrator.records import PromptGroup, PromptItem, ScoredCompletion, to_sample
 from orchestrator.session import Actors, sync_weights
-from rollout.engine import Completion, SamplingParams
+from rollout.engine import SamplingParams
 
 
 def sampling_for(cfg: TrainConfig, seed: int) -> SamplingParams:
@@ -52,12 +53,10 @@ def launch_rollout(cfg: TrainConfig, actors: Actors, items: list[PromptItem], st
     return PendingRollout(items, calls, time.perf_counter(), actors.version)
 
 
-def collect_and_score(actors: Actors, pending: PendingRollout,
-                      ) -> tuple[list[list[Completion]], dict[str, dict[str, float]], dict[str, float]]:
-    """Completions per prompt, their scores by key "i:j", and timings. Each call's completions go
-    to the verifier pool as soon as that call returns."""
-    items = pending.items
-    groups: list[list[Completion]] = [[] for _ in items]
+def collect_and_score(actors: Actors, pending: PendingRollout) -> tuple[list[PromptGroup], dict[str, float]]:
+    """One scored `PromptGroup` per prompt, in prompt order, and timings. Each call's completions
+    go to the verifier pool as soon as that call returns; the pool's key is the completion record."""
+    groups: list[PromptGroup | None] = [None] * len(pending.items)
     engine_seconds = 0.0
     waiting = list(pending.calls)
     collect_start = time.perf_counter()
@@ -66,81 +65,79 @@ def collect_and_score(actors: Actors, pending: PendingRollout,
         chunk_groups, seconds = ray.get(done[0])
         engine_seconds += seconds
         first = pending.calls[done[0]]
-        for offset, group in enumerate(chunk_groups):
-            i = first + offset
-            groups[i] = group
-            for comp in group:
-                actors.pool.submit(f"{i}:{comp.sample_index}", comp.text, items[i].ground_truth)
+        for offset, completions in enumerate(chunk_groups):
+            item = pending.items[first + offset]
+            group = PromptGroup(item, [ScoredCompletion(c) for c in completions])
+            groups[first + offset] = group
+            for j, scored in enumerate(group.completions):
+                actors.pool.submit((first + offset, j), scored.completion.text, item.ground_truth)
     rollout_done = time.perf_counter()
-    keys = [f"{i}:{c.sample_index}" for i, g in enumerate(groups) for c in g]
-    scores = actors.pool.gather(keys)
+    scores = actors.pool.gather([(i, j) for i, g in enumerate(groups) for j in range(len(g.completions))])
+    for i, group in enumerate(groups):
+        for j, scored in enumerate(group.completions):
+            scored.scores = scores[(i, j)]
     timings = {"time/rollout": rollout_done - collect_start,  # what the loop waited for
                "time/verify": time.perf_counter() - rollout_done,
                "time/engine_busy": engine_seconds}
-    return groups, scores, timings
+    return groups, timings
 
 
-def shaped_rewards(cfg: TrainConfig, groups: list[list[Completion]], scores: dict[str, dict[str, float]],
-                   ) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
-    """Every completion's reward (the verifiers' total plus DAPO's overlong penalty, if on) and its
-    group id, flattened in group order."""
-    flat = [(i, c) for i, group in enumerate(groups) for c in group]
-    rewards = torch.tensor([scores[f"{i}:{c.sample_index}"]["total"] for i, c in flat], dtype=torch.float32)
-    group_ids = torch.tensor([i for i, _ in flat], dtype=torch.long)
-    lc, metrics = cfg.learner, {}
-    if lc.overlong_buffer > 0:
-        lengths = torch.tensor([len(c.token_ids) for _, c in flat])
-        penalty = overlong_penalty(lengths, cfg.rollout.max_new_tokens, lc.overlong_buffer, lc.overlong_penalty)
-        rewards = rewards + penalty
-        metrics["reward/overlong_penalty"] = float(penalty.mean())
-    return rewards, group_ids, metrics
+def overlong_terms(cfg: TrainConfig, completions: list[ScoredCompletion]) -> torch.Tensor:
+    """DAPO's soft overlong penalty of each completion (0 up to max_new_tokens - buffer)."""
+    lengths = torch.tensor([len(c.completion.token_ids) for c in completions])
+    return overlong_penalty(lengths, cfg.rollout.max_new_tokens, cfg.dapo.overlong_buffer,
+                            cfg.dapo.overlong_penalty)
 
 
-def kept_groups(cfg: TrainConfig, rewards: torch.Tensor, group_ids: torch.Tensor,
-                max_groups: int | None = None) -> torch.Tensor:
-    """Which completions train: all, or with dynamic sampling those of the first `max_groups`
-    groups whose rewards differ."""
-    if not cfg.learner.dynamic_sampling or not len(rewards):
-        return torch.ones(len(rewards), dtype=torch.bool)
-    keep = dynamic_sampling_mask(rewards, group_ids)
-    if max_groups is not None:  # refills may bring more informative groups than the batch needs
-        ids = sorted(set(group_ids[keep].tolist()))[:max_groups]
-        keep &= torch.isin(group_ids, torch.tensor(ids, dtype=torch.long))
-    return keep
+def shape_rewards(cfg: TrainConfig, groups: list[PromptGroup]) -> None:
+    """Set every completion's reward: the verifiers' total plus DAPO's overlong penalty, if on."""
+    flat = [c for g in groups for c in g.completions]
+    # float32, as the learner's advantages are computed: the record holds what trains.
+    rewards = torch.tensor([c.scores["total"] for c in flat], dtype=torch.float32)
+    if cfg.dapo.overlong_buffer > 0:
+        rewards = rewards + overlong_terms(cfg, flat)
+    for c, r in zip(flat, rewards.tolist(), strict=True):
+        c.reward = r
 
 
-def build_batch(cfg: TrainConfig, items: list[PromptItem], groups: list[list[Completion]],
-                scores: dict[str, dict[str, float]], max_groups: int | None = None,
-                ) -> tuple[TrainBatch, torch.Tensor, dict[str, float]]:
-    """The learner's batch: rewards (plus DAPO's overlong penalty), group advantages, and — with
-    dynamic sampling — only the groups whose rewards differ, the first `max_groups` of them.
-    Returns the batch, every completion's reward (dropped groups included, for logging) and the
-    DAPO metrics."""
-    lc = cfg.learner
-    rewards, group_ids, metrics = shaped_rewards(cfg, groups, scores)
-    keep = kept_groups(cfg, rewards, group_ids, max_groups)
-    if lc.dynamic_sampling:
-        metrics["dapo/groups_kept"] = float(len(set(group_ids[keep].tolist())))
-        metrics["dapo/groups_dropped"] = float(len(groups) - metrics["dapo/groups_kept"])
-    advantages = torch.zeros_like(rewards)
-    if bool(keep.any()):
-        advantages[keep] = get_advantage(lc.advantage)(rewards[keep], group_ids[keep], **lc.advantage_options)
-    flat = [(i, items[i], comp) for i, group in enumerate(groups) for comp in group]
-    samples = [Sample(prompt_ids=item.inputs.input_ids, completion_ids=comp.token_ids,
-                      advantage=float(advantages[k]), group_id=gid, rollout_logprobs=comp.logprobs,
-                      pixel_values=item.inputs.pixel_values, image_grid_thw=item.inputs.image_grid_thw,
-                      prompt_mm_token_type_ids=item.inputs.mm_token_type_ids,
-                      finish_reason=comp.finish_reason, reward=float(rewards[k]))
-               for k, (gid, item, comp) in enumerate(flat) if keep[k]]
-    return TrainBatch(samples, max_completion_len=cfg.rollout.max_new_tokens), rewards, metrics
+def select_groups(cfg: TrainConfig, groups: list[PromptGroup], max_groups: int | None = None) -> int:
+    """Mark which groups train: all, or with dynamic sampling those of the first `max_groups`
+    groups whose rewards differ. Returns how many are kept."""
+    if not cfg.dapo.dynamic_sampling:
+        for g in groups:
+            g.kept = True
+        return len(groups)
+    rewards = torch.tensor([r for g in groups for r in g.rewards], dtype=torch.float32)
+    group_ids = torch.tensor([i for i, g in enumerate(groups) for _ in g.completions], dtype=torch.long)
+    informative = set(group_ids[dynamic_sampling_mask(rewards, group_ids)].tolist()) if len(rewards) else set()
+    kept = sorted(informative)[:max_groups]  # refills may bring more than the batch needs
+    for i, g in enumerate(groups):
+        g.kept = i in kept
+    return len(kept)
 
 
-def reward_metrics(groups, scores, accuracy_name: str | None) -> dict[str, float]:
+def build_batch(cfg: TrainConfig, groups: list[PromptGroup]) -> TrainBatch:
+    """The learner's batch: one `Sample` per completion of every kept group, its group id the
+    group's index in `groups`. The learner sets the advantages (see `record_advantages`)."""
+    samples = [to_sample(g.item.inputs, c.completion.token_ids, group_id=i, reward=c.reward,
+                         rollout_logprobs=c.completion.logprobs, finish_reason=c.completion.finish_reason)
+               for i, g in enumerate(groups) if g.kept for c in g.completions]
+    return TrainBatch(samples, max_completion_len=cfg.rollout.max_new_tokens)
+
+
+def record_advantages(groups: list[PromptGroup], batch: TrainBatch) -> None:
+    """Copy the learner's advantages back into the records (same order as `build_batch`)."""
+    kept = [c for g in groups if g.kept for c in g.completions]
+    for scored, sample in zip(kept, batch.samples, strict=True):
+        scored.advantage = sample.advantage
+
+
+def reward_metrics(groups: list[PromptGroup], accuracy_name: str | None) -> dict[str, float]:
     sums: dict[str, float] = defaultdict(float)
     count = 0
-    for i, group in enumerate(groups):
-        for comp in group:
-            for name, value in scores[f"{i}:{comp.sample_index}"].items():
+    for g in groups:
+        for c in g.completions:
+            for name, value in c.scores.items():
                 sums[name] += value
             count += 1
     out = {f"reward/{name}": value / max(count, 1) for name, value in sums.items()}
@@ -151,31 +148,48 @@ def reward_metrics(groups, scores, accuracy_name: str | None) -> dict[str, float
 
 
 def collect_with_refill(cfg: TrainConfig, actors: Actors, pending: PendingRollout, refill=None,
-                        ) -> tuple[list[PromptItem], list[list[Completion]], dict, dict[str, float]]:
-    """Collect and score `pending`. With DAPO dynamic sampling and `refill(n, round) -> PendingRollout`,
-    draw more prompts (up to `learner.dynamic_sampling_max_refills` rounds) until the groups whose
-    rewards differ fill the batch."""
-    groups, scores, timings = collect_and_score(actors, pending)
-    items = list(pending.items)
-    rounds = cfg.learner.dynamic_sampling_max_refills if cfg.learner.dynamic_sampling and refill else 0
+                        ) -> tuple[list[PromptGroup], dict[str, float]]:
+    """Collect, score and shape `pending`. With DAPO dynamic sampling and `refill(n, round) ->
+    PendingRollout`, draw more prompts (up to `dapo.max_refills` rounds) until the groups whose
+    rewards differ fill the batch; refill rounds append their groups."""
+    groups, metrics = collect_and_score(actors, pending)
+    shape_rewards(cfg, groups)
+    rounds = cfg.dapo.max_refills if cfg.dapo.dynamic_sampling and refill else 0
     for round_ in range(1, rounds + 1):
-        rewards, group_ids, _ = shaped_rewards(cfg, groups, scores)
-        kept = len(set(group_ids[kept_groups(cfg, rewards, group_ids)].tolist()))
-        missing = len(pending.items) - kept
+        missing = len(pending.items) - select_groups(cfg, groups)
         if missing <= 0:
             break
-        more = refill(missing, round_)
-        more_groups, more_scores, more_timings = collect_and_score(actors, more)
-        offset = len(items)
-        for key, value in more_scores.items():
-            i, j = key.split(":")
-            scores[f"{int(i) + offset}:{j}"] = value
-        items += more.items
-        groups += more_groups
+        more, more_timings = collect_and_score(actors, refill(missing, round_))
+        shape_rewards(cfg, more)
+        groups += more
         for key, seconds in more_timings.items():
-            timings[key] += seconds
-        timings["dapo/refill_rounds"] = float(round_)
-    return items, groups, scores, timings
+            metrics[key] += seconds
+        metrics["dapo/refill_rounds"] = float(round_)
+    if cfg.dapo.overlong_buffer > 0:  # over every completion scored this step, refills included
+        metrics["reward/overlong_penalty"] = float(overlong_terms(cfg, [c for g in groups for c in g.completions]).mean())
+    return groups, metrics
+
+
+def group_metrics(cfg: TrainConfig, groups: list[PromptGroup], actors: Actors) -> dict[str, float]:
+    completions = [c.completion for g in groups for c in g.completions]
+    rewards = torch.tensor([r for g in groups for r in g.rewards], dtype=torch.float32)
+    lengths = torch.tensor([len(c.token_ids) for c in completions], dtype=torch.float32)
+    group_std = torch.tensor([torch.tensor(g.rewards).std().item() for g in groups]) \
+        if cfg.rollout.n > 1 else torch.zeros(1)
+    oldest = min(g.policy_version for g in groups)
+    staleness = actors.version - oldest
+    if staleness > cfg.run.max_staleness:
+        raise RuntimeError(f"async: completions from policy version {oldest} reached the learner at "
+                           f"version {actors.version}, beyond run.max_staleness={cfg.run.max_staleness}")
+    return {
+        "reward/std": float(rewards.std()) if len(rewards) > 1 else 0.0,
+        "groups/zero_std_frac": float((group_std < 1e-6).float().mean()),
+        "response/length_mean": float(lengths.mean()),
+        "response/truncated_frac": sum(c.finish_reason == "length" for c in completions) / len(completions),
+        "rollout/tokens": float(lengths.sum()),
+        "rollout/policy_version_min": float(oldest),
+        "async/staleness": float(staleness),
+    }
 
 
 def grpo_step(cfg: TrainConfig, actors: Actors, pending: PendingRollout, step: int,
@@ -185,30 +199,16 @@ def grpo_step(cfg: TrainConfig, actors: Actors, pending: PendingRollout, step: i
     `refill`: see `collect_with_refill`. A batch left empty by dynamic sampling trains nothing
     (the policy version stays) and is counted in `dapo/skipped_steps`."""
     start = time.perf_counter()
-    items, groups, scores, metrics = collect_with_refill(cfg, actors, pending, refill)
+    groups, metrics = collect_with_refill(cfg, actors, pending, refill)
     if launch_next is not None:
         launch_next()
-    batch, rewards, dapo = build_batch(cfg, items, groups, scores, max_groups=len(pending.items))
-    metrics.update(dapo)
-    metrics.update(reward_metrics(groups, scores, accuracy_name))
-    completions = [c for g in groups for c in g]
-    lengths = torch.tensor([len(c.token_ids) for c in completions], dtype=torch.float32)
-    group_std = torch.stack([rewards[i * cfg.rollout.n:(i + 1) * cfg.rollout.n].std()
-                             for i in range(len(groups))]) if cfg.rollout.n > 1 else torch.zeros(1)
-    oldest = min(c.policy_version for c in completions)
-    staleness = actors.version - oldest
-    if staleness > cfg.run.max_staleness:
-        raise RuntimeError(f"async: completions from policy version {oldest} reached the learner at "
-                           f"version {actors.version}, beyond run.max_staleness={cfg.run.max_staleness}")
-    metrics.update({
-        "reward/std": float(rewards.std()) if len(rewards) > 1 else 0.0,
-        "groups/zero_std_frac": float((group_std < 1e-6).float().mean()),
-        "response/length_mean": float(lengths.mean()),
-        "response/truncated_frac": sum(c.finish_reason == "length" for c in completions) / len(completions),
-        "rollout/tokens": float(lengths.sum()),
-        "rollout/policy_version_min": float(oldest),
-        "async/staleness": float(staleness),
-    })
+    kept = select_groups(cfg, groups, max_groups=len(pending.items))
+    if cfg.dapo.dynamic_sampling:
+        metrics["dapo/groups_kept"] = float(kept)
+        metrics["dapo/groups_dropped"] = float(len(groups) - kept)
+    batch = build_batch(cfg, groups)
+    metrics.update(reward_metrics(groups, accuracy_name))
+    metrics.update(group_metrics(cfg, groups, actors))
     colocated = cfg.rollout.placement == "colocated"
     if colocated:  # engines give their GPU memory to the learner, and take it back for the sync
         ray.get([w.sleep.remote() for w in actors.workers])
@@ -217,6 +217,7 @@ def grpo_step(cfg: TrainConfig, actors: Actors, pending: PendingRollout, step: i
     metrics["time/learn"] = time.perf_counter() - learn_start
     if colocated:
         ray.get([w.wake_up.remote() for w in actors.workers])
+    record_advantages(groups, batch)
     metrics.update({f"learner/{k}": v for k, v in learner_metrics.items()})
     if batch.samples:
         metrics.update(sync_weights(actors, actors.version + 1, cfg.sync.bucket_mb))

@@ -9,7 +9,7 @@ and the weight-sync test).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from rollout.inputs import PromptInputs
@@ -27,18 +27,20 @@ class SamplingParams:
 
 @dataclass
 class Completion:
-    prompt_index: int  # index of the prompt in the request list it came from
+    """One sampled response. `generate` returns them grouped per prompt, in prompt order."""
     sample_index: int  # 0..n-1 within its group
     text: str
     token_ids: list[int]
     logprobs: list[float]
     finish_reason: str  # "stop" (eos) or "length"
     policy_version: int
-    meta: dict[str, Any] = field(default_factory=dict)
 
 
 class Engine(Protocol):
+    """What `RolloutWorker` calls. Weight sync is the engine's own business: the transformers engine
+    receives buckets in its own process (`rollout.weight_sync.WeightReceiver`), vLLM in its workers."""
     policy_version: int
+    sync_world_size: int  # ranks this engine takes in the weight-sync group (vLLM: one per TP worker)
 
     def generate(self, prompts: list[PromptInputs], sampling: SamplingParams) -> list[list[Completion]]:
         """One list of `sampling.n` completions per prompt, in prompt order."""
@@ -48,6 +50,12 @@ class Engine(Protocol):
 
     def update_weights(self, named_tensors: dict[str, Any], version: int) -> None:
         """Load new weights in place (names as the transformers model's named_parameters)."""
+
+    def join_weight_sync(self, master_addr: str, port: int, rank: int, world_size: int, backend: str) -> None:
+        """Join the learner's side group as ranks rank .. rank + sync_world_size - 1."""
+
+    def receive_weights(self, plan: list[dict], version: int) -> int:
+        """Receive one broadcast of the bucket plan, load it, and return the new policy version."""
 
     def sleep(self) -> None: ...
 

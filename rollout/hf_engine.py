@@ -12,6 +12,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageText
 from rollout.engine import Completion, SamplingParams
 from rollout.inputs import PromptInputs, collate_prompts
 from rollout.processor import vision_special_token_ids
+from rollout.weight_sync import WeightReceiver
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -48,6 +49,8 @@ class TransformersEngine:
         # A text-only model's generate() refuses the VLM-only `mm_token_type_ids`.
         self.multimodal = hasattr(self.model.config, "vision_config")
         self._params = dict(self.model.named_parameters())
+        self.sync_world_size = 1
+        self._receiver = WeightReceiver(self.device)
 
     @torch.no_grad()
     def generate(self, prompts: list[PromptInputs], sampling: SamplingParams) -> list[list[Completion]]:
@@ -57,7 +60,7 @@ class TransformersEngine:
         out: list[list[Completion]] = []
         for start in range(0, len(prompts), per_chunk):
             chunk = prompts[start:start + per_chunk]
-            out.extend(self._generate_chunk(chunk, sampling, first_index=start))
+            out.extend(self._generate_chunk(chunk, sampling))
         return out
 
     def _collate(self, prompts: list[PromptInputs], repeat: int) -> dict[str, torch.Tensor]:
@@ -66,7 +69,7 @@ class TransformersEngine:
             batch.pop("mm_token_type_ids")
         return batch
 
-    def _generate_chunk(self, prompts, sampling: SamplingParams, first_index: int):
+    def _generate_chunk(self, prompts, sampling: SamplingParams):
         batch = {k: v.to(self.device) for k, v in self._collate(prompts, sampling.n).items()}
         gen = self.model.generate(
             **batch,
@@ -95,11 +98,10 @@ class TransformersEngine:
             end = next((i + 1 for i, tok in enumerate(ids) if tok in self.eos_ids), None)
             finish = "stop" if end is not None else "length"
             end = end or len(ids)
-            prompt_i, sample_i = divmod(row, sampling.n)
+            sample_i = row % sampling.n
             if sample_i == 0:
                 groups.append([])
             groups[-1].append(Completion(
-                prompt_index=first_index + prompt_i,
                 sample_index=sample_i,
                 text=self.tokenizer.decode(ids[:end], skip_special_tokens=True),
                 token_ids=ids[:end],
@@ -134,6 +136,14 @@ class TransformersEngine:
                                  f"the rollout model expects {tuple(param.shape)}")
             param.copy_(tensor.to(device=param.device, dtype=param.dtype))
         self.policy_version = version
+
+    def join_weight_sync(self, master_addr: str, port: int, rank: int, world_size: int, backend: str) -> None:
+        self._receiver.join(master_addr, port, rank, world_size, backend)
+
+    def receive_weights(self, plan: list[dict], version: int) -> int:
+        for named in self._receiver.receive(plan):
+            self.update_weights(named, version)
+        return self.policy_version
 
     def sleep(self) -> None:
         """Free accelerator memory while the learner trains (a no-op on CPU)."""

@@ -135,7 +135,7 @@ class VLLMEngine:
             self.suppress)) for i in range(len(prompts))]
         outputs = self.llm.generate(requests, params, use_tqdm=False)
         groups: list[list[Completion]] = []
-        for i, (prompt, out) in enumerate(zip(prompts, outputs, strict=True)):
+        for prompt, out in zip(prompts, outputs, strict=True):
             self._check_prompt(prompt, out.prompt_token_ids)
             group = []
             for sample in sorted(out.outputs, key=lambda c: c.index):
@@ -143,7 +143,6 @@ class VLLMEngine:
                 if sample.finish_reason not in ("stop", "length"):
                     raise RuntimeError(f"vLLM request finished with {sample.finish_reason!r}")
                 group.append(Completion(
-                    prompt_index=i,
                     sample_index=sample.index,
                     text=self.tokenizer.decode(ids, skip_special_tokens=True),
                     token_ids=ids,  # with the eos token when finish_reason is "stop"

@@ -8,12 +8,11 @@ import time
 
 import ray
 
-from rollout.engine import Completion, SamplingParams
+from rollout.engine import Completion, Engine, SamplingParams
 from rollout.inputs import PromptInputs
-from rollout.weight_sync import WeightReceiver
 
 
-def make_engine(kind: str, model_path: str, **options):
+def make_engine(kind: str, model_path: str, **options) -> Engine:
     if kind == "hf":
         from rollout.hf_engine import TransformersEngine
         return TransformersEngine(model_path, **options)
@@ -30,7 +29,6 @@ class RolloutWorker:
             import torch
             torch.set_num_threads(torch_threads)
         self.engine = make_engine(kind, model_path, **engine_options)
-        self.receiver = WeightReceiver(getattr(self.engine, "device", "cpu"))
 
     def ready(self) -> dict:
         return {"pid": os.getpid(), "host": socket.gethostname(), "version": self.engine.policy_version}
@@ -45,21 +43,14 @@ class RolloutWorker:
 
     def sync_ranks(self) -> int:
         """Ranks this worker takes in the weight-sync group (a vLLM engine: one per TP worker)."""
-        return getattr(self.engine, "sync_world_size", 1)
+        return self.engine.sync_world_size
 
     def join_weight_sync(self, master_addr: str, port: int, rank: int, world_size: int, backend: str) -> None:
         """`rank` is this worker's first rank; it holds ranks rank .. rank + sync_ranks() - 1."""
-        if hasattr(self.engine, "join_weight_sync"):  # vLLM: the weights live in its own processes
-            self.engine.join_weight_sync(master_addr, port, rank, world_size, backend)
-            return
-        self.receiver.join(master_addr, port, rank, world_size, backend)
+        self.engine.join_weight_sync(master_addr, port, rank, world_size, backend)
 
     def receive_weights(self, plan: list[dict], version: int) -> int:
-        if hasattr(self.engine, "receive_weights"):
-            return self.engine.receive_weights(plan, version)
-        for named in self.receiver.receive(plan):
-            self.engine.update_weights(named, version)
-        return self.engine.policy_version
+        return self.engine.receive_weights(plan, version)
 
     def version(self) -> int:
         return self.engine.policy_version

@@ -16,7 +16,7 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> str:
-    from orchestrator.tiny_model import make_tiny_model
+    from orchestrator.assets.tiny_model import make_tiny_model
 
     return str(make_tiny_model(tmp_path_factory.mktemp("model") / "tiny", size="tiny"))
 
@@ -24,7 +24,7 @@ def tiny_model(tmp_path_factory) -> str:
 @pytest.fixture(scope="session")
 def color_data(tmp_path_factory) -> str:
     """Six rows, two of them undecodable: every epoch meets the bad ones."""
-    from orchestrator.synthetic import make_synthetic_data
+    from orchestrator.assets.synthetic import make_synthetic_data
 
     return str(make_synthetic_data(tmp_path_factory.mktemp("data") / "color", task="color", n=6,
                                    seed=0, n_corrupt=2))

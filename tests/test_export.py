@@ -24,7 +24,7 @@ from learner.batch import collate
 from learner.model import sequence_logprobs
 from orchestrator.checkpoint import write_checkpoint
 from orchestrator.export import export_checkpoint
-from orchestrator.synthetic import decode_image, load_task_dataset
+from orchestrator.sources import decode_image, load_task_dataset
 from rollout.inputs import build_prompt_inputs
 from rollout.processor import load_processor, vision_special_token_ids
 
@@ -54,7 +54,7 @@ def _samples(model_path: str, data_path: str, n: int, seed: int) -> list[Sample]
         prompt = build_prompt_inputs(processor, row["problem"], [decode_image(row["image"])])
         completion = rng.choices(vocab, k=rng.randint(3, 12))
         samples.append(Sample(prompt_ids=prompt.input_ids, completion_ids=completion,
-                              advantage=(-1.0) ** i, group_id=i // 2, pixel_values=prompt.pixel_values,
+                              reward=float(i % 2), group_id=i // 2, pixel_values=prompt.pixel_values,
                               image_grid_thw=prompt.image_grid_thw,
                               prompt_mm_token_type_ids=prompt.mm_token_type_ids))
     return samples

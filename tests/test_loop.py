@@ -91,8 +91,8 @@ def test_dapo_dynamic_sampling_refills_the_batch(ray_cluster, tiny_model, color_
     when some group is left. The reward varies within a group only for "green" prompts."""
     plugin = (f"{__package__}." if __package__ else "") + "test_verifiers_plugins:parity_if_green"
     cfg = load_config(CONFIG, [f"model.path={tiny_model}", f"data.path={color_data}", "run.steps=3",
-                               f"rewards=[{{name: '{plugin}'}}]", "learner.dynamic_sampling=true",
-                               "learner.dynamic_sampling_max_refills=2", "learner.loss_agg=token-mean",
+                               f"rewards=[{{name: '{plugin}'}}]", "dapo.dynamic_sampling=true",
+                               "dapo.max_refills=2", "learner.loss_agg=token-mean",
                                "learner.policy_loss=ppo_clip", "rollout.num_workers=1", "verifier.num_actors=1"])
     train(cfg, tmp_path)
     steps = [r for r in read_records(tmp_path) if "step" in r]

@@ -68,14 +68,16 @@ def test_composite_returns_every_component_and_the_weighted_total() -> None:
 
 
 def test_detection_task_is_the_papers_sum() -> None:
-    comp = verifiers.CompositeReward(verifiers.task_rewards("detection"))
+    from orchestrator.tasks import TASK_REWARDS, default_rewards
+
+    comp = verifiers.CompositeReward(default_rewards("detection"))
     c = "<think>t</think><answer>[{'Position': [0, 0, 100, 100], 'Confidence': 0.8}]</answer>"
     got = comp(c, {"boxes": [[0, 0, 100, 100]]})
     assert got == {"detection_iou": 1.0, "detection_confidence": 0.8, "format": 1.0, "total": 2.8}
-    for task in verifiers.TASK_REWARDS:
-        verifiers.CompositeReward(verifiers.task_rewards(task))
+    for task in TASK_REWARDS:
+        verifiers.CompositeReward(default_rewards(task))
     with pytest.raises(ValueError, match="unknown task"):
-        verifiers.task_rewards("segmentation")
+        default_rewards("segmentation")
 
 
 def test_empty_task_is_an_error() -> None:

@@ -50,7 +50,8 @@ def test_bad_config_fails_before_any_actor(ray_cluster) -> None:
 
 
 def test_pool_equals_direct_scoring_and_gather_semantics(ray_cluster) -> None:
-    specs = verifiers.task_rewards("detection") + [verifiers.RewardSpec(name="format", weight=0.5)]
+    specs = [verifiers.RewardSpec(name=n) for n in ("detection_iou", "detection_confidence", "format")]
+    specs.append(verifiers.RewardSpec(name="format", weight=0.5))
     direct = verifiers.CompositeReward(specs)
     rng = random.Random(0)
     data = {}

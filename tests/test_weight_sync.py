@@ -7,7 +7,7 @@ import pytest
 import ray
 
 from learner import LearnerConfig, LearnerGroup, Sample, TrainBatch
-from orchestrator.synthetic import decode_image, load_task_dataset
+from orchestrator.sources import decode_image, load_task_dataset
 from rollout.engine import SamplingParams
 from rollout.inputs import build_prompt_inputs
 from rollout.processor import load_processor
@@ -34,7 +34,7 @@ def test_broadcast_makes_workers_match_learner(ray_cluster, tiny_model, color_da
         ray.get([learner.join_weight_sync(addr, port, 3, "gloo")]
                 + [w.join_weight_sync.remote(addr, port, i + 1, 3, "gloo") for i, w in enumerate(workers)])
         groups, _ = ray.get(workers[0].generate.remote([prompt], SamplingParams(n=4, max_new_tokens=12, seed=3)))
-        samples = [Sample(prompt_ids=prompt.input_ids, completion_ids=c.token_ids, advantage=(-1.0) ** i,
+        samples = [Sample(prompt_ids=prompt.input_ids, completion_ids=c.token_ids, reward=float(i % 2),
                           pixel_values=prompt.pixel_values, image_grid_thw=prompt.image_grid_thw,
                           prompt_mm_token_type_ids=prompt.mm_token_type_ids)
                    for i, c in enumerate(groups[0])]

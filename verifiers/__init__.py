@@ -5,8 +5,7 @@ This package imports nothing else of the project. See docs/verifiers.md.
 
 - ``get_reward(name, **options)`` → ``fn(completion, ground_truth) -> float``; ``list_rewards()``;
   a name ``"package.module:function"`` loads a user reward.
-- ``RewardSpec``, ``CompositeReward(specs)`` → ``{component: score, ..., "total": weighted sum}``;
-  ``task_rewards(task)`` gives the papers' compositions.
+- ``RewardSpec``, ``CompositeReward(specs)`` → ``{component: score, ..., "total": weighted sum}``.
 - ``VerifierPool(specs, num_actors=2, timeout_s=5.0)``: ``submit``/``gather``/``stats``/``shutdown``
   (imports Ray on first use).
 - ``verifiers.eval``: COCO mAP through pycocotools, accuracy, mIoU, the TRANCE partial score.
@@ -16,14 +15,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from verifiers.composite import TASK_REWARDS, CompositeReward, RewardSpec, component_keys, task_rewards
+from verifiers.composite import CompositeReward, RewardSpec, component_keys
 from verifiers.registry import get_reward, list_rewards, reward_info
 
 if TYPE_CHECKING:
     from verifiers.pool import VerifierPool
 
 __all__ = [
-    "TASK_REWARDS",
     "CompositeReward",
     "RewardSpec",
     "VerifierPool",
@@ -31,7 +29,6 @@ __all__ = [
     "get_reward",
     "list_rewards",
     "reward_info",
-    "task_rewards",
 ]
 
 

@@ -1,5 +1,5 @@
-"""Weighted composition of rewards: ``RewardSpec`` (config) and ``CompositeReward`` (callable), plus
-the papers' per-task compositions.
+"""Weighted composition of rewards: ``RewardSpec`` (config) and ``CompositeReward`` (callable).
+Which rewards a task uses is the orchestrator's knowledge (``orchestrator/tasks.py``).
 
 Every component is returned next to the weighted ``"total"`` so that each can be logged. A component
 that raises (a user reward, or a built-in given a malformed ground truth) or returns a non-finite
@@ -9,7 +9,7 @@ value scores 0 and is reported as an error; it never takes the other components 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -34,26 +34,6 @@ class RewardSpec(BaseModel):
             raise ValueError("weight must be finite")
         return v
 
-
-# The papers' compositions (papers.md §1.3: R = R_IoU + R_conf + R_format for detection; §2.4:
-# accuracy + format with equal weights for Reason-RFT).
-TASK_REWARDS: dict[str, list[dict[str, Any]]] = {
-    "detection": [{"name": "detection_iou"}, {"name": "detection_confidence"}, {"name": "format"}],
-    "classification": [{"name": "classification"}, {"name": "format"}],
-    "grounding": [{"name": "grounding_giou"}, {"name": "format"}],
-    "counting": [{"name": "counting"}, {"name": "format"}],
-    "structure": [{"name": "math"}, {"name": "format"}],
-    "spatial": [{"name": "spatial_transform", "options": {"mode": "exact"}}, {"name": "format"}],
-}
-
-
-def task_rewards(task: str) -> list[RewardSpec]:
-    """The reward specs of a paper task (``detection``, ``classification``, ``grounding``,
-    ``counting``, ``structure``, ``spatial``)."""
-    try:
-        return [RewardSpec(**d) for d in TASK_REWARDS[task]]
-    except KeyError:
-        raise ValueError(f"unknown task {task!r} (known: {', '.join(TASK_REWARDS)})") from None
 
 
 def as_specs(specs: Iterable[RewardSpec | dict[str, Any]]) -> list[RewardSpec]:
@@ -129,3 +109,31 @@ class CompositeReward:
 
     def __call__(self, completion: str, ground_truth: dict) -> dict[str, float]:
         return self.score(completion, ground_truth)[0]
+
+
+Routes = Mapping[str, Sequence[RewardSpec | dict[str, Any]]]
+
+
+def as_routes(specs: Sequence[RewardSpec | dict[str, Any]] | Routes) -> dict[str, list[RewardSpec]]:
+    """One composition (a list: the route ``""``) or several by route name (the orchestrator routes
+    each completion by its row's task)."""
+    if isinstance(specs, Mapping):
+        return {str(route): as_specs(s) for route, s in specs.items()}
+    return {"": as_specs(specs)}
+
+
+class RoutedReward:
+    """Several compositions, each completion scored by the one its ``route`` names."""
+
+    def __init__(self, specs: Sequence[RewardSpec | dict[str, Any]] | Routes) -> None:
+        self.routes = {route: CompositeReward(s) for route, s in as_routes(specs).items()}
+
+    def zeros(self, route: str = "") -> dict[str, float]:
+        composite = self.routes.get(route)
+        return composite.zeros() if composite is not None else {"total": 0.0}
+
+    def score(self, completion: str, ground_truth: dict, route: str = "") -> tuple[dict[str, float], list[str]]:
+        composite = self.routes.get(route)
+        if composite is None:
+            return {"total": 0.0}, [f"no rewards for route {route!r} (routes: {sorted(self.routes)})"]
+        return composite.score(completion, ground_truth)

@@ -3,7 +3,7 @@ timeout, and that lose no completion when an actor dies.
 
 Design
 ------
-Driver (the process that owns the pool): ``submit`` puts ``(key, completion, ground_truth)`` on a
+Driver (the process that owns the pool): ``submit`` puts ``(key, completion, ground_truth, route)`` on a
 queue and, if an actor has a free slot, sends it at once. A dispatcher thread waits on the in-flight
 calls (``ray.wait``), records results and sends queued work as slots free up. Each actor takes up to
 ``max_inflight_per_actor`` calls (so the next batch is already queued on the actor while one is
@@ -39,36 +39,38 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from typing import Any
 
-from verifiers.composite import CompositeReward, RewardSpec, as_specs, component_keys
+from verifiers.composite import RewardSpec, RoutedReward, Routes, as_routes, component_keys
 from verifiers.sandbox import STARTUP_TIMEOUT_S, Sandbox
 
 _log = logging.getLogger(__name__)
 
-Item = tuple[str, str, dict]  # (key, completion, ground_truth)
+Item = tuple[Hashable, str, dict, str]  # (key, completion, ground_truth, route); any hashable key
 
 
 class VerifierActor:
     """The Ray actor body: one child scoring process, fed batches. (Wrapped with ``ray.remote`` by the
     pool.)"""
 
-    def __init__(self, specs: list[dict], timeout_s: float, sys_path: list[str]) -> None:
+    def __init__(self, routes: dict[str, list[dict]], timeout_s: float, sys_path: list[str]) -> None:
         self._timeout_s = timeout_s
         # Only the keys: user reward modules are imported in the child, never in the actor.
-        self._zeros = dict.fromkeys([*component_keys(specs), "total"], 0.0)
-        self._box = Sandbox(specs, sys_path=sys_path)
+        self._zeros = {route: dict.fromkeys([*component_keys(specs), "total"], 0.0)
+                       for route, specs in routes.items()}
+        self._box = Sandbox(routes, sys_path=sys_path)
         self._box.start()  # begin importing now; the first batch waits for it
 
     def score(self, batch: list[Item]) -> tuple[list[tuple[str, dict, str, list[str], float]], int]:
         """Score a batch: ``[(key, scores, status, errors, seconds)]`` and the number of child restarts
         it took. ``status`` is ``ok``, ``timeout`` or ``crash``."""
         before = self._box.restarts
-        outcomes = self._box.score([(c, gt) for _, c, gt in batch], self._timeout_s)
+        outcomes = self._box.score([(c, gt, route) for _, c, gt, route in batch], self._timeout_s)
         out = []
-        for (key, _, _), (status, scores, errors, seconds) in zip(batch, outcomes, strict=True):
-            out.append((key, scores if scores is not None else dict(self._zeros), status, errors, seconds))
+        for (key, _, _, route), (status, scores, errors, seconds) in zip(batch, outcomes, strict=True):
+            zeros = self._zeros.get(route, {"total": 0.0})
+            out.append((key, scores if scores is not None else dict(zeros), status, errors, seconds))
         return out, self._box.restarts - before
 
     def pids(self) -> dict[str, int | None]:
@@ -87,13 +89,15 @@ class _Call:
 class VerifierPool:
     """A pool of verifier actors. Needs ``ray.init()`` to have been called.
 
-    ``submit(key, completion, ground_truth)`` returns at once; ``gather(keys)`` blocks until those keys
-    are scored and returns each exactly once as ``{component: score, ..., "total": ...}``.
+    ``submit(key, completion, ground_truth, route="")`` returns at once; ``gather(keys)`` blocks until
+    those keys are scored and returns each exactly once as ``{component: score, ..., "total": ...}``.
+    ``specs`` is one composition, or several by route name (``{task: specs}``): each completion is then
+    scored by the composition its ``route`` names.
     """
 
     def __init__(
         self,
-        specs: Sequence[RewardSpec | dict[str, Any]],
+        specs: Sequence[RewardSpec | dict[str, Any]] | Routes,
         num_actors: int = 2,
         timeout_s: float = 5.0,
         *,
@@ -111,8 +115,8 @@ class VerifierPool:
         if not (timeout_s > 0 and math.isfinite(timeout_s)):
             raise ValueError(f"timeout_s must be a positive number, got {timeout_s}")
         self._ray = ray
-        self._composite = CompositeReward(as_specs(specs))  # fails here on a bad config
-        self._spec_dicts = [s.model_dump() for s in self._composite.specs]
+        self._composite = RoutedReward(specs)  # fails here on a bad config
+        self._spec_dicts = {route: [s.model_dump() for s in specs] for route, specs in as_routes(specs).items()}
         self._timeout_s = float(timeout_s)
         self._batch_size = max(1, int(batch_size))
         self._per_actor = max(1, int(max_inflight_per_actor))
@@ -149,18 +153,18 @@ class VerifierPool:
 
     # ---- public API ----------------------------------------------------------------------------
 
-    def submit(self, key: str, completion: str, ground_truth: dict) -> None:
+    def submit(self, key: Hashable, completion: str, ground_truth: dict, route: str = "") -> None:
         """Queue one completion for scoring; starts on a free actor right away."""
         with self._cv:
             self._check_usable()
             if key in self._open:
                 raise ValueError(f"key {key!r} is already submitted and not yet gathered")
             self._open.add(key)
-            self._queue.append((key, completion, ground_truth))
+            self._queue.append((key, completion, ground_truth, route))
             self._dispatch()
             self._cv.notify_all()
 
-    def gather(self, keys: Sequence[str], timeout: float | None = None) -> dict[str, dict[str, float]]:
+    def gather(self, keys: Sequence[Hashable], timeout: float | None = None) -> dict[Hashable, dict[str, float]]:
         """Block until every key is scored; return ``{key: scores}`` and forget those keys.
 
         Raises ``KeyError`` for a key never submitted (or already gathered), ``TimeoutError`` if
@@ -256,7 +260,7 @@ class VerifierPool:
             self._load[slot] += 1
             free -= 1
 
-    def _record(self, key: str, scores: dict[str, float]) -> None:
+    def _record(self, key: Hashable, scores: dict[str, float]) -> None:
         if key not in self._open or key in self._results:
             return  # gathered already, or a duplicate: never count a completion twice
         self._results[key] = scores
@@ -279,7 +283,7 @@ class VerifierPool:
 
     def _requeue(self, items: list[Item], why: str) -> None:
         back = []
-        for key, completion, gt in items:
+        for key, completion, gt, route in items:
             if key not in self._open or key in self._results:
                 continue
             tries = self._attempts.get(key, 0) + 1
@@ -287,9 +291,9 @@ class VerifierPool:
             if tries >= self._max_attempts:
                 self._stats["errors"] += 1
                 self._errors.append(f"{key}: gave up after {tries} lost attempts ({why})")
-                self._record(key, self._composite.zeros())
+                self._record(key, self._composite.zeros(route))
             else:
-                back.append((key, completion, gt))
+                back.append((key, completion, gt, route))
                 self._stats["resubmitted"] += 1
         self._queue.extendleft(reversed(back))
 

@@ -302,18 +302,23 @@ def _iou_giou(p: tuple, g: tuple) -> tuple[float, float]:
     return iou, giou
 
 
+def _grounding_overlap(completion: str, ground_truth: dict) -> tuple[float, float] | None:
+    """(IoU, GIoU) of the first predicted box with the ground truth; None if no box parses. An
+    exact box is (1, 1) (the paper's string-equality shortcut, which also covers a degenerate
+    ground-truth box)."""
+    g = _gt_box(ground_truth)  # read first: a bad ground truth raises even for a bad answer
+    p = parse_grounding_box(completion)
+    if p is None:
+        return None
+    return (1.0, 1.0) if p == g else _iou_giou(p, g)
+
+
 @register("grounding_iou", 0.0, 1.0)
 def grounding_iou(completion: str, ground_truth: dict) -> float:
     """IoU of the first predicted ``(x1,y1),(x2,y2)`` with the ground-truth box, in [0, 1] (the LISA
     evaluation's per-sample IoU; an unparseable answer is 0). An exact box scores 1."""
-    g = _gt_box(ground_truth)
-    p = parse_grounding_box(completion)
-    if p is None:
-        return 0.0
-    if p == g:
-        return 1.0
-    iou, _ = _iou_giou(p, g)
-    return min(1.0, max(0.0, iou))
+    overlap = _grounding_overlap(completion, ground_truth)
+    return 0.0 if overlap is None else min(1.0, max(0.0, overlap[0]))
 
 
 @register("grounding_giou", 0.0, 2.0)
@@ -321,11 +326,5 @@ def grounding_giou(completion: str, ground_truth: dict) -> float:
     """Visual-RFT LISA reward GIoU + 1, in [0, 2]; 2.0 when the answer box equals the ground truth
     (the paper's string-equality shortcut, which also covers a degenerate ground-truth box). Reversed
     corners score 0 instead of the paper's spurious positive GIoU from negative areas."""
-    g = _gt_box(ground_truth)
-    p = parse_grounding_box(completion)
-    if p is None:
-        return 0.0
-    if p == g:
-        return 2.0
-    _, giou = _iou_giou(p, g)
-    return min(2.0, max(0.0, giou + 1.0))
+    overlap = _grounding_overlap(completion, ground_truth)
+    return 0.0 if overlap is None else min(2.0, max(0.0, overlap[1] + 1.0))

@@ -25,7 +25,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -56,12 +56,14 @@ class Sandbox:
 
     def __init__(
         self,
-        specs: Sequence[dict] | None = None,
+        specs: Sequence[dict] | Mapping[str, Sequence[dict]] | None = None,
         sys_path: Sequence[str] = (),
         warmup: Sequence[str] = (),
     ) -> None:
-        self._init = {"specs": list(specs) if specs else None, "sys_path": list(sys_path),
-                      "warmup": list(warmup)}
+        """`specs`: one composition, or compositions by route name (items then name their route)."""
+        routes = ({r: list(s) for r, s in specs.items()} if isinstance(specs, Mapping)
+                  else {"": list(specs)} if specs else None)
+        self._init = {"routes": routes, "sys_path": list(sys_path), "warmup": list(warmup)}
         self._proc: subprocess.Popen | None = None
         self._to_child: Connection | None = None
         self._from_child: Connection | None = None
@@ -142,8 +144,9 @@ class Sandbox:
 
     # ---- work ----------------------------------------------------------------------------------
 
-    def score(self, items: Sequence[tuple[str, dict]], timeout_s: float) -> list[Outcome]:
-        """Score ``items`` in order; each gets at most ``timeout_s`` seconds of the child's time.
+    def score(self, items: Sequence[tuple], timeout_s: float) -> list[Outcome]:
+        """Score ``items`` — ``(completion, ground_truth)`` or ``(completion, ground_truth, route)`` — in
+        order; each gets at most ``timeout_s`` seconds of the child's time.
 
         Status is ``"ok"``, ``"timeout"`` (child killed at the deadline) or ``"crash"`` (the child died
         on that item). After a kill the remaining items continue on a fresh child.
@@ -247,12 +250,12 @@ def child_main(read_fd: int, write_fd: int) -> None:
     composite = None
     try:
         # Imported here, not at module top, so the parent side of this module stays light.
-        from verifiers.composite import CompositeReward
+        from verifiers.composite import RoutedReward
         from verifiers.registry import one_line, warmup_for
 
-        if init["specs"]:
-            composite = CompositeReward(init["specs"])
-            for hook in warmup_for([s["name"] for s in init["specs"]]):
+        if init["routes"]:
+            composite = RoutedReward(init["routes"])
+            for hook in warmup_for([s["name"] for specs in init["routes"].values() for s in specs]):
                 hook()
         for ref in init["warmup"]:
             resolve(ref)()
@@ -266,12 +269,13 @@ def child_main(read_fd: int, write_fd: int) -> None:
         except (EOFError, OSError):
             return
         if msg[0] == "batch":
-            for completion, ground_truth in msg[1]:
+            for item in msg[1]:
+                completion, ground_truth, route = (*item, "")[:3]
                 t0 = time.perf_counter()
                 if composite is None:
                     scores, errors = {}, ["no rewards configured"]
                 else:
-                    scores, errors = composite.score(completion, ground_truth)
+                    scores, errors = composite.score(completion, ground_truth, route)
                 outbox.send((scores, errors, time.perf_counter() - t0))
         elif msg[0] == "call":
             try:

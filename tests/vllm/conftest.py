@@ -24,7 +24,7 @@ except ImportError as err:  # pragma: no cover - a wrong interpreter, not a test
 
 @pytest.fixture(scope="session")
 def tiny_text_model(tmp_path_factory) -> str:
-    from orchestrator.tiny_text_model import make_tiny_text_model
+    from orchestrator.assets.tiny_text_model import make_tiny_text_model
 
     return str(make_tiny_text_model(tmp_path_factory.mktemp("text-model") / "qwen2", seed=0))
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.synthetic import decode_image, load_task_dataset
+from orchestrator.sources import decode_image, load_task_dataset
 from rollout.engine import SamplingParams
 from rollout.inputs import build_prompt_inputs
 from rollout.processor import load_processor
@@ -93,7 +93,7 @@ def test_vlm_weight_names_land_in_vllm_modules(tmp_path, arch, module, cls):
     from transformers import AutoModelForImageTextToText
     from vllm.model_executor.models.utils import WeightsMapper
 
-    from orchestrator.tiny_model import make_tiny_model
+    from orchestrator.assets.tiny_model import make_tiny_model
 
     model = AutoModelForImageTextToText.from_pretrained(make_tiny_model(tmp_path / arch, arch=arch))
     names = [n for n, _ in model.named_parameters()]

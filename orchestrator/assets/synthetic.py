@@ -11,10 +11,9 @@ Columns: `image` (datasets `Image` feature, PNG bytes), `problem`, `solution` (`
 `ground_truth` (JSON string: `{"answer": "3"}` or `{"boxes": [[x1, y1, x2, y2], ...]}`, xyxy ints in
 0-1000), `task`, `cot` (a short target completion `<think>...</think><answer>...</answer>` for SFT).
 
-Readers: use `load_task_dataset`, which returns the `image` column undecoded (`{"bytes", "path"}`
-dicts), and turn each value into a PIL image with `decode_image`, which gives None for a row whose
-bytes are not an image (count it, skip it). A dataset saved with `n_corrupt > 0` stores its image
-column as `Image(decode=False)`, so even a plain `load_from_disk(...)[i]` never raises.
+Read them as any dataset, with `orchestrator.sources` (`load_rows`, `decode_image`). A dataset saved
+with `n_corrupt > 0` stores its image column as `Image(decode=False)`, so even a plain
+`load_from_disk(...)[i]` never raises.
 """
 
 from __future__ import annotations
@@ -244,67 +243,3 @@ def make_synthetic_data(
         if not quiet:
             datasets.enable_progress_bars()
     return out
-
-
-def _undecoded(feature: Any) -> Any:
-    """The same feature with every `Image` inside it set to decode=False."""
-    if isinstance(feature, datasets.Image):
-        return datasets.Image(decode=False)
-    if isinstance(feature, datasets.List):
-        return datasets.List(_undecoded(feature.feature), length=feature.length)
-    if isinstance(feature, datasets.Features | dict):
-        return type(feature)({k: _undecoded(v) for k, v in feature.items()})
-    return feature
-
-
-def load_task_dataset(path: str | Path) -> datasets.Dataset:
-    """Load a dataset saved with `save_to_disk` (a `DatasetDict` gives its "train" split).
-
-    Image columns come back undecoded (`{"bytes", "path"}` dicts): decode each with `decode_image`
-    so one bad image is a skipped row rather than a crash of the whole data loader.
-    """
-    p = Path(path)
-    if not p.is_dir():
-        raise FileNotFoundError(f"dataset not found: {p}")
-    try:
-        loaded = datasets.load_from_disk(str(p))
-    except FileNotFoundError as e:
-        raise FileNotFoundError(f"not a saved Hugging Face dataset: {p}") from e
-    if isinstance(loaded, datasets.DatasetDict):
-        if "train" in loaded:
-            loaded = loaded["train"]
-        elif len(loaded) == 1:
-            loaded = next(iter(loaded.values()))
-        else:
-            raise ValueError(f"{p} holds splits {list(loaded)}; point at one split's folder or add 'train'")
-    for name, feature in loaded.features.items():
-        undecoded = _undecoded(feature)
-        if undecoded != feature:
-            # cast_column only swaps the feature (no rewrite, no cache file next to the dataset).
-            loaded = loaded.cast_column(name, undecoded)
-    return loaded
-
-
-def decode_image(value: Any) -> Image.Image | None:
-    """A PIL RGB image from a dataset value (PIL image, {"bytes","path"} dict, bytes, or a path),
-    or None when it cannot be decoded. Never raises."""
-    try:
-        if isinstance(value, Image.Image):
-            image = value
-        else:
-            if isinstance(value, dict):
-                data, path = value.get("bytes"), value.get("path")
-                source = io.BytesIO(data) if data else path
-            elif isinstance(value, bytes | bytearray):
-                source = io.BytesIO(value)
-            elif isinstance(value, str | Path):
-                source = value
-            else:
-                return None
-            if source is None:
-                return None
-            image = Image.open(source)
-            image.load()  # force the decode here, where errors are caught
-        return image.convert("RGB")
-    except Exception:  # any decoder error means "bad sample", never a crash
-        return None

@@ -26,7 +26,7 @@ from transformers.models.qwen2_5_vl import Qwen2_5_VLConfig, Qwen2_5_VLForCondit
 from transformers.models.qwen2_vl import Qwen2VLConfig, Qwen2VLForConditionalGeneration
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
-from orchestrator.synthetic import COLORS, SHAPES, TASKS, sample_task
+from orchestrator.assets.synthetic import COLORS, SHAPES, TASKS, sample_task
 from rollout.processor import QWEN2_VL_CHAT_TEMPLATE, VLProcessor, load_processor
 
 SPECIAL_TOKENS = (
