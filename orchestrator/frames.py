@@ -68,7 +68,11 @@ def _model_type(source: Any) -> tuple[str | None, str]:
         raise ValueError(f"no config.json in {source}; {_OVERRIDE_HINT}")
     from transformers.utils import cached_file  # a Hub id: its config.json, cached or fetched
 
-    file = cached_file(str(source), "config.json", _raise_exceptions_for_missing_entries=False)
+    try:
+        file = cached_file(str(source), "config.json", _raise_exceptions_for_missing_entries=False)
+    except (OSError, ValueError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ValueError(f"cannot read config.json of model {source} ({first}); {_OVERRIDE_HINT}") from None
     if file is None:
         raise ValueError(f"no config.json for model {source}; {_OVERRIDE_HINT}")
     return json.loads(Path(file).read_text()).get("model_type"), str(source)

@@ -120,6 +120,11 @@ def test_model_family_from_configs_and_folders(tmp_path, tiny_model):
     assert "'llava'" in str(info.value) and "rel1000 or resized_pixels" in str(info.value)
     with pytest.raises(ValueError, match="no config.json"):
         model_family(str(tmp_path))
+    # A Hub id that is not in the cache (tests run with HF_HUB_OFFLINE=1): one line, naming the override.
+    with pytest.raises(ValueError) as info:
+        model_family("vrft-tests/no-such-model")
+    assert "vrft-tests/no-such-model" in str(info.value) and "\n" not in str(info.value)
+    assert "rel1000 or resized_pixels" in str(info.value)
 
 
 def test_resized_size_from_a_loaded_processor_and_a_family_name(tiny_model):
