@@ -22,12 +22,22 @@ import torch.distributed as dist
 from learner.lora import Entry
 
 
+def loopback_interface() -> str:
+    """The loopback interface's name (`lo` on Linux, `lo0` on macOS), for GLOO_SOCKET_IFNAME."""
+    import socket
+
+    names = [name for _, name in socket.if_nameindex()]
+    return next((n for n in names if n in ("lo", "lo0")), "lo")
+
+
 def join_group(master_addr: str, port: int, rank: int, world_size: int, backend: str,
-               timeout_s: float = 300.0) -> dist.ProcessGroup:
-    """A group outside torch's default (DeepSpeed's) group: learner rank 0 + every rollout worker."""
+               timeout_s: float = 300.0, listen_fd: int | None = None) -> dist.ProcessGroup:
+    """A group outside torch's default (DeepSpeed's) group: learner rank 0 + every rollout worker.
+    `listen_fd`: rank 0's already bound and listening socket (else the store listens everywhere)."""
     timeout = timedelta(seconds=timeout_s)
+    extra = {"master_listen_fd": listen_fd} if listen_fd is not None else {}
     store = dist.TCPStore(master_addr, port, world_size, is_master=(rank == 0), timeout=timeout,
-                          wait_for_workers=False)
+                          wait_for_workers=False, **extra)
     if backend == "gloo":
         return dist.ProcessGroupGloo(store, rank, world_size, timeout)
     if backend == "nccl":

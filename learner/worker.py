@@ -7,23 +7,34 @@ all ranks at once, with the same number of micro-batches on each.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
+import shutil
 import socket
 import warnings
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 
 import ray
 import torch
+import torch.distributed as dist
 
 from learner.batch import Sample, collate
-from learner.checkpointing import load_rng, save_rng, write_hf_folder, write_meta
+from learner.checkpointing import load_rng, save_rng, weights_only_loads, write_hf_folder, write_meta
 from learner.config import LearnerConfig
 from learner.lora import is_peft, plain_entries
 from learner.model import load_model, load_policy, sequence_logprobs
 from learner.objective import grpo_objective, sequence_kl, sft_objective
-from learner.weight_sync import iter_buckets, iter_tensors, join_group, make_plan, send_buckets
+from learner.weight_sync import (
+    iter_buckets,
+    iter_tensors,
+    join_group,
+    loopback_interface,
+    make_plan,
+    send_buckets,
+)
 
 ADAPTERS_OFF = "adapters-off"  # the reference is the LoRA policy with its adapters disabled
 
@@ -42,7 +53,9 @@ def deepspeed_config(cfg: LearnerConfig, bf16: bool, zero_stage: int, cuda: bool
         "managed_gradient_accumulation": False,
         "gradient_clipping": cfg.grad_clip,
         "zero_optimization": zero,
-        "bf16": {"enabled": bf16},
+        # A NaN/inf gradient norm skips the update (ZeRO 1-3 and bf16 check it; fp32 ZeRO-0 is
+        # checked in LearnerRank._update).
+        "bf16": {"enabled": bf16, "check_grad_overflow": True},
         "steps_per_print": 2**31,
         "wall_clock_breakdown": False,
     }
@@ -75,12 +88,21 @@ def lr_lambda(cfg: LearnerConfig, total_steps: int):
 
 
 def average_iterations(results: list[dict[str, float]]) -> dict[str, float]:
-    """Metrics of a step with several optimizer updates: means, maxima for `*_max`, the last lr."""
+    """Metrics of a step with several optimizer updates: means, maxima for `*_max`, the last lr,
+    the count of skipped updates."""
     out: dict[str, float] = {}
     for key in results[0]:
         values = [r[key] for r in results if key in r]
-        out[key] = max(values) if key.endswith("_max") else values[-1] if key == "lr" else sum(values) / len(values)
+        out[key] = (max(values) if key.endswith("_max") else values[-1] if key == "lr"
+                    else sum(values) if key == "skipped_nonfinite" else sum(values) / len(values))
     return out
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 @ray.remote
@@ -94,6 +116,8 @@ class LearnerRank:
         self.device = torch.device("cuda", 0) if self.cuda else torch.device("cpu")
         self.sync_group = None
         self.version = 0
+        self._listeners: dict[int, socket.socket] = {}  # port -> reserved socket (address())
+        self._nonfinite_in_row = 0
         self._micro: list[dict[str, torch.Tensor]] = []
         self._old: list[torch.Tensor | None] = []
         self._ref: list[torch.Tensor | None] = []
@@ -106,12 +130,21 @@ class LearnerRank:
                           MASTER_ADDR=master_addr, MASTER_PORT=str(master_port))
         if not self.cuda:
             os.environ.setdefault("DS_ACCELERATOR", "cpu")
+        if _is_loopback(master_addr):  # every rank is on this machine: gloo's pair sockets too
+            os.environ.setdefault("GLOO_SOCKET_IFNAME", loopback_interface())
         import deepspeed  # after the environment: DeepSpeed picks its accelerator at import
+        from deepspeed.constants import default_pg_timeout
 
         # DeepSpeed calls torch.distributed APIs that torch marks deprecated, once per step.
         warnings.filterwarnings("ignore", category=FutureWarning, module="torch.distributed")
 
-        deepspeed.init_distributed(dist_backend="nccl" if self.cuda else "gloo")
+        # Our own store (on the socket address() reserved), which DeepSpeed then adopts: its env://
+        # rendezvous would listen on every interface.
+        backend = "nccl" if self.cuda else "gloo"
+        store = self._store(master_addr, master_port, default_pg_timeout)
+        dist.init_process_group(backend, store=store, rank=rank, world_size=world_size,
+                                timeout=default_pg_timeout)
+        deepspeed.init_distributed(dist_backend=backend, timeout=default_pg_timeout)
         self.model_path, self.trust_remote_code = model_path, trust_remote_code
         bf16 = self.cfg.dtype == "bfloat16" or (self.cfg.dtype == "auto" and self.cuda)
         model = load_policy(model_path, self.cfg, trust_remote_code)
@@ -154,18 +187,30 @@ class LearnerRank:
 
     # ---- set-up helpers -------------------------------------------------------------------
     def address(self) -> tuple[str, int]:
-        """This node's IP and a free port, for rendezvous (torch's and weight sync's)."""
-        with socket.socket() as s:
-            s.bind(("", 0))
-            port = s.getsockname()[1]
-        return ray.util.get_node_ip_address(), port
+        """This node's IP and a port for a rendezvous this rank hosts (torch's or weight sync's).
+        The socket stays open, bound to the node's IP only (127.0.0.1 in local mode), and becomes
+        the TCPStore's listener: a store that binds its own port listens on every interface."""
+        ip = ray.util.get_node_ip_address()
+        listener = socket.create_server((ip, 0), family=socket.AF_INET6 if ":" in ip else socket.AF_INET)
+        port = listener.getsockname()[1]
+        self._listeners[port] = listener
+        return ip, port
+
+    def _store(self, addr: str, port: int, timeout: timedelta) -> dist.TCPStore:
+        listener = self._listeners.pop(port, None) if self.rank == 0 else None
+        # detach(): the store owns the descriptor from here on (Python must not close it).
+        extra = {"master_listen_fd": listener.detach()} if listener is not None else {}
+        return dist.TCPStore(addr, port, self.world_size, is_master=self.rank == 0, timeout=timeout,
+                             wait_for_workers=False, **extra)
 
     def sync_plan(self, bucket_mb: float) -> list[dict]:
         return make_plan(plain_entries(self.engine.module, changing_only=True), self.compute_dtype, bucket_mb)
 
     def join_weight_sync(self, master_addr: str, port: int, world_size: int, backend: str) -> None:
         assert self.rank == 0, "only learner rank 0 joins the weight-sync group"
-        self.sync_group = join_group(master_addr, port, 0, world_size, backend)
+        listener = self._listeners.pop(port, None)
+        self.sync_group = join_group(master_addr, port, 0, world_size, backend,
+                                     listen_fd=listener.detach() if listener is not None else None)
 
     # ---- forward passes -------------------------------------------------------------------
     def _to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -241,6 +286,7 @@ class LearnerRank:
         sums: dict[str, float] = {}
         maxima: dict[str, float] = {}
         tokens_seen = 0.0
+        finite = True
         inline_ref = self.ref is not None and not self.cfg.kl_in_reward
         for i, micro in enumerate(self._micro):
             batch = self._to_device(micro)
@@ -255,6 +301,7 @@ class LearnerRank:
                                                   "grad" if self.cfg.entropy_coef > 0 else "value")
                 loss, stats = grpo_objective(logp, batch, self.cfg, norms, old_logp=self._old[i],
                                              ref_logp=ref_logp if inline_ref else None, entropy=entropy)
+            finite = finite and bool(torch.isfinite(loss.detach()))
             # DeepSpeed averages gradients over ranks; contributions are normalised batch-wide,
             # so the sum over ranks is the loss: undo the average.
             self.engine.backward(loss * self.world_size)
@@ -266,7 +313,7 @@ class LearnerRank:
                     maxima[key] = max(maxima.get(key, value), value)
                 else:
                     sums[key] = sums.get(key, 0.0) + value * n_tok
-        self.engine.step()
+        skipped = self._step(finite)
         out = {k: (v if k == "loss" else v / max(tokens_seen, 1.0)) for k, v in sums.items()}
         out.update(maxima)
         out["tokens"] = tokens_seen
@@ -274,7 +321,44 @@ class LearnerRank:
         if grad_norm is not None:
             out["grad_norm"] = float(grad_norm)
         out["lr"] = float(self.engine.get_lr()[0])
+        out["skipped_nonfinite"] = float(skipped)
+        self._nonfinite_in_row = self._nonfinite_in_row + 1 if skipped else 0
+        if self._nonfinite_in_row >= self.cfg.max_nonfinite_in_row:
+            raise RuntimeError(f"learner: {self._nonfinite_in_row} updates in a row had a non-finite loss or "
+                               f"gradient norm (loss {out['loss']:.4g}); stopping: lower learner.lr or "
+                               "check the rewards")
         return out
+
+    def _step(self, loss_finite: bool) -> bool:
+        """The optimizer update, unless a loss or the gradient norm is NaN/inf on any rank; returns
+        whether it was skipped. The decision is collective, so every rank skips together."""
+        # ZeRO 1-3 and bf16 optimizers check the global grad norm themselves and skip (grads
+        # cleared, LR schedule not advanced); fp32 ZeRO-0 steps the client optimizer blindly.
+        ds_checks = hasattr(self.engine.optimizer, "overflow")
+        bad = not loss_finite
+        if not ds_checks and not bad:
+            bad = any(p.grad is not None and not bool(torch.isfinite(p.grad).all())
+                      for p in self.engine.module.parameters())
+        if self._any_rank(bad) and not ds_checks:
+            # Not engine.step(): its all-reduce would turn missing grads into zeros and AdamW would
+            # still move the weights (momentum, weight decay).
+            self.engine.zero_grad()
+            return True
+        self.engine.step()
+        return bad or not self.engine.was_step_applied()
+
+    def _any_rank(self, flag: bool) -> bool:
+        if self.world_size == 1:
+            return flag
+        t = torch.tensor([float(flag)], device=self.device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return bool(t.item())
+
+    def _weights_finite(self) -> bool:
+        """Every rank's own weights (its ZeRO-3 partition) are finite, on all ranks (collective)."""
+        ok = all(bool(torch.isfinite(getattr(p, "ds_tensor", p).detach()).all())
+                 for p in self.engine.module.parameters())
+        return not self._any_rank(not ok)
 
     @torch.no_grad()
     def logprobs(self, samples: list[Sample], pad_id: int, temperature: float = 1.0) -> list[list[float]]:
@@ -299,9 +383,11 @@ class LearnerRank:
     # ---- checkpoints ----------------------------------------------------------------------
     def save(self, path: str, tag: str) -> None:
         """DeepSpeed's state (module, optimizer, scheduler), each rank's RNG, and (rank 0) how to
-        rebuild the model offline. Collective."""
+        rebuild the model offline. Collective. Refuses (on every rank) if any weight is NaN/inf."""
+        if not self._weights_finite():
+            raise RuntimeError("learner: the weights are not finite; refusing to write a checkpoint")
         self.engine.save_checkpoint(path, tag=tag, client_state={"version": self.version})
-        save_rng(Path(path) / tag / f"rng_rank{self.rank}.pt")
+        save_rng(Path(path) / tag / f"rng_rank{self.rank}.json")
         if self.rank == 0:
             local = Path(self.model_path).expanduser()
             write_meta(Path(path), {
@@ -312,19 +398,33 @@ class LearnerRank:
             })
 
     def load(self, path: str, tag: str) -> int:
-        _, client = self.engine.load_checkpoint(path, tag=tag, load_module_strict=True)
+        with weights_only_loads():  # a checkpoint folder must not be able to run code here
+            _, client = self.engine.load_checkpoint(path, tag=tag, load_module_strict=True)
         self.version = int((client or {}).get("version", 0))
         # A checkpoint written by a different number of ranks has no RNG file for some ranks:
         # then those keep their seeds (the weights and optimizer are still exact).
-        load_rng(Path(path) / tag / f"rng_rank{self.rank}.pt")
+        load_rng(Path(path) / tag / f"rng_rank{self.rank}.json")
         return self.version
 
-    def save_hf(self, path: str) -> None:
+    def save_hf(self, path: str, extra_dir: str | None = None) -> None:
         """The plain model (LoRA merged) as a Hugging Face folder, gathered bucket by bucket under
-        ZeRO-3 (collective) and written by rank 0."""
+        ZeRO-3 (collective) and written by rank 0, with the files of `extra_dir` (a processor's)
+        beside it. Written into PATH.tmp and renamed: PATH is complete or absent, never partial."""
+        if not self._weights_finite():
+            raise RuntimeError("learner: the weights are not finite; refusing to write a model")
         module = self.engine.module
         state = dict(iter_tensors(plain_entries(module, changing_only=False), self.zero3,
                                   keep=self.rank == 0))
         if self.rank == 0:
             base = module.get_base_model() if is_peft(module) else module
-            write_hf_folder(Path(path), state, base.config, getattr(base, "generation_config", None))
+            final = Path(path)
+            tmp = final.with_name(final.name + ".tmp")
+            shutil.rmtree(tmp, ignore_errors=True)  # ours, left by a crash mid-write
+            write_hf_folder(tmp, state, base.config, getattr(base, "generation_config", None))
+            if extra_dir:
+                shutil.copytree(extra_dir, tmp, dirs_exist_ok=True)
+            old = final.with_name(final.name + ".old.tmp")
+            if final.exists():
+                os.replace(final, old)
+            os.replace(tmp, final)
+            shutil.rmtree(old, ignore_errors=True)
