@@ -59,10 +59,6 @@ class LearnerConfig(BaseModel):
     # row means training has diverged: the learner raises and the run stops.
     max_nonfinite_in_row: int = Field(3, ge=1)
 
-    # A NaN/inf loss or gradient norm skips that update (metric skipped_nonfinite); this many in a
-    # row means training has diverged: the learner raises and the run stops.
-    max_nonfinite_in_row: int = Field(3, ge=1)
-
     num_gpus_per_rank: float = Field(0.0, ge=0)
     num_cpus_per_rank: float = Field(1.0, ge=0)
     torch_threads: int | None = Field(None, ge=1, description="torch CPU threads per rank")
