@@ -2,14 +2,16 @@
 plus the loop's (step, policy version, data order and position, history, the driver's RNG; rollout
 seeds derive from the run seed and the step, so they need no state).
 
-    run_dir/checkpoints/step_000010/{learner/, state.json, rng.pt}
+    run_dir/checkpoints/step_000010/{learner/, state.json, rng.json}
     run_dir/checkpoints/latest          -> "step_000010"
 
 Atomicity: a checkpoint is written into `step_N.tmp` and renamed into place only when complete
 (files fsynced first), and `latest` is replaced by a rename too. A crash at any point leaves either
 the previous checkpoint or the new one as what loads, never a partial one: `*.tmp` folders are
 never loaded (and are cleared by the next write), and if `latest` names a folder that is not there,
-the newest complete `step_N` folder is used instead.
+the newest complete `step_N` folder is used instead. `prune_checkpoints` keeps the newest N
+(`run.keep_last`) and never the one `latest` names. No file here is a pickle: state and RNG are
+JSON, the learner's DeepSpeed files are read weights-only (learner.checkpointing).
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ def write_checkpoint(run_dir: Path, step: int, state: dict, save_learner) -> Pat
     tmp = final.with_name(final.name + ".tmp")
     tmp.mkdir()
     save_learner(str(tmp / "learner"))
-    save_rng(tmp / "rng.pt")  # the driver's own RNG streams
+    save_rng(tmp / "rng.json")  # the driver's own RNG streams
     (tmp / "state.json").write_text(json.dumps(state, indent=1))
     _fsync_tree(tmp)
     old = None
@@ -78,6 +80,22 @@ def write_checkpoint(run_dir: Path, step: int, state: dict, save_learner) -> Pat
     return final
 
 
+def write_text_atomic(path: Path, text: str) -> None:
+    """Replace `path` with `text` so that a kill at any moment leaves the old file or the new one."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def _step_of(path: Path) -> int:
+    return int(_STEP_DIR.match(path.name).group(1))
+
+
 def _complete(path: Path) -> bool:
     return _STEP_DIR.match(path.name) is not None and (path / "state.json").is_file()
 
@@ -90,9 +108,31 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
         path = root / pointer.read_text().strip()
         if _complete(path):
             return path
-    found = sorted((p for p in root.glob("step_*") if _complete(p)),
-                   key=lambda p: int(_STEP_DIR.match(p.name).group(1))) if root.is_dir() else []
+    found = sorted((p for p in root.glob("step_*") if _complete(p)), key=_step_of) if root.is_dir() else []
     return found[-1] if found else None
+
+
+def has_checkpoint(run_dir: Path) -> bool:
+    """Whether `--resume` of `run_dir` has a complete checkpoint to continue from."""
+    return latest_checkpoint(Path(run_dir)) is not None
+
+
+def prune_checkpoints(run_dir: Path, keep_last: int) -> list[Path]:
+    """Delete all but the newest `keep_last` complete checkpoints (0: keep all); the one that loads
+    (`latest_checkpoint`) is always kept. Returns what was deleted."""
+    latest = latest_checkpoint(Path(run_dir))
+    if keep_last <= 0 or latest is None:
+        return []
+    done = sorted((p for p in latest.parent.glob("step_*") if _complete(p)), key=_step_of)
+    keep = set(done[-keep_last:]) | {latest}
+    gone = [p for p in done if p not in keep]
+    for path in gone:
+        # Renamed out of the step_N pattern first: a kill mid-delete leaves no half checkpoint
+        # that would look complete (the next write clears *.tmp).
+        doomed = path.with_name(path.name + ".del.tmp")
+        os.replace(path, doomed)
+        shutil.rmtree(doomed, ignore_errors=True)
+    return gone
 
 
 def read_state(path: Path) -> dict:
@@ -101,5 +141,5 @@ def read_state(path: Path) -> dict:
 
 def restore_rng(path: Path) -> bool:
     """Put the driver's RNG streams back as they were when `path` was written."""
-    return load_rng(path / "rng.pt")
+    return load_rng(path / "rng.json")
 
