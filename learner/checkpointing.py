@@ -93,8 +93,10 @@ def weights_only_loads():
         try:
             return original(f, *args, weights_only=True, **kwargs)
         except pickle.UnpicklingError as err:
-            raise UnsafeCheckpointError(f"refusing to load {f}: it holds more than tensors "
-                                        f"({str(err).splitlines()[0][:160]})") from None
+            # torch's message is a paragraph; the line that names the offending global is enough.
+            lines = [ln for ln in str(err).splitlines() if "GLOBAL" in ln or "Unsupported" in ln]
+            why = (lines or ["not tensors and plain data"])[0].strip()[:200]
+            raise UnsafeCheckpointError(f"refusing to load {f}: {why}") from None
 
     with torch.serialization.safe_globals(_deepspeed_safe_globals()):
         torch.load = load

@@ -126,7 +126,8 @@ def cmd_export(args) -> int:
         raise SystemExit(f"vrft: error: {args.checkpoint} is not a run checkpoint "
                          "(expected RUN_DIR/checkpoints/step_N with a learner/ folder)")
     try:
-        print(export_checkpoint(args.checkpoint, args.out, dtype=args.dtype))
+        print(export_checkpoint(args.checkpoint, args.out, dtype=args.dtype,
+                                trust_remote_code=args.trust_remote_code))
     except (OSError, ValueError, KeyError) as err:  # a missing base model, names that do not match
         raise SystemExit(f"vrft: error: export: {str(err).splitlines()[0]}") from None
     return 0
@@ -174,6 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out", help="output folder, loadable with from_pretrained")
     p.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], default="auto",
                    help="auto: the base model's dtype")
+    p.add_argument("--trust-remote-code", action="store_true",
+                   help="run the base model's own code from its folder or hub repo (never taken "
+                        "from the checkpoint)")
     p.set_defaults(func=cmd_export)
     return parser
 
@@ -181,6 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
+    from orchestrator.startup import check_startup
+
+    check_startup()  # before anything imports DeepSpeed: its build cache, and a stale build lock
     # `ray job stop` sends SIGTERM: unwind through the same clean shutdown as Ctrl-C.
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:

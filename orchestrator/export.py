@@ -5,12 +5,19 @@ LoRA adapters are folded into their weights, and the result is written as safete
 plain model's parameter names, next to the base model's config and tokenizer/processor files:
 
     AutoModelForImageTextToText.from_pretrained(OUT)      # or AutoModelForCausalLM for text models
+
+A checkpoint folder is untrusted input: its files are read weights-only (no pickle runs), and
+`trust_remote_code` comes from the caller (`vrft export --trust-remote-code`), never from the
+checkpoint's JSON. OUT is replaced only if it is an earlier export (it holds `vrft_export.json`)
+or an empty folder: a mistyped OUT never deletes someone's files.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import time
 from pathlib import Path
 
 # torch, transformers and DeepSpeed are imported inside the functions: `vrft export` on a wrong
@@ -18,6 +25,16 @@ from pathlib import Path
 
 # What a model folder holds besides the weights is copied as is (tokenizer, processor, template).
 _WEIGHTS = ("*.safetensors", "*.bin", "*.pt", "*.pth", "*.h5", "*.msgpack", "*.ckpt", "*.index.json")
+
+
+MARKER = "vrft_export.json"
+
+
+def _replaceable(path: Path) -> bool:
+    """Absent, an empty folder, or a folder an earlier export wrote."""
+    if not path.exists() and not path.is_symlink():
+        return True
+    return path.is_dir() and not path.is_symlink() and ((path / MARKER).is_file() or not any(path.iterdir()))
 
 
 def learner_dir(checkpoint: Path) -> Path:
@@ -51,7 +68,8 @@ def _check_names(state: dict, model_path: str, config, trust_remote_code: bool) 
                          f"missing {missing[:3]}, unexpected {unexpected[:3]}")
 
 
-def export_checkpoint(checkpoint: str | Path, out: str | Path, dtype: str = "auto") -> Path:
+def export_checkpoint(checkpoint: str | Path, out: str | Path, dtype: str = "auto",
+                      trust_remote_code: bool = False) -> Path:
     """Write the checkpoint's policy to `out`; `dtype` "auto" keeps the base model's dtype."""
     import torch
     from transformers import AutoConfig, GenerationConfig
@@ -61,8 +79,15 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, dtype: str = "aut
 
     dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
     source, out = learner_dir(Path(checkpoint)), Path(out)
+    tmp = out.with_name(out.name + ".tmp")
+    for path in (out, tmp):
+        if not _replaceable(path):
+            raise ValueError(f"{path} exists and is not an earlier vrft export (no {MARKER}); "
+                             "choose another OUT or remove it yourself")
     meta = read_meta(source)
-    trust = bool(meta.get("trust_remote_code", False))
+    # The checkpoint's own trust_remote_code is ignored: a model that ships code fails to load
+    # below with transformers' message asking for it, and the user decides.
+    trust = trust_remote_code
     state = consolidated_state_dict(source)
     if meta.get("lora"):
         state = merge_state_dict(state, float(meta["lora"]["scaling"]))
@@ -74,11 +99,13 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, dtype: str = "aut
     state = {k: v.to(target) if v.is_floating_point() else v for k, v in state.items()}
     files = _model_files(meta["model_path"])
     # Written beside OUT and renamed into place: a failure never leaves a folder that would load.
-    tmp = out.with_name(out.name + ".tmp")
+    # The marker goes in first, so a crashed export's leftover is recognisably ours.
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
+    (tmp / MARKER).write_text(json.dumps({"checkpoint": str(Path(checkpoint).resolve()), "dtype": dtype,
+                                          "time": time.strftime("%Y-%m-%dT%H:%M:%S")}))
     for item in files.iterdir():
-        if item.is_file() and not any(item.match(p) for p in _WEIGHTS):
+        if item.is_file() and item.name != MARKER and not any(item.match(p) for p in _WEIGHTS):
             shutil.copy2(item, tmp / item.name)
     try:
         generation = GenerationConfig.from_pretrained(files)
