@@ -16,6 +16,8 @@ _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 EPILOG = """examples:
   vrft make-tiny-model runs/assets/model --size small
   vrft make-synthetic-data runs/assets/color --task color --n 512 --seed 0
+  vrft check-data configs/visual_rft/coco_8cls_4shot_2b.yaml data.path=data/ViRFT_COCO_8_cate_4_shot
+  vrft prepare-data k-shot data/aircraft_full data/aircraft_8shot --k 8
   vrft train configs/local/demo_cpu.yaml
   vrft train configs/local/demo_cpu.yaml run.steps=5 rollout.n=4 learner.beta=0
   vrft train --resume runs/demo-20261121-101500
@@ -36,14 +38,16 @@ def _check_source(kind: str, path: str, hub_ok: bool) -> None:
 
 def preflight(cfg) -> None:
     _check_source("model.path", cfg.model.path, hub_ok=True)
-    _check_source("data.path", cfg.data.path, hub_ok=True)
     from verifiers import CompositeReward  # validates reward names and options
 
-    if cfg.rewards:
+    for task, specs in (cfg.rewards.items() if isinstance(cfg.rewards, dict) else [("", cfg.rewards)]):
+        if not specs and not task:
+            continue  # no list: each task's defaults
         try:
-            CompositeReward(list(cfg.rewards))
+            CompositeReward(list(specs))
         except (ValueError, ImportError, TypeError) as err:
-            raise SystemExit(f"vrft: error: rewards: {str(err).splitlines()[0]}") from None
+            where = f"rewards.{task}" if task else "rewards"
+            raise SystemExit(f"vrft: error: {where}: {str(err).splitlines()[0]}") from None
     from orchestrator.placement import check_placement
 
     try:
@@ -56,12 +60,25 @@ def preflight(cfg) -> None:
         except ImportError:
             raise SystemExit("vrft: error: rollout.engine=vllm but vllm is not installed "
                              "(pip install 'vrft[vllm]' on a GPU machine)") from None
+    from orchestrator.cli_data import data_preflight
+
+    data_preflight(cfg, cfg.data.check_rows)  # reads the data as the run will: seconds, not a crash later
 
 
 def _run_dir(cfg, explicit: str | None) -> Path:
     if explicit:
         return Path(explicit)
     return Path(cfg.run.output_dir) / f"{cfg.run.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def load_run_config(path: str, overrides: list[str]):
+    """A config, or one line and a non-zero exit (no preflight: `vrft check-data` reports the data)."""
+    from orchestrator.config import ConfigError, load_config
+
+    try:
+        return load_config(path, overrides)
+    except ConfigError as err:
+        raise SystemExit(f"vrft: error: {err}") from None
 
 
 def _load(args) -> tuple:
@@ -169,6 +186,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-corrupt", type=int, default=0, help="rows with undecodable images (tests)")
     p.add_argument("--image-size", type=int, default=56)
     p.set_defaults(func=cmd_make_synthetic_data)
+
+    from orchestrator.cli_data import add_data_commands
+
+    add_data_commands(sub)
 
     p = sub.add_parser("export", help="write a checkpoint's policy as a Hugging Face folder (safetensors)")
     p.add_argument("checkpoint", help="RUN_DIR/checkpoints/step_N")

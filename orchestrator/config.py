@@ -7,9 +7,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from learner.config import LearnerConfig
+from orchestrator.tasks import ALIASES, TASK_REWARDS
+from orchestrator.templates import template_names
 from rollout.config import RolloutConfig
 from verifiers import RewardSpec
 
@@ -38,11 +40,23 @@ class ModelConfig(_Strict):
 
 
 class DataConfig(_Strict):
-    path: str
+    """Where rows come from and how each is read (docs/data.md)."""
+    path: str = Field(description="a hub id (org/name[@split]), a save_to_disk folder, or a JSON/JSONL "
+                      "meta file whose image paths are relative to it")
+    split: str | None = Field(None, description="split of a hub id or DatasetDict (default: train)")
+    config_name: str | None = Field(None, description="hub dataset config name")
+    eval_path: str | None = Field(None, description="held-out rows (evaluation); same forms as path")
+    eval_split: str | None = None
     prompts_per_step: int = Field(4, ge=1)
     shuffle: bool = True
     system_prompt: str | None = None
-    task: str | None = Field(None, description="picks the default rewards; else the dataset's task column")
+    task: str | None = Field(None, description="the task of rows without a `task` column")
+    template: str | dict[str, str] | None = Field(
+        None, description="prompt template (orchestrator/templates.py) rendered for every row, or one per "
+        "task; e.g. Reason-RFT's, which wrap the row's `problem`. None: the row's `problem` is the prompt")
+    frame: Literal["auto", "rel1000", "resized_pixels"] = Field(
+        "auto", description="the frame the model answers boxes in; auto: by model family (frames.py)")
+    check_rows: int = Field(32, ge=0, description="rows `vrft train` checks before Ray starts")
 
 
 class VerifierConfig(_Strict):
@@ -94,7 +108,9 @@ class TrainConfig(_Strict):
     run: RunConfig = Field(default_factory=RunConfig)
     model: ModelConfig
     data: DataConfig
-    rewards: list[RewardSpec] = Field(default_factory=list, description="empty: the task's defaults")
+    rewards: list[RewardSpec] | dict[str, list[RewardSpec]] = Field(
+        default_factory=list, description="one list for every row, or a list per task (a task not named "
+        "gets its defaults); empty: each task's defaults")
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)
     verifier: VerifierConfig = Field(default_factory=VerifierConfig)
     learner: LearnerConfig = Field(default_factory=LearnerConfig)
@@ -102,6 +118,20 @@ class TrainConfig(_Strict):
     sft: SFTConfig = Field(default_factory=SFTConfig)
     dapo: DapoConfig = Field(default_factory=DapoConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+
+
+    def custom_tasks(self) -> set[str]:
+        """Tasks the config gives rewards for that are not paper tasks (the user's own)."""
+        named = set(self.rewards) if isinstance(self.rewards, dict) else set()
+        return {t for t in named if t not in TASK_REWARDS and t not in ALIASES}
+
+    @model_validator(mode="after")
+    def _check_templates(self) -> TrainConfig:
+        named = self.data.template
+        for name in (named.values() if isinstance(named, dict) else [named] if named else []):
+            if name not in template_names():
+                raise ValueError(f"data.template {name!r} is unknown (known: {', '.join(template_names())})")
+        return self
 
 
 class ConfigError(ValueError):

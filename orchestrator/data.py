@@ -1,46 +1,165 @@
-"""Prompts from a Hugging Face dataset: decoded, templated and tokenised once, in a resumable order.
+"""Prompts from a dataset: each row read as released, its ground truth parsed for its task and put
+into the model's answer frame, its prompt templated and tokenised once, in a resumable order.
 
-Columns: `image` (one image or a list), `problem`, `ground_truth` (a dict or its JSON; else derived
-from `solution`, Visual-RFT's `<answer>…</answer>` string), optional `task` and `cot` (Reason-RFT's
-chain-of-thought target for SFT). A sample whose image cannot be decoded is skipped and counted.
+    rows = load_rows(data.path)                      sources.py: hub id, save_to_disk, JSON/JSONL meta
+    reader = RowReader(cfg, processor)               the task, frame and template of every row
+    view = reader.read(rows[i], i)                   RowView: task, typed ground truth, prompt, images
+    PromptSource(cfg, processor).next_batch(k)       PromptItems (model inputs built once)
+
+A row whose image cannot be decoded is skipped and counted (its id kept for the run log); a row
+whose ground truth, task or prompt cannot be read is a `RowError` naming the row and the field:
+never a reward of 0.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
+from dataclasses import dataclass
 
 import numpy as np
 
+from orchestrator.config import TrainConfig
+from orchestrator.frames import answer_frame, box_to_frame, boxes_to_frame, model_family, resized_size
+from orchestrator.ground_truth import GroundTruthError, answer_text, parse_ground_truth
 from orchestrator.records import PromptItem
-from orchestrator.sources import decode_image, load_task_dataset
+from orchestrator.sources import decode_image, load_rows
+from orchestrator.tasks import ALIASES, TASK_REWARDS, task_key
+from orchestrator.templates import render_prompt, sft_target
 from rollout.inputs import build_prompt_inputs
 
+log = logging.getLogger("vrft")
 _ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 
 
-def parse_ground_truth(row: dict) -> dict:
+class RowError(ValueError):
+    """A row that cannot train: the message names the row and the field."""
+
+
+@dataclass
+class RowView:
+    row_id: str
+    task: str | None  # the task key (paper task, or the user's own); None: one run-wide reward set
+    ground_truth: dict  # typed, in the model's answer frame
+    problem: str
+    images: list | None  # PIL images; None when one could not be decoded (skip and count)
+    sft_target: str | None
+
+
+def row_id(row: dict, index: int) -> str:
+    value = row.get("id")
+    return str(value) if value is not None and str(value) != "" else str(index)
+
+
+def _generic_truth(row: dict) -> dict:
+    """No task named: the `ground_truth` column, else the `<answer>` content of `solution`."""
     gt = row.get("ground_truth")
     if isinstance(gt, dict):
         return gt
     if isinstance(gt, str) and gt:
         return json.loads(gt)
-    solution = row.get("solution") or ""
-    match = _ANSWER.search(solution)
-    return {"answer": (match.group(1) if match else solution).strip()}
+    solution = row.get("solution") or row.get("answer") or ""
+    match = _ANSWER.search(str(solution))
+    return {"answer": (match.group(1) if match else str(solution)).strip()}
+
+
+class RowReader:
+    """What `vrft train` and `vrft check-data` both do to a row (so the check checks the real path)."""
+
+    def __init__(self, cfg: TrainConfig, processor=None, frame: str | None = None):
+        self.cfg, self.processor = cfg, processor
+        self.default_task = cfg.data.task
+        template = cfg.data.template  # a dict is keyed by task: by its paper task, as rows route
+        self.template = {ALIASES.get(k, k): v for k, v in template.items()} if isinstance(template, dict) \
+            else template
+        self.frame = frame or resolve_frame(cfg)
+
+    def task_of(self, row: dict, rid: str) -> str | None:
+        task = row.get("task") or self.default_task
+        if task is None:
+            return None
+        try:
+            return task_key(str(task), custom=self.cfg.custom_tasks())
+        except ValueError as err:
+            raise RowError(f"row {rid}: column 'task': {err}") from None
+
+    def read(self, row: dict, index: int, decode: bool = True) -> RowView:
+        rid = row_id(row, index)
+        task = self.task_of(row, rid)
+        try:
+            gt = parse_ground_truth(row, task) if task is not None else _generic_truth(row)
+        except (GroundTruthError, ValueError) as err:
+            raise RowError(f"row {rid}: {err}") from None
+        # Reason-RFT's released `problem` is the bare question its task template wraps ({question});
+        # Visual-RFT's is the whole prompt. So a template, when set, renders every row.
+        problem = row.get("problem")
+        template = self.template.get(task or "") if isinstance(self.template, dict) else self.template
+        if template is not None:
+            try:
+                problem = render_prompt(template, row)
+            except ValueError as err:
+                raise RowError(f"row {rid}: {err}") from None
+        elif not isinstance(problem, str) or not problem.strip():
+            raise RowError(f"row {rid}: column 'problem' is missing or empty (or set data.template)")
+        raw = row.get("image")
+        raws = raw if isinstance(raw, list) else ([] if raw is None else [raw])
+        if not raws and task in TASK_REWARDS:  # every paper task is about an image
+            raise RowError(f"row {rid}: column 'image' is missing or empty (a {task} row needs an image)")
+        needs_size = task in ("detection", "grounding") and self.frame == "resized_pixels"
+        images = [decode_image(r) for r in raws] if (decode or needs_size) else None
+        if images is not None and any(img is None for img in images):
+            return RowView(rid, task, gt, problem, None, None)
+        if needs_size:
+            gt = self._to_frame(gt, task, images, rid)
+        return RowView(rid, task, gt, problem, images, self._sft_target(row, task, gt, rid))
+
+    def _to_frame(self, gt: dict, task: str, images: list, rid: str) -> dict:
+        if len(images) != 1:
+            raise RowError(f"row {rid}: column 'image': a {task} row needs exactly one image, got {len(images)}")
+        size = images[0].size
+        resized = resized_size(size[0], size[1], self.processor)
+        if task == "detection":
+            return {**gt, "boxes": boxes_to_frame(gt["boxes"], size, resized, self.frame)}
+        return {**gt, "box": box_to_frame(gt["box"], size, resized, self.frame)}
+
+    @staticmethod
+    def _sft_target(row: dict, task: str | None, gt: dict, rid: str) -> str | None:
+        """Reason-RFT's CoT-SFT target when the row carries an `answer` beside its `cot` (its released
+        JSON); otherwise the `cot` is the whole target as given (or None)."""
+        cot = row.get("cot")
+        if not cot:
+            return None
+        if row.get("answer") is None:
+            return cot
+        try:
+            return sft_target(cot, answer_text(task, gt) if task in TASK_REWARDS else str(row["answer"]))
+        except ValueError as err:
+            raise RowError(f"row {rid}: {err}") from None
+
+
+def resolve_frame(cfg: TrainConfig) -> str:
+    """The frame the model answers boxes in: `data.frame`, else its family's (frames.py)."""
+    if cfg.data.frame != "auto":
+        return cfg.data.frame
+    try:
+        return answer_frame(model_family(cfg.model.path))
+    except (ValueError, OSError) as err:
+        raise ValueError(f"data.frame: {err}") from None
 
 
 class PromptSource:
     """Endless epochs over the dataset in a seeded order; `state()` makes the position resumable."""
 
-    def __init__(self, path: str, processor, seed: int, shuffle: bool = True,
-                 system_prompt: str | None = None):
-        self.dataset = load_task_dataset(path)
-        self.processor, self.seed, self.shuffle = processor, seed, shuffle
-        self.system_prompt = system_prompt
+    def __init__(self, cfg: TrainConfig, processor, eval_split: bool = False):
+        dc = cfg.data
+        path, split = (dc.eval_path, dc.eval_split) if eval_split else (dc.path, dc.split)
+        self.dataset = load_rows(path, split=split, config_name=dc.config_name)
+        self.reader = RowReader(cfg, processor)
+        self.processor, self.seed, self.shuffle = processor, cfg.run.seed, dc.shuffle
+        self.system_prompt = dc.system_prompt
         self.epoch, self.position, self.skipped = 0, 0, 0
-        if len(self.dataset) == 0:
-            raise ValueError(f"dataset {path} is empty")
+        self.skipped_ids: list[str] = []
         self._order = self._make_order()
 
     def _make_order(self) -> np.ndarray:
@@ -58,16 +177,16 @@ class PromptSource:
         return index
 
     def build(self, index: int) -> PromptItem | None:
-        row = self.dataset[index]
-        raw = row.get("image")
-        raws = raw if isinstance(raw, list) else ([] if raw is None else [raw])
-        images = [decode_image(r) for r in raws]
-        if any(img is None for img in images):
+        view = self.reader.read(self.dataset[index], index)
+        if view.images is None:
             self.skipped += 1
+            if len(self.skipped_ids) < 10:
+                self.skipped_ids.append(view.row_id)
+            log.warning("row %s: an image could not be decoded; skipped (%d so far)", view.row_id, self.skipped)
             return None
-        inputs = build_prompt_inputs(self.processor, row["problem"], images, self.system_prompt)
-        return PromptItem(row_id=str(row.get("id", index)), inputs=inputs, ground_truth=parse_ground_truth(row),
-                          task=row.get("task"), cot=row.get("cot"))
+        inputs = build_prompt_inputs(self.processor, view.problem, view.images, self.system_prompt)
+        return PromptItem(row_id=view.row_id, inputs=inputs, ground_truth=view.ground_truth,
+                          task=view.task, cot=view.sft_target)
 
     def next_batch(self, k: int) -> list[PromptItem]:
         items: list[PromptItem] = []

@@ -33,16 +33,11 @@ import math
 import re
 from typing import Any
 
+from orchestrator.tasks import ALIASES, TASK_REWARDS
 from verifiers._text import extract_answer
 from verifiers.rewards_spatial import extract_items
 
-TASKS = ("detection", "classification", "grounding", "counting", "structure", "spatial")
-# Dataset task names that are a paper task under another name: the same map as orchestrator/tasks.py
-# ALIASES (kept here so this module stands alone; tests/test_ground_truth.py checks they agree).
-TASK_ALIASES = {
-    "color": "classification", "math": "structure", "spatial_transform": "spatial", "clevr-math": "counting",
-    "geomath": "structure", "trance": "spatial", "trance-only-full": "spatial", "lisa": "grounding",
-}
+TASKS = tuple(TASK_REWARDS)
 
 _NO_OBJECTS = frozenset({"no objects", "no objects.", "[]"})
 _POINTS = re.compile(r"\(\s*(-?\d+(?:\.\d+)?)\s*,\s*(-?\d+(?:\.\d+)?)\s*\)\s*,\s*"
@@ -57,8 +52,8 @@ class GroundTruthError(ValueError):
 
 
 def canonical_task(task: str) -> str:
-    """The paper task behind a dataset task name (`color` → `classification`)."""
-    return TASK_ALIASES.get(task, task)
+    """The paper task behind a dataset task name (`color` → `classification`); other names as they are."""
+    return ALIASES.get(task, task)
 
 
 def _show(value: Any, limit: int = 80) -> str:

@@ -32,7 +32,7 @@ from orchestrator.session import (
     sync_weights,
 )
 from orchestrator.step import PendingRollout, grpo_step, launch_rollout
-from orchestrator.tasks import accuracy_component, run_rewards
+from orchestrator.tasks import accuracy_component, data_tasks, reward_routes
 from orchestrator.tracking import Tracker
 from rollout.processor import load_processor
 
@@ -87,9 +87,10 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False) -> dict[str, fl
     (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
     processor = load_processor(cfg.model.path, cfg.model.min_pixels, cfg.model.max_pixels,
                                cfg.model.trust_remote_code)
-    data = PromptSource(cfg.data.path, processor, cfg.run.seed, cfg.data.shuffle, cfg.data.system_prompt)
-    specs = run_rewards(cfg.rewards, cfg.data.task, data.dataset)
-    accuracy_name = accuracy_component(specs)
+    data = PromptSource(cfg, processor)
+    tasks = data_tasks(data.dataset, cfg.data.task, cfg.custom_tasks())
+    routes = reward_routes(cfg.rewards, tasks, data.reader.frame)
+    accuracy = {route: accuracy_component(specs) for route, specs in routes.items()}
     state = read_state(latest_checkpoint(run_dir)) if resume and latest_checkpoint(run_dir) else None
     start_step = state["step"] if state else 0
     history: list[float] = state["history"] if state else []
@@ -109,7 +110,7 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False) -> dict[str, fl
             return summarize([], (time.perf_counter() - started) / 60)
         if state:
             data.load_state(state["data"])
-        actors = Actors(workers=start_rollout(cfg, model_path, placement.rollout), pool=start_pool(cfg, specs))
+        actors = Actors(workers=start_rollout(cfg, model_path, placement.rollout), pool=start_pool(cfg, routes))
         pad = processor.tokenizer.pad_token_id
         actors.learner = start_learner(cfg, cfg.learner, model_path, cfg.run.steps, pad, placement.learner)
         connect_weight_sync(actors, cfg)
@@ -135,7 +136,7 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False) -> dict[str, fl
 
         for step in range(start_step + 1, cfg.run.steps + 1):
             launch_upto(step)
-            metrics = grpo_step(cfg, actors, queue.popleft(), step, accuracy_name,
+            metrics = grpo_step(cfg, actors, queue.popleft(), step, accuracy,
                                 launch_next=(lambda s=step: launch_upto(s + ahead)) if ahead else None,
                                 refill=lambda n, r, s=step: launch_rollout(cfg, actors, data.next_batch(n), s, r))
             metrics["data/skipped_images"] = float(data.skipped)
@@ -153,5 +154,8 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False) -> dict[str, fl
         tracker.log({"summary": True, **summary}, advance=False)
         return summary
     finally:
+        if data.skipped:
+            log.warning("data: %d rows skipped for undecodable images (first ids: %s)",
+                        data.skipped, ", ".join(data.skipped_ids))
         tracker.close()
         shutdown(actors, placement, started_ray)

@@ -85,8 +85,9 @@ def start_rollout(cfg: TrainConfig, model_path: str, placement: list[dict]) -> l
     return workers
 
 
-def start_pool(cfg: TrainConfig, specs: list[RewardSpec]) -> VerifierPool:
-    return VerifierPool(specs, num_actors=cfg.verifier.num_actors, timeout_s=cfg.verifier.timeout_s)
+def start_pool(cfg: TrainConfig, routes: dict[str, list[RewardSpec]]) -> VerifierPool:
+    """Every task's rewards in one pool: a completion is scored by its row's task's composition."""
+    return VerifierPool(routes, num_actors=cfg.verifier.num_actors, timeout_s=cfg.verifier.timeout_s)
 
 
 def start_learner(cfg: TrainConfig, learner_cfg: LearnerConfig, model_path: str, total_steps: int,

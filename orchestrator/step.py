@@ -69,8 +69,9 @@ def collect_and_score(actors: Actors, pending: PendingRollout) -> tuple[list[Pro
             item = pending.items[first + offset]
             group = PromptGroup(item, [ScoredCompletion(c) for c in completions])
             groups[first + offset] = group
-            for j, scored in enumerate(group.completions):
-                actors.pool.submit((first + offset, j), scored.completion.text, item.ground_truth)
+            for j, scored in enumerate(group.completions):  # scored by its own task's rewards
+                actors.pool.submit((first + offset, j), scored.completion.text, item.ground_truth,
+                                   route=item.task or "")
     rollout_done = time.perf_counter()
     scores = actors.pool.gather([(i, j) for i, g in enumerate(groups) for j in range(len(g.completions))])
     for i, group in enumerate(groups):
@@ -132,18 +133,33 @@ def record_advantages(groups: list[PromptGroup], batch: TrainBatch) -> None:
         scored.advantage = sample.advantage
 
 
-def reward_metrics(groups: list[PromptGroup], accuracy_name: str | None) -> dict[str, float]:
+def _means(scored: list[ScoredCompletion], accuracy: dict[str, str | None], prefix: str) -> dict[str, float]:
+    """Mean of every component over the completions that have it, `mean` (of the totals) and
+    `accuracy` (each completion's own task's accuracy component)."""
     sums: dict[str, float] = defaultdict(float)
-    count = 0
-    for g in groups:
-        for c in g.completions:
-            for name, value in c.scores.items():
-                sums[name] += value
-            count += 1
-    out = {f"reward/{name}": value / max(count, 1) for name, value in sums.items()}
-    out["reward/mean"] = out.pop("reward/total", 0.0)
-    if accuracy_name is not None:
-        out["reward/accuracy"] = out.get(f"reward/{accuracy_name}", 0.0)
+    counts: dict[str, int] = defaultdict(int)
+    for task, c in scored:
+        for name, value in c.scores.items():
+            sums[name] += value
+            counts[name] += 1
+        name = accuracy.get(task or "")
+        if name is not None:
+            sums["\0accuracy"] += c.scores.get(name, 0.0)
+            counts["\0accuracy"] += 1
+    out = {f"{prefix}{name}": sums[name] / counts[name] for name in sums if not name.startswith("\0")}
+    out[f"{prefix}mean"] = out.pop(f"{prefix}total", 0.0)
+    if counts["\0accuracy"]:
+        out[f"{prefix}accuracy"] = sums["\0accuracy"] / counts["\0accuracy"]
+    return out
+
+
+def reward_metrics(groups: list[PromptGroup], accuracy: dict[str, str | None]) -> dict[str, float]:
+    """`reward/<component>`, `reward/mean`, `reward/accuracy` over every completion, and the same per
+    task (`reward/<task>/...`) when the rows name tasks. `accuracy`: route → accuracy component."""
+    scored = [(g.item.task, c) for g in groups for c in g.completions]
+    out = _means(scored, accuracy, "reward/")
+    for task in sorted({t for t, _ in scored if t is not None}):
+        out.update(_means([(t, c) for t, c in scored if t == task], accuracy, f"reward/{task}/"))
     return out
 
 
@@ -193,10 +209,10 @@ def group_metrics(cfg: TrainConfig, groups: list[PromptGroup], actors: Actors) -
 
 
 def grpo_step(cfg: TrainConfig, actors: Actors, pending: PendingRollout, step: int,
-              accuracy_name: str | None, launch_next=None, refill=None) -> dict[str, float]:
+              accuracy: dict[str, str | None], launch_next=None, refill=None) -> dict[str, float]:
     """Train on `pending` (launched earlier). `launch_next()`, if given, is called once this step's
     rollouts are collected and before learning, so the next rollouts overlap with it (async).
-    `refill`: see `collect_with_refill`. A batch left empty by dynamic sampling trains nothing
+    `accuracy`: each task route's accuracy component. `refill`: see `collect_with_refill`. A batch left empty by dynamic sampling trains nothing
     (the policy version stays) and is counted in `dapo/skipped_steps`."""
     start = time.perf_counter()
     groups, metrics = collect_with_refill(cfg, actors, pending, refill)
@@ -207,7 +223,7 @@ def grpo_step(cfg: TrainConfig, actors: Actors, pending: PendingRollout, step: i
         metrics["dapo/groups_kept"] = float(kept)
         metrics["dapo/groups_dropped"] = float(len(groups) - kept)
     batch = build_batch(cfg, groups)
-    metrics.update(reward_metrics(groups, accuracy_name))
+    metrics.update(reward_metrics(groups, accuracy))
     metrics.update(group_metrics(cfg, groups, actors))
     colocated = cfg.rollout.placement == "colocated"
     if colocated:  # engines give their GPU memory to the learner, and take it back for the sync

@@ -47,13 +47,46 @@ def accuracy_component(specs: list[RewardSpec]) -> str | None:
     return next((s.name for s in specs if s.name != "format"), None)
 
 
-def run_rewards(rewards: list[RewardSpec], task: str | None, dataset) -> list[RewardSpec]:
-    """The run's rewards: the config's, else the default of `task` (`data.task`, else the dataset's
-    first row's `task`)."""
-    if rewards:
-        return list(rewards)
-    if task is None and "task" in dataset.column_names:
-        task = dataset[0].get("task")
-    if task is None:
-        raise ValueError("no rewards configured and the dataset names no task: set data.task or rewards")
-    return default_rewards(task)
+def task_key(task: str, custom: set[str] | frozenset[str] = frozenset()) -> str:
+    """What a row's task routes by: a task the config gives its own rewards, else the paper task
+    behind the name (an unknown name is a one-line error)."""
+    return task if task in custom else canonical_task(task)
+
+
+def reward_routes(rewards, tasks: set[str | None], frame: str = "rel1000") -> dict[str, list[RewardSpec]]:
+    """The reward composition of every task in the data (`None`: rows without a task, route "").
+    `rewards`: the config's list (every task), or a list per task (others get their defaults).
+    `frame`: the model's answer frame; detection rewards that do not name one get it."""
+    routes: dict[str, list[RewardSpec]] = {}
+    for task in tasks:
+        route = task or ""
+        if isinstance(rewards, dict):
+            named = {ALIASES.get(k, k): v for k, v in rewards.items()}
+            if task in named:
+                routes[route] = list(named[task])
+                continue
+        elif rewards:
+            routes[route] = list(rewards)
+            continue
+        if task is None:
+            raise ValueError("rows without a task and no rewards configured: set data.task or rewards")
+        routes[route] = default_rewards(task)
+    return {route: [_in_frame(s, frame) for s in specs] for route, specs in routes.items()}
+
+
+def _in_frame(spec: RewardSpec, frame: str) -> RewardSpec:
+    """Detection rewards bound predicted coordinates by the frame (1000, or the resized pixels)."""
+    if frame != "resized_pixels" or spec.name not in ("detection_iou", "detection_confidence"):
+        return spec
+    if "frame" in spec.options:
+        return spec
+    return spec.model_copy(update={"options": {**spec.options, "frame": "pixels"}})
+
+
+def data_tasks(dataset, default: str | None, custom: set[str]) -> set[str | None]:
+    """The task keys present in a dataset: its `task` column's values (a missing value: `default`)."""
+    if "task" not in dataset.column_names:
+        names = {default}
+    else:
+        names = {t or default for t in dataset.unique("task")}
+    return {None if t is None else task_key(t, custom) for t in names}

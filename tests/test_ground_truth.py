@@ -164,14 +164,3 @@ def test_perfect_answer_refuses_what_no_answer_format_can_say():
         perfect_answer("grounding", {"box": [1.5, 2, 3, 4]})
     with pytest.raises(GroundTruthError, match="ocr"):
         perfect_answer("ocr", {"answer": "x"})
-
-
-def test_task_aliases_agree_with_the_task_table():
-    from orchestrator import ground_truth, tasks
-
-    aliases = getattr(tasks, "ALIASES", None)
-    if aliases is None:
-        pytest.skip("orchestrator.tasks has no ALIASES table")
-    assert ground_truth.TASK_ALIASES == aliases
-    for alias in aliases:
-        assert ground_truth.canonical_task(alias) == tasks.canonical_task(alias)

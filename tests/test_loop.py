@@ -110,3 +110,39 @@ def test_dapo_dynamic_sampling_refills_the_batch(ray_cluster, tiny_model, color_
         versions.append(version)
     assert [r["policy_version"] for r in steps] == versions
     assert versions[-1] >= 1  # green groups were trained on
+
+
+def test_mixed_tasks_train_in_one_run_each_scored_by_its_own_rewards(ray_cluster, tiny_model, tmp_path, caplog):
+    """Detection, classification and counting rows in one dataset: each row's task picks its rewards
+    (detection and counting get user rewards that read only their own task's typed ground truth;
+    classification keeps the paper's defaults), and rewards are logged per task."""
+    from orchestrator.assets.released import make_mixed
+
+    data = make_mixed(tmp_path / "data", n=4, seed=0)
+    plugins = (f"{__package__}." if __package__ else "") + "test_verifiers_plugins"
+    rewards = (f"rewards={{detection: [{{name: '{plugins}:boxes_plus_ten'}}], "
+               f"counting: [{{name: '{plugins}:answer_number'}}]}}")
+    cfg = load_config(CONFIG, [f"model.path={tiny_model}", f"data.path={data}", "run.steps=2", rewards,
+                               "data.prompts_per_step=6", "data.task=null", "rollout.num_workers=1",
+                               "verifier.num_actors=1", "rollout.prompts_per_call=6"])
+    train(cfg, tmp_path / "run")
+    steps = [r for r in read_records(tmp_path / "run") if "step" in r]
+    assert len(steps) == 2
+    seen = set()
+    for r in steps:
+        det = {k for k in r if k.startswith("reward/detection/")}
+        cnt = {k for k in r if k.startswith("reward/counting/")}
+        cls = {k for k in r if k.startswith("reward/classification/")}
+        seen |= {k.split("/")[1] for k in det | cnt | cls}
+        if det:  # 10 + boxes per detection row: 1-3 boxes, or 0 for a negative row
+            assert det == {f"reward/detection/{plugins}:boxes_plus_ten", "reward/detection/mean",
+                           "reward/detection/accuracy"}
+            assert 10.0 <= r[f"reward/detection/{plugins}:boxes_plus_ten"] <= 13.0
+        if cnt:  # the counting answers themselves (0-4 objects left)
+            assert cnt == {f"reward/counting/{plugins}:answer_number", "reward/counting/mean",
+                           "reward/counting/accuracy"}
+            assert 0.0 <= r[f"reward/counting/{plugins}:answer_number"] <= 4.0
+        if cls:  # the paper's classification composition, in [0, 1] each
+            assert {"reward/classification/classification", "reward/classification/format"} <= cls
+            assert 0.0 <= r["reward/classification/mean"] <= 2.0
+    assert seen == {"detection", "counting", "classification"}  # 12 prompts over 2 steps meet all three

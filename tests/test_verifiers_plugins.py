@@ -26,6 +26,16 @@ def parity_if_green(completion: str, ground_truth: dict) -> float:
     return float(len(completion) % 2) if ground_truth.get("answer") == "green" else 0.0
 
 
+def boxes_plus_ten(completion: str, ground_truth: dict) -> float:
+    """10 + the number of ground-truth boxes: only a detection row's typed truth scores (mixed-task test)."""
+    return 10.0 + len(ground_truth["boxes"])
+
+
+def answer_number(completion: str, ground_truth: dict) -> float:
+    """The counting answer itself: only a counting row's typed truth scores (mixed-task test)."""
+    return float(ground_truth["answer"])
+
+
 def slow_echo(completion: str, ground_truth: dict, delay: float = 0.02) -> float:
     time.sleep(delay)
     return float(ground_truth["value"])

@@ -234,3 +234,21 @@ def test_ten_thousand_adversarial_completions(ray_cluster) -> None:
         for name, (lo, hi) in ranges.items():
             assert lo <= scores[name] <= hi and math.isfinite(scores[name])
     print(f"10k adversarial completions: {elapsed:.1f} s, max {s['verifier/max_score_s']:.3f} s each")
+
+
+def test_pool_routes_each_completion_to_its_own_composition(ray_cluster) -> None:
+    """Several compositions by route name (the orchestrator's tasks): each completion is scored by
+    the one its route names, and a route the pool does not know scores 0 as an error."""
+    plugin = f"{PLUGINS}:echo_value"
+    pool = verifiers.VerifierPool({"a": [{"name": "format"}], "b": [{"name": plugin, "weight": 2.0}]}, num_actors=1)
+    try:
+        good = "<think>t</think><answer>x</answer>"
+        pool.submit(("x", 0), good, {"value": 5.0}, route="a")
+        pool.submit(("x", 1), good, {"value": 5.0}, route="b")
+        pool.submit(("x", 2), good, {"value": 5.0}, route="c")
+        got = pool.gather([("x", 0), ("x", 1), ("x", 2)])
+    finally:
+        pool.shutdown()
+    assert got[("x", 0)] == {"format": 1.0, "total": 1.0}
+    assert got[("x", 1)] == {plugin: 5.0, "total": 10.0}
+    assert got[("x", 2)] == {"total": 0.0}

@@ -25,7 +25,13 @@ _IOU_THRESHOLD = 0.5  # a match needs IoU strictly greater (the paper's `best_io
 # ---- parsing ------------------------------------------------------------------------------------
 
 
-def parse_detections(completion: str) -> tuple[list[tuple[float, float, float, float, float]], int] | None:
+# The largest coordinate a prediction may name, per answer frame: Qwen2-VL's 0–1000 frame, or the
+# absolute pixels of the resized image (Qwen2.5-VL), bounded only to keep absurd values out.
+FRAME_MAX = {"rel1000": 1000, "pixels": 100_000}
+
+
+def parse_detections(completion: str, max_coord: float = 1000,
+                     ) -> tuple[list[tuple[float, float, float, float, float]], int] | None:
     """Parse a detection answer the way Visual-RFT's ``extract_bbox`` does, then validate.
 
     Returns ``(valid, n_invalid)`` where ``valid`` holds ``(confidence, x1, y1, x2, y2)`` of the
@@ -38,7 +44,7 @@ def parse_detections(completion: str) -> tuple[list[tuple[float, float, float, f
     parses, which is what the newline repair is for); an answer cut off before ``</answer>`` (max
     tokens) is read to the end of the completion, so the truncation repair applies to it; a list that
     ends right after an item (``}``) is closed with ``]`` rather than rejected. A prediction is invalid (kept in the count, never matched,
-    confidence term 0) when it is not a dict, its Position is not 4 finite numbers in [0, 1000], or
+    confidence term 0) when it is not a dict, its Position is not 4 finite numbers in [0, max_coord], or
     its Confidence is not a finite number in [0, 1]; NaN can therefore never reach a reward.
     """
     if not usable(completion):
@@ -89,8 +95,8 @@ def parse_detections(completion: str) -> tuple[list[tuple[float, float, float, f
         ok = True
         for v in pos:
             t = type(v)
-            # `0 <= v <= 1000` is False for NaN and ±inf, so one comparison rejects all three.
-            if (t is not int and t is not float) or not (0 <= v <= 1000):
+            # `0 <= v <= max_coord` is False for NaN and ±inf, so one comparison rejects all three.
+            if (t is not int and t is not float) or not (0 <= v <= max_coord):
                 ok = False
                 break
         if not ok:
@@ -199,11 +205,11 @@ def _match_hungarian(preds: list, gts: list) -> tuple[float, float]:
 
 
 def _detection_scores(
-    completion: str, ground_truth: dict, matching: str, no_objects: str
+    completion: str, ground_truth: dict, matching: str, no_objects: str, frame: str = "rel1000"
 ) -> tuple[float, float, int, int] | float:
     """(iou_sum, conf_sum, n_gt, n_pred) or a final score for both rewards."""
     gts = gt_boxes(ground_truth)
-    parsed = parse_detections(completion)
+    parsed = parse_detections(completion, FRAME_MAX[frame])
     if parsed is None:
         return 0.0
     preds, n_invalid = parsed
@@ -217,7 +223,10 @@ def _detection_scores(
     return iou_sum, conf_sum, len(gts), n_pred
 
 
-_DET_OPTIONS = {"matching": one_of("greedy", "hungarian"), "no_objects": one_of("reward", "visual_rft")}
+# frame: "rel1000" (Qwen2-VL, Qwen3-VL) or "pixels" (Qwen2.5-VL: the resized image's pixels); the
+# orchestrator sets it from the model family.
+_DET_OPTIONS = {"matching": one_of("greedy", "hungarian"), "no_objects": one_of("reward", "visual_rft"),
+                "frame": one_of(*FRAME_MAX)}
 
 
 @register("detection_iou", 0.0, 1.0, options={**_DET_OPTIONS, "denominator": one_of("max", "pred")})
@@ -228,11 +237,12 @@ def detection_iou(
     denominator: str = "max",
     matching: str = "greedy",
     no_objects: str = "reward",
+    frame: str = "rel1000",
 ) -> float:
     """Visual-RFT R_IoU = Σ IoU of matches / max(n_gt, n_pred), capped at 1 (``compute_reward_iou_v2``);
     ``denominator="pred"`` divides by n_pred (the paper's Eq. 6). Empty ground truth with "No Objects"
     or ``[]`` scores 1 (``no_objects="visual_rft"``: 0, as the original code)."""
-    s = _detection_scores(completion, ground_truth, matching, no_objects)
+    s = _detection_scores(completion, ground_truth, matching, no_objects, frame)
     if type(s) is float:
         return s
     iou_sum, _, n_gt, n_pred = s
@@ -248,10 +258,11 @@ def detection_confidence(
     *,
     matching: str = "greedy",
     no_objects: str = "reward",
+    frame: str = "rel1000",
 ) -> float:
     """Visual-RFT R_conf = mean over predictions of (c if matched else 1 − c), clipped to [0, 1]
     (paper Eqs. 7–8, ``compute_reward_confidence``); an invalid prediction contributes 0."""
-    s = _detection_scores(completion, ground_truth, matching, no_objects)
+    s = _detection_scores(completion, ground_truth, matching, no_objects, frame)
     if type(s) is float:
         return s
     _, conf_sum, _, n_pred = s

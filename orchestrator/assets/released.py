@@ -294,3 +294,29 @@ def make_all(out_dir: str | Path, n: int = 6, seed: int = 0) -> dict[str, Path]:
     """Every fixture under `out_dir/<name>` (Reason-RFT ones: the JSON file inside that folder)."""
     out = Path(out_dir)
     return {name: build(out / name, n=n, seed=seed) for name, build in BUILDERS.items()}
+
+
+def make_mixed(out: str | Path, n: int = 4, seed: int = 0) -> Path:
+    """One dataset mixing tasks, each row in its own paper's columns plus a `task` column: Visual-RFT
+    detection and classification rows (`solution`) and Reason-RFT counting rows (`answer`, and the
+    bare question in `problem` that `reason_rft/counting` would wrap). Columns a task does not use
+    are None, as `datasets` fills them when such sources are concatenated."""
+    out = Path(out)
+    parts = {"detection": make_virft_detection(out / "parts" / "detection", n=n, seed=seed),
+             "classification": make_virft_classification(out / "parts" / "classification", n=n, seed=seed)}
+    rows = []
+    for task, folder in parts.items():
+        for row in datasets.load_from_disk(str(folder))["train"]:
+            rows.append({**row, "answer": None, "task": task})
+    counting = make_reason_rft_counting(out / "parts" / "counting", n=n, seed=seed)
+    for row in json.loads(counting.read_text(encoding="utf-8")):
+        image = Image.open(counting.parent / row["image"]).convert("RGB")
+        rows.append({"image": image, "problem": row["problem"], "solution": None, "answer": row["answer"],
+                     "task": "counting"})
+    features = datasets.Features({"image": datasets.Image(), "problem": datasets.Value("string"),
+                                  "solution": datasets.Value("string"), "answer": datasets.Value("string"),
+                                  "task": datasets.Value("string")})
+    columns = {key: [row[key] for row in rows] for key in features}
+    datasets.disable_progress_bars()
+    datasets.Dataset.from_dict(columns, features=features).save_to_disk(str(out / "mixed"))
+    return out / "mixed"
