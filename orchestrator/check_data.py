@@ -50,7 +50,8 @@ def check_rows(cfg: TrainConfig, processor=None, limit: int | None = None, keep:
     perfect answers get the rewards' maximum. `processor` is needed only for the resized-pixels
     frame (the image's size after the processor's resize)."""
     try:
-        dataset = load_rows(cfg.data.path, split=cfg.data.split, config_name=cfg.data.config_name)
+        dataset = load_rows(cfg.data.path, split=cfg.data.split, config_name=cfg.data.config_name,
+                            image_root=cfg.data.image_root)
     except (ValueError, OSError) as err:
         raise ValueError(f"data.path: {str(err).splitlines()[0]}") from None
     frame = resolve_frame(cfg)

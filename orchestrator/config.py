@@ -45,6 +45,8 @@ class DataConfig(_Strict):
                       "meta file whose image paths are relative to it")
     split: str | None = Field(None, description="split of a hub id or DatasetDict (default: train)")
     config_name: str | None = Field(None, description="hub dataset config name")
+    image_root: str | None = Field(None, description="where a meta file's relative image paths start "
+                                   "(default: the file's folder)")
     eval_path: str | None = Field(None, description="held-out rows (evaluation); same forms as path")
     eval_split: str | None = None
     prompts_per_step: int = Field(4, ge=1)

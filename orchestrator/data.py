@@ -154,7 +154,7 @@ class PromptSource:
     def __init__(self, cfg: TrainConfig, processor, eval_split: bool = False):
         dc = cfg.data
         path, split = (dc.eval_path, dc.eval_split) if eval_split else (dc.path, dc.split)
-        self.dataset = load_rows(path, split=split, config_name=dc.config_name)
+        self.dataset = load_rows(path, split=split, config_name=dc.config_name, image_root=dc.image_root)
         self.reader = RowReader(cfg, processor)
         self.processor, self.seed, self.shuffle = processor, cfg.run.seed, dc.shuffle
         self.system_prompt = dc.system_prompt

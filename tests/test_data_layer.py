@@ -135,3 +135,17 @@ def test_meta_file_rows_resolve_images_relative_to_the_file(released, tiny_model
     assert all(decode_image(v) is not None for v in first["image"])
     meta = json.loads(Path(released["reason_rft_spatial"]).read_text())
     assert [r["id"] for r in rows] == [m["id"] for m in meta]
+
+
+def test_prepare_data_k_shot_then_check(released, tiny_model, tmp_path, capsys):
+    """`vrft prepare-data` writes a save_to_disk folder that `vrft check-data` accepts as it is."""
+    out = tmp_path / "cls_1shot"
+    assert main(["prepare-data", "k-shot", str(released["virft_classification"]), str(out), "--k", "1"]) == 0
+    said = capsys.readouterr().out
+    assert str(out) in said
+    rc = main(["check-data", str(CONFIG), f"model.path={tiny_model}", f"data.path={out}",
+               "data.task=classification"])
+    table = capsys.readouterr().out
+    assert rc == 0 and "100.0%" in table
+    rows = datasets.load_from_disk(str(out))["train"]
+    assert len(rows) == 4  # the fixture's four aircraft classes, one row each
