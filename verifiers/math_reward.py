@@ -5,6 +5,12 @@ math-verify is called with its own SIGALRM timeouts disabled and wrapped in
 ``verifiers.timeout.call_with_timeout``, which works on every thread (see that module). Inputs are
 bounded before parsing: the answer to 1,000 characters, a tag-less completion to its last 4,000
 (math-verify reads the final answer from the end).
+
+Time: sympy evaluates integer expressions exactly, so ``9^9^9`` or ``\\prod_{k=1}^{10^{6}} k`` would
+hold a scorer until it is killed, and a big-integer power in C cannot even be interrupted. So
+``too_costly`` rejects, without parsing, numeric towers and powers, sums, products, factorials and
+binomials whose exact value would be huge; and every call gets at most what is left of the
+completion's budget (``verifiers.budget``). Both score 0 and count in ``verifier/timeouts``.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import math
 import re
 import threading
 
+from verifiers import budget
 from verifiers._text import answer_or_whole, usable
 from verifiers.registry import positive_float, register, unit_float
 from verifiers.rewards_text import gt_answer
@@ -23,6 +30,15 @@ MAX_MATH_ANSWER = 1_000
 MAX_MATH_TAIL = 4_000
 DEFAULT_TIMEOUT_S = 3.0  # below the pool's 5 s per completion, so a slow sympy call costs one reward
 
+MAX_DIGITS = 10_000  # an exact value longer than this is no answer, and costly to decide
+MAX_TERMS = 10_000  # terms of a \sum / \prod, or n of n!, sympy would expand
+
+_NUM = r"\d+(?:\.\d+)?"
+_CHAIN = re.compile(rf"{_NUM}(?:\^{_NUM})*")  # a^b^c…: right-associative, numbers only
+_EXP_GROUP = re.compile(rf"\^[{{(]({_NUM}(?:\^{_NUM})*)[}})]")  # ^{…} / ^(…) around a numeric chain
+_BIG_OP = re.compile(rf"\\(?:sum|prod)_(?:\{{[^{{}}]*\}}|\S)\^(\{{[^{{}}]*\}}|{_NUM}(?:\^{_NUM})*)")
+_FACTORIAL = re.compile(rf"[({{]?({_NUM}(?:\^{_NUM})*)[)}}]?!")
+_BINOM = re.compile(rf"\\[dt]?binom\{{({_NUM}(?:\^{_NUM})*)\}}\{{({_NUM}(?:\^{_NUM})*)\}}")
 _FLOAT_RE = re.compile(r"[+-]?(?:\d{1,40}(?:\.\d{0,40})?|\.\d{1,40})(?:[eE][+-]?\d{1,3})?")
 _log = logging.getLogger(__name__)
 _READY = False
@@ -51,6 +67,49 @@ def to_float(s: str) -> float | None:
         return None
     v = float(s)
     return v if math.isfinite(v) else None
+
+
+def _log10(chain: str) -> float:
+    """log10 of a numeric power chain's value, a^b^c = a^(b^c); inf when a level above one that
+    already has 300 digits would raise something to it (astronomical)."""
+    parts = [float(x) for x in chain.split("^")]
+    value = parts[-1]
+    for i in range(len(parts) - 2, -1, -1):
+        base = parts[i]
+        if base <= 1.0:  # 0, 1 or a fraction to any power stays small
+            value = base ** min(value, 1e6)
+            continue
+        digits = value * math.log10(base)
+        if digits > 300:
+            return math.inf if i > 0 else digits
+        value = 10.0**digits
+    return math.log10(value) if value > 0 else 0.0
+
+
+def too_costly(text: str) -> str | None:
+    """Why deciding `text` exactly would take sympy too long (None if it looks cheap). Regexes over
+    the raw string, never a parse."""
+    s = re.sub(r"\s+|\\left|\\right", "", text).replace("**", "^")
+    while True:  # 9^{9^{9}} -> 9^9^9: exponent groups are what make a tower
+        reduced = _EXP_GROUP.sub(r"^\1", s)
+        if reduced == s:
+            break
+        s = reduced
+    for chain in _CHAIN.findall(s):
+        if "^" in chain and _log10(chain) > MAX_DIGITS:
+            return f"power {chain[:40]} has more than {MAX_DIGITS} digits"
+    for bound in _BIG_OP.findall(s):
+        chain = _CHAIN.fullmatch(bound.strip("{}"))
+        if chain and _log10(chain.group()) > math.log10(MAX_TERMS):
+            return f"sum/product over {bound[:40]} terms"
+    for n in _FACTORIAL.findall(s):
+        if _log10(n) > math.log10(MAX_TERMS):
+            return f"factorial of {n[:40]}"
+    for n, k in _BINOM.findall(s):
+        top, low = _log10(n), _log10(k)
+        if low > 3 and top > 3 and min(low, top) + top > math.log10(MAX_DIGITS) + 3:
+            return f"binomial of {n[:20]} and {k[:20]}"
+    return None
 
 
 def _check_eps(options: dict) -> None:
@@ -84,10 +143,17 @@ def _equivalent_untimed(pred: str, gt: str) -> bool:
 
 
 def equivalent(pred: str, gt: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> bool:
-    """True if math-verify finds ``pred`` equivalent to ``gt`` within ``timeout_s`` (False on timeout
-    or on any math-verify error)."""
+    """True if math-verify finds ``pred`` equivalent to ``gt`` within ``timeout_s`` and what is left
+    of the completion's budget (False on timeout, on an input too costly to decide, or on any
+    math-verify error; the first two are counted as budget exceeded)."""
     pred = pred[-MAX_MATH_TAIL:]
     gt = gt[-MAX_MATH_TAIL:]
+    why = too_costly(pred) or too_costly(gt)
+    timeout_s = budget.left(timeout_s)
+    if why or timeout_s <= 0.01:
+        _log.debug("math-verify not run: %s", why or "the completion's time budget is spent")
+        budget.note_exceeded()
+        return False
     if threading.current_thread() is threading.main_thread():
         warmup()  # a second of imports must not be charged to the first answer's timeout
     try:
@@ -102,6 +168,7 @@ def equivalent(pred: str, gt: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> bool
         )
     except CallTimeout:
         _log.debug("math-verify timed out after %.1f s", timeout_s)
+        budget.note_exceeded()
         return False
     except Exception:  # RemoteError and math-verify bugs must not become reward errors
         _log.debug("math-verify failed", exc_info=True)

@@ -16,7 +16,9 @@ started that completion; on expiry it SIGKILLs the child, scores that completion
 component, counted in ``verifier/timeouts``) and continues the rest of the batch on a fresh child.
 Because the kill comes from another process, the timeout holds for anything: a busy loop, a reward
 stuck in C code, a catastrophic regex, a ``time.sleep``. The child's main thread also runs
-math-verify under a working SIGALRM timer, so a slow sympy call costs only that reward.
+math-verify under a working SIGALRM timer, so a slow sympy call costs only that reward: each
+completion's math-verify calls share a budget of ``verifiers.budget.FRACTION`` of ``timeout_s``, inputs
+too costly to decide are refused unparsed, and either is counted in ``verifier/timeouts`` too.
 
 Lost actors: a call whose actor died (``ray.kill``, SIGKILL, OOM, node loss) fails with an actor
 error; the dispatcher replaces the actor (``verifier/restarts``) and puts that call's completions
@@ -316,10 +318,13 @@ class VerifierPool:
             if status == "timeout":
                 self._stats["timeouts"] += 1
                 self._errors.append(f"{key}: timed out after {self._timeout_s:g} s")
+            elif status == "budget":  # scored, but a reward gave up on its time budget (math-verify)
+                self._stats["timeouts"] += 1
+                self._errors.append(f"{key}: a reward gave up on its time budget")
             elif status == "crash":
                 self._stats["errors"] += 1
                 self._errors.extend(f"{key}: {m}" for m in errors)
-            if status == "ok" and errors:
+            if status in ("ok", "budget") and errors:
                 self._stats["errors"] += len(errors)
                 self._errors.extend(f"{key}: {m}" for m in errors)
             if key in self._open and key not in self._results:

@@ -9,8 +9,8 @@ a fresh child (its start-up is not charged to any item).
 
 Protocol (pickled messages over two pipes; the child's stdout/stderr stay free for user prints):
   parent → child ``("init", {"specs", "sys_path", "warmup"})``, child → ``("ready", pid)`` or
-  ``("fatal", message)``; then ``("batch", [(completion, ground_truth), ...])`` answered by one
-  ``(scores, error_messages, seconds)`` per item in order, or ``("call", "module:function", args)``
+  ``("fatal", message)``; then ``("batch", [(completion, ground_truth), ...], budget_s)`` answered by
+  one ``(scores, error_messages, seconds, rewards_that_gave_up)`` per item in order, or ``("call", "module:function", args)``
   answered by ``("ok", value)`` / ``("err", message)``.
 """
 
@@ -28,6 +28,8 @@ import time
 from collections.abc import Mapping, Sequence
 from multiprocessing.connection import Connection
 from typing import Any
+
+from verifiers import budget
 
 STARTUP_TIMEOUT_S = 120.0  # importing math-verify/sympy on a loaded 2-core box takes seconds
 
@@ -148,7 +150,8 @@ class Sandbox:
         """Score ``items`` — ``(completion, ground_truth)`` or ``(completion, ground_truth, route)`` — in
         order; each gets at most ``timeout_s`` seconds of the child's time.
 
-        Status is ``"ok"``, ``"timeout"`` (child killed at the deadline) or ``"crash"`` (the child died
+        Status is ``"ok"``, ``"budget"`` (scored, but a reward gave up on its time budget: see
+        ``verifiers.budget``), ``"timeout"`` (child killed at the deadline) or ``"crash"`` (the child died
         on that item). After a kill the remaining items continue on a fresh child.
         """
         out: list[Outcome] = []
@@ -162,7 +165,8 @@ class Sandbox:
             assert self._to_child is not None and self._from_child is not None
             rest = list(items[len(out):])
             try:
-                self._to_child.send(("batch", rest))
+                # Each completion's slow rewards share a budget well under the kill deadline.
+                self._to_child.send(("batch", rest, budget.FRACTION * timeout_s))
             except OSError:
                 self._restart()  # the child died while idle: not charged to any item
                 continue
@@ -179,8 +183,8 @@ class Sandbox:
                     out.append(("timeout", None, [], time.monotonic() - t0))
                     self._restart()
                     break
-                scores, errors, seconds = msg
-                out.append(("ok", scores, errors, seconds))
+                scores, errors, seconds, gave_up = msg
+                out.append(("budget" if gave_up else "ok", scores, errors, seconds))
         return out
 
     def call(self, ref: str, args: tuple, timeout_s: float) -> tuple[str, Any]:
@@ -275,8 +279,9 @@ def child_main(read_fd: int, write_fd: int) -> None:
                 if composite is None:
                     scores, errors = {}, ["no rewards configured"]
                 else:
-                    scores, errors = composite.score(completion, ground_truth, route)
-                outbox.send((scores, errors, time.perf_counter() - t0))
+                    with budget.completion_budget(msg[2] if len(msg) > 2 else None):
+                        scores, errors = composite.score(completion, ground_truth, route)
+                outbox.send((scores, errors, time.perf_counter() - t0, budget.take_exceeded()))
         elif msg[0] == "call":
             try:
                 outbox.send(("ok", resolve(msg[1])(*msg[2])))
