@@ -5,7 +5,8 @@ Why a process: a timeout inside the scoring process can only interrupt Python by
 only on the main thread); a reward stuck in C code, a catastrophic regex in another engine, or a user
 reward that never returns can only be stopped from outside. ``Sandbox`` keeps one child process,
 feeds it work over a pipe and SIGKILLs it when one item overruns its deadline; the next item goes to
-a fresh child (its start-up is not charged to any item).
+a fresh child (its start-up is not charged to any item). The child gets a minimal environment
+(``CHILD_ENV``): reward code, a user's plugin included, never sees tokens or credentials.
 
 Protocol (pickled messages over two pipes; the child's stdout/stderr stay free for user prints):
   parent → child ``("init", {"specs", "sys_path", "warmup"})``, child → ``("ready", pid)`` or
@@ -32,6 +33,8 @@ from typing import Any
 from verifiers import budget
 
 STARTUP_TIMEOUT_S = 120.0  # importing math-verify/sympy on a loaded 2-core box takes seconds
+CHILD_ENV = frozenset({"PATH", "HOME", "LANG", "TZ", "TMPDIR", "TEMP", "TMP", "VIRTUAL_ENV", "PYTHONHASHSEED",
+                       "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"})
 
 
 _SPAWNER: concurrent.futures.ThreadPoolExecutor | None = None
@@ -84,7 +87,9 @@ class Sandbox:
             return
         p_read, c_write = os.pipe()
         c_read, p_write = os.pipe()
-        env = dict(os.environ)
+        # Reward code (a user's plugin too) sees no tokens or credentials: only what Python, the
+        # locale and the math libraries read.
+        env = {k: v for k, v in os.environ.items() if k in CHILD_ENV or k.startswith("LC_")}
         # The child must import what the parent can (editable installs, Ray working dirs, tests).
         env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys([*sys.path, *self._init["sys_path"]]))
         code = "import sys; from verifiers.sandbox import child_main; child_main(int(sys.argv[1]), int(sys.argv[2]))"
