@@ -188,8 +188,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_make_synthetic_data)
 
     from orchestrator.cli_data import add_data_commands
+    from orchestrator.cli_eval import add_eval_command
 
     add_data_commands(sub)
+    add_eval_command(sub)
 
     p = sub.add_parser("export", help="write a checkpoint's policy as a Hugging Face folder (safetensors)")
     p.add_argument("checkpoint", help="RUN_DIR/checkpoints/step_N")

@@ -18,7 +18,7 @@ from rollout.inputs import PromptInputs
 @dataclass(frozen=True)
 class SamplingParams:
     n: int = 4
-    temperature: float = 1.0
+    temperature: float = 1.0  # 0: greedy decoding (log-probs then at temperature 1)
     top_p: float = 1.0
     top_k: int = 0  # 0 = off
     max_new_tokens: int = 64

@@ -71,12 +71,15 @@ class TransformersEngine:
 
     def _generate_chunk(self, prompts, sampling: SamplingParams):
         batch = {k: v.to(self.device) for k, v in self._collate(prompts, sampling.n).items()}
+        # temperature 0 is greedy decoding (as in vLLM): the papers' evaluation protocols use it.
+        greedy = sampling.temperature == 0
+        scale = 1.0 if greedy else sampling.temperature
+        decoding = {"do_sample": False} if greedy else {
+            "do_sample": True, "temperature": sampling.temperature, "top_p": sampling.top_p,
+            "top_k": sampling.top_k or None}
         gen = self.model.generate(
             **batch,
-            do_sample=True,
-            temperature=sampling.temperature,
-            top_p=sampling.top_p,
-            top_k=sampling.top_k or None,
+            **decoding,
             max_new_tokens=sampling.max_new_tokens,
             suppress_tokens=self.suppress or None,
             eos_token_id=sorted(self.eos_ids),
@@ -87,7 +90,7 @@ class TransformersEngine:
         new_tokens = gen.sequences[:, batch["input_ids"].shape[1]:]
         # Log-probs step by step: holding one [B, V] slice at a time, not [B, L, V].
         logprobs = torch.stack([
-            torch.log_softmax(step.float() / sampling.temperature, dim=-1)
+            torch.log_softmax(step.float() / scale, dim=-1)
             .gather(-1, new_tokens[:, t:t + 1]).squeeze(-1)
             for t, step in enumerate(gen.logits)
         ], dim=1).cpu()
