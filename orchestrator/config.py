@@ -10,6 +10,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from learner.config import LearnerConfig
+from orchestrator.alarms import AlarmThresholds
 from orchestrator.tasks import ALIASES, TASK_REWARDS
 from orchestrator.templates import template_names
 from rollout.config import RolloutConfig
@@ -104,6 +105,15 @@ class LoggingConfig(_Strict):
     wandb: bool = True  # offline unless an API key is set; never blocks the run
     project: str = "vrft"
     progress: bool = True
+    # Rollout records, alarms and the report: docs/observability.md.
+    rollouts_every: int = Field(10, ge=0, description="write rollout records at step 1 and every N steps "
+                                "(RUN_DIR/rollouts); 0: never")
+    rollouts_per_step: int = Field(4, ge=1, description="prompt groups recorded per recorded step (a seeded "
+                                   "sample), each with all its completions")
+    thumbnail_px: int = Field(128, ge=16, description="longer side of the image thumbnail in a record")
+    box_image_px: int = Field(320, ge=64, description="longer side of the images with boxes drawn")
+    alarms: AlarmThresholds = Field(default_factory=AlarmThresholds)
+    report: bool = Field(True, description="`vrft train` writes RUN_DIR/report.html when the run ends")
 
 
 class TrainConfig(_Strict):

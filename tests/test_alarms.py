@@ -1,0 +1,115 @@
+"""Reward-hacking alarms on crafted completions (no Ray): each alarm counts what it names, the
+length drift is read against the first steps, and a threshold warns once."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from PIL import Image
+
+from orchestrator.alarms import AlarmThresholds, AlarmWatch, alarm_metrics, names_several
+from orchestrator.records import PromptGroup, PromptItem, ScoredCompletion
+from rollout.engine import Completion
+from rollout.inputs import PromptInputs
+
+THINK = "<think>looked</think>"
+
+
+def group(task: str, gt: dict, texts: list[str], scores: list[dict] | None = None, finish=None,
+          size=(100, 50)) -> PromptGroup:
+    item = PromptItem("r0", PromptInputs(input_ids=[1, 2], images=[Image.new("RGB", size)]), gt, task)
+    finish = finish or ["stop"] * len(texts)
+    scores = scores or [{}] * len(texts)
+    completions = [ScoredCompletion(Completion(j, t, [7] * 3, [0.0] * 3, finish[j], 0), scores=scores[j])
+                   for j, t in enumerate(texts)]
+    return PromptGroup(item, completions)
+
+
+def rel1000(_item):
+    return 1000.0, 1000.0
+
+
+def test_empty_answers_are_counted():
+    texts = [f"{THINK}<answer></answer>", f"{THINK}<answer>  </answer>", "", f"{THINK}<answer>rose</answer>"]
+    g = group("classification", {"answer": "rose"}, texts)
+    assert alarm_metrics([g], rel1000)["alarms/classification/empty_answer"] == 0.75
+
+
+def test_answers_naming_several_classes_are_counted():
+    truth = {"answer": "salt and pepper"}
+    answers = ["A or B or C", "rose, tulip", "salt and pepper", "rose"]
+    g = group("classification", truth, [f"{THINK}<answer>{a}</answer>" for a in answers])
+    assert alarm_metrics([g], rel1000)["alarms/classification/multi_class"] == 0.5
+    assert names_several("A or B or C", "daisy") and not names_several("orchid", "daisy")  # "or" is a word
+
+
+def test_format_only_rewards_are_counted():
+    paid = [{"classification": c, "format": f, "total": c + f} for c, f in ((0, 1), (1, 1), (0, 0), (0, 1))]
+    g = group("classification", {"answer": "x"}, ["a"] * 4, scores=paid)
+    assert alarm_metrics([g], rel1000)["alarms/classification/format_only"] == 0.5
+
+
+def test_full_image_boxes_and_box_counts():
+    full = "<answer>[{'Position': [0, 0, 1000, 1000], 'Confidence': 0.9}]</answer>"
+    spray = "<answer>[" + ", ".join(f"{{'Position': [{i}, {i}, {i + 50}, {i + 50}], 'Confidence': 0.5}}"
+                                    for i in range(0, 500, 100)) + "]</answer>"
+    g = group("detection", {"boxes": [[10, 10, 200, 200], [300, 300, 400, 400]]},
+              [full, full, spray, "<answer>No Objects</answer>"])
+    m = alarm_metrics([g], rel1000)
+    assert m["alarms/detection/full_image_boxes"] == pytest.approx(2 / 7)  # 2 of the 7 boxes named
+    assert m["alarms/detection/pred_boxes"] == pytest.approx(7 / 4)
+    assert m["alarms/detection/gt_boxes"] == 2.0
+    assert m["alarms/detection/box_count_ratio"] == pytest.approx(7 / 8)
+
+
+def test_full_image_in_the_resized_pixel_frame():
+    """Qwen2.5-VL answers in resized pixels: 0..W' x 0..H' is the whole image whatever the numbers."""
+    g = group("grounding", {"box": [0, 0, 10, 10]},
+              ["<answer>(0,0),(112,56)</answer>", "<answer>(0,0),(56,28)</answer>"])
+    m = alarm_metrics([g], lambda item: (112.0, 56.0), "resized_pixels")
+    assert m["alarms/grounding/full_image_boxes"] == 0.5
+    assert alarm_metrics([g], rel1000)["alarms/grounding/full_image_boxes"] == 0.0  # same numbers, 0-1000
+
+
+def test_truncation_and_tasks_apart():
+    cls = group("classification", {"answer": "x"}, ["a", "b"], finish=["length", "stop"])
+    det = group("detection", {"boxes": []}, ["c", "d"], finish=["length", "length"])
+    m = alarm_metrics([cls, det], rel1000)
+    assert m["alarms/classification/truncated"] == 0.5 and m["alarms/detection/truncated"] == 1.0
+    assert "alarms/classification/full_image_boxes" not in m and "alarms/detection/multi_class" not in m
+    untasked = group(None, {"answer": "x"}, [""], finish=["stop"])
+    assert alarm_metrics([untasked], rel1000)["alarms/empty_answer"] == 1.0
+
+
+def test_length_drift_against_the_first_steps_and_one_warning(caplog):
+    watch = AlarmWatch(AlarmThresholds(answer_length_drift=3.0, empty_answer=None, format_only=None), rel1000)
+    short = group("counting", {"answer": "3"}, ["<answer>3</answer>", "<answer>44</answer>"])  # 1.5 chars
+    long_ = group("counting", {"answer": "3"}, ["<answer>" + "9" * 30 + "</answer>"] * 2)
+    with caplog.at_level(logging.WARNING, logger="vrft"):
+        for step in range(1, 6):
+            assert watch(step, [short])["alarms/counting/answer_length_drift"] == pytest.approx(1.0)
+        assert watch(6, [long_])["alarms/counting/answer_length_drift"] == pytest.approx(20.0)
+        watch(7, [long_])
+    warnings = [r for r in caplog.records if "answer_length_drift" in r.getMessage()]
+    assert len(warnings) == 1 and "step 6" in warnings[0].getMessage()
+
+    # A resumed run rebuilds the baseline from its metrics and does not warn a second time.
+    history = [{"step": s, "alarms/counting/answer_chars": 1.5} for s in range(1, 6)]
+    history.append({"step": 6, "alarms/counting/answer_chars": 30.0,
+                    "alarms/counting/answer_length_drift": 20.0})
+    resumed = AlarmWatch(AlarmThresholds(), rel1000)
+    resumed.restore(history)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="vrft"):
+        assert resumed(7, [long_])["alarms/counting/answer_length_drift"] == pytest.approx(20.0)
+    assert not [r for r in caplog.records if "answer_length_drift" in r.getMessage()]
+
+
+def test_thresholds_are_config_keys():
+    from orchestrator.config import LoggingConfig
+
+    cfg = LoggingConfig.model_validate({"alarms": {"empty_answer": 0.5, "truncated": None}})
+    assert cfg.alarms.empty_answer == 0.5 and cfg.alarms.truncated is None
+    with pytest.raises(ValueError):
+        LoggingConfig.model_validate({"alarms": {"emtpy_answer": 0.5}})
