@@ -146,8 +146,9 @@ class LearnerGroup:
     def load(self, path: str, tag: str = "latest") -> int:
         return ray.get([r.load.remote(path, tag) for r in self.ranks])[0]
 
-    def save_hf(self, path: str) -> None:
-        ray.get([r.save_hf.remote(path) for r in self.ranks])
+    def save_hf(self, path: str, extra_dir: str | None = None) -> None:
+        """A HF folder written whole then renamed; `extra_dir`'s files (a processor's) go in with it."""
+        ray.get([r.save_hf.remote(path, extra_dir) for r in self.ranks])
 
     def shutdown(self) -> None:
         for rank in self.ranks:

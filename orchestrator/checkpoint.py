@@ -119,12 +119,16 @@ def has_checkpoint(run_dir: Path) -> bool:
 
 def prune_checkpoints(run_dir: Path, keep_last: int) -> list[Path]:
     """Delete all but the newest `keep_last` complete checkpoints (0: keep all); the one that loads
-    (`latest_checkpoint`) is always kept. Returns what was deleted."""
+    (`latest_checkpoint`) and the one `checkpoints/best` names (`run.keep_best`) are always kept.
+    Returns what was deleted."""
     latest = latest_checkpoint(Path(run_dir))
     if keep_last <= 0 or latest is None:
         return []
     done = sorted((p for p in latest.parent.glob("step_*") if _complete(p)), key=_step_of)
     keep = set(done[-keep_last:]) | {latest}
+    best = latest.parent / "best"
+    if best.is_file():
+        keep.add(latest.parent / best.read_text().strip())
     gone = [p for p in done if p not in keep]
     for path in gone:
         # Renamed out of the step_N pattern first: a kill mid-delete leaves no half checkpoint

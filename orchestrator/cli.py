@@ -63,6 +63,13 @@ def preflight(cfg) -> None:
     from orchestrator.cli_data import data_preflight
 
     data_preflight(cfg, cfg.data.check_rows)  # reads the data as the run will: seconds, not a crash later
+    if cfg.eval.benchmarks:
+        from orchestrator.train_eval import load_eval_sets
+
+        try:
+            load_eval_sets(cfg)
+        except ValueError as err:
+            raise SystemExit(f"vrft: error: {err}") from None
 
 
 def _run_dir(cfg, explicit: str | None) -> Path:

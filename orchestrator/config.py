@@ -15,6 +15,7 @@ from orchestrator.tasks import ALIASES, TASK_REWARDS
 from orchestrator.templates import template_names
 from rollout.config import RolloutConfig
 from verifiers import RewardSpec
+from verifiers.benchmarks import get_benchmark
 
 
 class _Strict(BaseModel):
@@ -31,6 +32,10 @@ class RunConfig(_Strict):
     max_staleness: int = Field(1, ge=0, description="async: policy versions a rollout may lag behind")
     ray_address: str | None = Field(None, description="None: local Ray, or the cluster of `ray job submit`")
     dashboard: bool = False  # local mode binds it to 127.0.0.1
+    keep_last: int = Field(0, ge=0, description="checkpoints kept (the newest; 0: all)")
+    keep_best: str | None = Field(None, description="an eval metric, e.g. eval/clevr_math/accuracy: the "
+                                  "checkpoint where it was best is kept (checkpoints/best)")
+    keep_best_mode: Literal["max", "min"] = "max"
 
 
 class ModelConfig(_Strict):
@@ -82,6 +87,28 @@ class SFTConfig(_Strict):
     weight_decay: float = 0.1
 
 
+class EvalSpec(_Strict):
+    """One benchmark evaluated during training (the same inputs as `vrft eval`)."""
+    benchmark: str
+    data: str | None = None
+    split: str | None = None
+    annotations: str | None = None  # detection: the COCO/LVIS json
+    images: str | None = None  # detection: its image folder
+    existence_map: str | None = None
+    protocol: Literal["existence_map", "gt_categories"] | None = None
+    template: str | None = None
+    limit: int | None = Field(None, ge=1, description="first N items (detection: images)")
+
+
+class EvalConfig(_Strict):
+    """Evaluation between GRPO steps on the run's own rollout engines (no second model copy)."""
+    benchmarks: list[EvalSpec] = Field(default_factory=list)
+    every: int = Field(0, ge=0, description="evaluate every N steps (0: only at_start / never)")
+    at_start: bool = False
+    batch_size: int = Field(8, ge=1, description="queries per engine call")
+    max_new_tokens: int | None = Field(None, ge=1, description="cap the protocols' token limits (quick runs)")
+
+
 class DapoConfig(_Strict):
     """DAPO (Yu et al. 2025) batch building, done by the orchestrator before the learner sees the
     batch. (Its third piece, masking truncated completions, is the learner's `mask_truncated`.)"""
@@ -129,6 +156,7 @@ class TrainConfig(_Strict):
     sync: SyncConfig = Field(default_factory=SyncConfig)
     sft: SFTConfig = Field(default_factory=SFTConfig)
     dapo: DapoConfig = Field(default_factory=DapoConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
 
 
@@ -143,6 +171,13 @@ class TrainConfig(_Strict):
         for name in (named.values() if isinstance(named, dict) else [named] if named else []):
             if name not in template_names():
                 raise ValueError(f"data.template {name!r} is unknown (known: {', '.join(template_names())})")
+        metrics = set()
+        for spec in self.eval.benchmarks:
+            bench = get_benchmark(spec.benchmark)  # an unknown name fails here, at load time
+            metrics |= {f"eval/{bench.name}/{m}" for m in bench.metrics}
+        if self.run.keep_best is not None and self.run.keep_best not in metrics:
+            raise ValueError(f"run.keep_best {self.run.keep_best!r} is not a metric of the eval benchmarks "
+                             f"(known: {', '.join(sorted(metrics)) or 'none: add eval.benchmarks'})")
         return self
 
 

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import logging
+import tempfile
 import time
 from collections import deque
 from pathlib import Path
@@ -16,11 +17,20 @@ from pathlib import Path
 import yaml
 
 from learner import TrainBatch
-from orchestrator.checkpoint import latest_checkpoint, read_state, restore_rng, write_checkpoint
+from orchestrator.checkpoint import (
+    has_checkpoint,
+    latest_checkpoint,
+    prune_checkpoints,
+    read_state,
+    restore_rng,
+    write_checkpoint,
+    write_text_atomic,
+)
 from orchestrator.config import TrainConfig
 from orchestrator.data import PromptSource
 from orchestrator.placement import place
 from orchestrator.records import to_sample
+from orchestrator.rollout_log import Observer
 from orchestrator.session import (
     Actors,
     connect_weight_sync,
@@ -33,7 +43,8 @@ from orchestrator.session import (
 )
 from orchestrator.step import PendingRollout, grpo_step, launch_rollout
 from orchestrator.tasks import accuracy_component, data_tasks, reward_routes
-from orchestrator.tracking import Tracker
+from orchestrator.tracking import Tracker, truncate_metrics
+from orchestrator.train_eval import BestCheckpoint, eval_due, evaluate, load_eval_sets, mark_best
 from rollout.processor import load_processor
 
 log = logging.getLogger("vrft")
@@ -66,8 +77,9 @@ def run_sft(cfg: TrainConfig, processor, data: PromptSource, out: Path, tracker:
             tracker.log({"sft_step": step, **{f"sft/{k}": v for k, v in metrics.items()}}, advance=False)
             if step % max(1, sft.steps // 5) == 0 or step == sft.steps:
                 tracker.message(f"sft step {step}/{sft.steps} loss {metrics['loss']:.4f}")
-        group.save_hf(str(out))
-        processor.save_pretrained(str(out))
+        with tempfile.TemporaryDirectory(prefix="vrft-processor-") as files:
+            processor.save_pretrained(files)  # lands with the weights: the folder is whole or absent
+            group.save_hf(str(out), extra_dir=files)
     finally:
         group.shutdown()
     return out
@@ -84,20 +96,27 @@ def summarize(history: list[float], minutes: float) -> dict[str, float]:
 def train(cfg: TrainConfig, run_dir: Path, resume: bool = False) -> dict[str, float]:
     started = time.perf_counter()
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
     processor = load_processor(cfg.model.path, cfg.model.min_pixels, cfg.model.max_pixels,
                                cfg.model.trust_remote_code)
     data = PromptSource(cfg, processor)
     tasks = data_tasks(data.dataset, cfg.data.task, cfg.custom_tasks())
     routes = reward_routes(cfg.rewards, tasks, data.reader.frame)
     accuracy = {route: accuracy_component(specs) for route, specs in routes.items()}
+    eval_sets = load_eval_sets(cfg)  # before Ray: a bad benchmark input fails first
+    if resume and not has_checkpoint(run_dir):
+        log.warning("--resume %s: no complete checkpoint there; starting from step 0", run_dir)
+        truncate_metrics(run_dir / "metrics.jsonl", 0)  # the earlier attempt's records would repeat
     state = read_state(latest_checkpoint(run_dir)) if resume and latest_checkpoint(run_dir) else None
+    best = BestCheckpoint(cfg, state)
     start_step = state["step"] if state else 0
     history: list[float] = state["history"] if state else []
     tracker = Tracker(run_dir, cfg.model_dump(mode="json"), cfg.run.steps, cfg.logging.wandb,
                       cfg.logging.project, cfg.logging.progress, resume_step=start_step)
     started_ray, actors, placement = False, None, None
     try:
+        # Alarms every step, rollout records every logging.rollouts_every (a resume drops later ones).
+        observer = Observer(cfg, run_dir, processor, data.reader.frame, start_step, tracker)
         started_ray = start_ray(cfg)
         placement = place(cfg)
         model_path = cfg.model.path
@@ -120,6 +139,8 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False) -> dict[str, fl
             restore_rng(ckpt)
             sync_weights(actors, state["version"], cfg.sync.bucket_mb)
             tracker.message(f"resumed from {ckpt} at step {start_step}, policy version {state['version']}")
+        if start_step == 0 and eval_due(cfg, 0):  # the starting model's numbers, at step 0
+            tracker.log({"step": 0, **evaluate(cfg, actors.workers, processor, eval_sets, 0)}, advance=False)
         # Sync mode keeps no rollout in flight; async keeps up to max_staleness batches ahead.
         ahead = cfg.run.max_staleness if cfg.run.mode == "async" else 0
         queue: deque[PendingRollout] = deque()
@@ -138,18 +159,29 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False) -> dict[str, fl
             launch_upto(step)
             metrics = grpo_step(cfg, actors, queue.popleft(), step, accuracy,
                                 launch_next=(lambda s=step: launch_upto(s + ahead)) if ahead else None,
-                                refill=lambda n, r, s=step: launch_rollout(cfg, actors, data.next_batch(n), s, r))
+                                refill=lambda n, r, s=step: launch_rollout(cfg, actors, data.next_batch(n), s, r),
+                                observe=lambda groups, s=step: observer(s, groups))
             metrics["data/skipped_images"] = float(data.skipped)
+            if eval_due(cfg, step):
+                metrics.update(evaluate(cfg, actors.workers, processor, eval_sets, step))
+            improved = best.improves(metrics)
+            if improved:
+                best.record(metrics, step)
             history.append(metrics.get("reward/accuracy", metrics["reward/mean"]))
             tracker.log({"step": step, **metrics})
             last = step == cfg.run.steps
-            if (cfg.run.save_every and step % cfg.run.save_every == 0) or last:
-                write_checkpoint(run_dir, step, {
+            if (cfg.run.save_every and step % cfg.run.save_every == 0) or last or improved:
+                ckpt = write_checkpoint(run_dir, step, {
                     # Prompts already drawn for rollouts in flight are drawn again after a resume.
                     "step": step, "version": actors.version, "history": history,
                     "data": queue[0].data_state if queue else data.state(),
                     "sft_model": str(run_dir / "sft_model") if cfg.sft.steps > 0 else None,
+                    "best": best.state(),
                 }, lambda path: actors.learner.save(path, "state"))
+                if improved:
+                    mark_best(ckpt)
+                    tracker.message(f"best {best.metric} = {best.value:.4f} at step {step}: {ckpt}")
+                prune_checkpoints(run_dir, cfg.run.keep_last)
         summary = summarize(history, (time.perf_counter() - started) / 60)
         tracker.log({"summary": True, **summary}, advance=False)
         return summary

@@ -209,7 +209,8 @@ def group_metrics(cfg: TrainConfig, groups: list[PromptGroup], actors: Actors) -
 
 
 def grpo_step(cfg: TrainConfig, actors: Actors, pending: PendingRollout, step: int,
-              accuracy: dict[str, str | None], launch_next=None, refill=None) -> dict[str, float]:
+              accuracy: dict[str, str | None], launch_next=None, refill=None,
+              observe=None) -> dict[str, float]:
     """Train on `pending` (launched earlier). `launch_next()`, if given, is called once this step's
     rollouts are collected and before learning, so the next rollouts overlap with it (async).
     `accuracy`: each task route's accuracy component. `refill`: see `collect_with_refill`. A batch left empty by dynamic sampling trains nothing
@@ -243,4 +244,6 @@ def grpo_step(cfg: TrainConfig, actors: Actors, pending: PendingRollout, step: i
     metrics["throughput/tokens_per_s"] = metrics["rollout/tokens"] / metrics["time/step"]
     metrics["policy_version"] = float(actors.version)
     metrics.update(actors.pool.stats())
+    if observe is not None:  # `observe(groups) -> metrics`: alarms and rollout records (rollout_log.py),
+        metrics.update(observe(groups))  # read once the advantages are in; not timed in time/step
     return metrics

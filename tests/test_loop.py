@@ -149,3 +149,31 @@ def test_mixed_tasks_train_in_one_run_each_scored_by_its_own_rewards(ray_cluster
             assert {"reward/classification/classification", "reward/classification/format"} <= cls
             assert 0.0 <= r["reward/classification/mean"] <= 2.0
     assert seen == {"detection", "counting", "classification"}  # 12 prompts over 2 steps meet all three
+
+
+def test_eval_during_training_logs_at_its_steps_and_keeps_the_best(ray_cluster, tiny_model, color_data, tmp_path):
+    """eval.every 2 with at_start on the run's own engines: eval metrics at steps 0, 2 and 4 only;
+    run.keep_best keeps the checkpoint of the best eval (checkpoints/best) even past run.keep_last."""
+    from orchestrator.assets.released import make_reason_rft_counting
+
+    bench = make_reason_rft_counting(tmp_path / "bench", n=3)
+    evals = f"eval.benchmarks=[{{benchmark: clevr_math, data: '{bench}'}}]"
+    cfg = load_config(CONFIG, [f"model.path={tiny_model}", f"data.path={color_data}", "run.steps=4",
+                               evals, "eval.every=2", "eval.at_start=true", "eval.max_new_tokens=8",
+                               "run.keep_best=eval/clevr_math/accuracy", "run.keep_last=1", "run.save_every=1",
+                               "rollout.num_workers=1", "verifier.num_actors=1"])
+    run = tmp_path / "run"
+    train(cfg, run)
+    records = [r for r in read_records(run) if "step" in r]
+    with_eval = [r["step"] for r in records if "eval/clevr_math/accuracy" in r]
+    assert with_eval == [0, 2, 4]
+    for r in records:
+        if "eval/clevr_math/accuracy" in r:
+            assert 0.0 <= r["eval/clevr_math/accuracy"] <= 100.0 and r["eval/clevr_math/seconds"] > 0
+    values = {r["step"]: r["eval/clevr_math/accuracy"] for r in records if r["step"] in (2, 4)}
+    best_step = 2 if values[2] >= values[4] else 4  # ties keep the earlier one
+    ckpts = run / "checkpoints"
+    assert (ckpts / "best").read_text() == f"step_{best_step:06d}"
+    assert sorted(p.name for p in ckpts.glob("step_*")) == sorted({f"step_{best_step:06d}", "step_000004"})
+    state = json.loads((ckpts / "step_000004" / "state.json").read_text())
+    assert state["best"] == {"metric": "eval/clevr_math/accuracy", "value": values[best_step], "step": best_step}
