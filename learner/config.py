@@ -48,6 +48,10 @@ class LearnerConfig(BaseModel):
     entropy_coef: float = Field(0.0, ge=0, description="entropy bonus: loss -= coef * H_t")
     num_iterations: int = Field(1, ge=1, description="optimizer steps per rollout batch (GRPO's mu); "
                                 "> 1 computes the old log-probs before the first update")
+    logprob_temperature: float | None = Field(
+        None, gt=0, description="the temperature the learner's log-probs divide the logits by; None: the "
+        "sampling temperature (as the engines' log-probs). 1.0: Reason-RFT's trainer (TRL 0.15), which "
+        "samples at 0.9 but scores raw logits")
     is_correction: bool = False  # truncated importance sampling between engine and learner log-probs
     is_cap: float = Field(2.0, gt=0)
 

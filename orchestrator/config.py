@@ -65,6 +65,10 @@ class DataConfig(_Strict):
     frame: Literal["auto", "rel1000", "resized_pixels"] = Field(
         "auto", description="the frame the model answers boxes in; auto: by model family (frames.py)")
     check_rows: int = Field(32, ge=0, description="rows `vrft train` checks before Ray starts")
+    skip_rows: int = Field(0, ge=0, description="GRPO leaves out the first N rows (Reason-RFT trains GRPO "
+                           "on the rows its SFT did not see)")
+    max_prompt_length: int | None = Field(None, ge=1, description="prompts longer than this (tokens) are "
+                                          "skipped and counted (data/skipped_long_prompts)")
 
 
 class VerifierConfig(_Strict):
@@ -85,6 +89,10 @@ class SFTConfig(_Strict):
     lr_schedule: Literal["constant", "linear", "cosine"] = "cosine"
     warmup_steps: int = Field(0, ge=0)
     weight_decay: float = 0.1
+    target: Literal["cot", "answer"] = Field("cot", description="cot: <think> reasoning + answer (CoT-SFT); "
+                                             "answer: the answer alone (Reason-RFT's ANS-SFT)")
+    rows: int | None = Field(None, ge=1, description="SFT on the first N rows of the data (file order; "
+                             "Reason-RFT: 1600); None: the whole data")
 
 
 class EvalSpec(_Strict):
@@ -107,6 +115,48 @@ class EvalConfig(_Strict):
     at_start: bool = False
     batch_size: int = Field(8, ge=1, description="queries per engine call")
     max_new_tokens: int | None = Field(None, ge=1, description="cap the protocols' token limits (quick runs)")
+
+
+class PrepareSpec(_Strict):
+    """A `vrft prepare-data` call: `vrft prepare-data MODE INPUTS... OUT OPTIONS...`."""
+    mode: Literal["k-shot", "coco", "lisa"]
+    inputs: list[str]
+    out: str
+    options: list[str] = Field(default_factory=list)
+
+    @property
+    def argv(self) -> list[str]:
+        return ["prepare-data", self.mode, *self.inputs, self.out, *self.options]
+
+
+class RecipeConfig(_Strict):
+    """What `vrft reproduce` needs beyond training: the paper row, its data preparation, its
+    evaluation, the paper's number and the tolerance, and the GPUs it was run on."""
+    paper: str = Field(description="the paper, table and row this reproduces")
+    kind: Literal["rft", "sft", "sft_rft", "zero_shot"] = Field(
+        description="rft: GRPO; sft: the SFT phase only; sft_rft: SFT then GRPO; zero_shot: evaluation only")
+    gpus: int = Field(ge=0, description="GPUs the recipe needs (the paper's count)")
+    prepare: PrepareSpec | None = Field(None, description="the data preparation, when the paper did not "
+                                        "release the data as trained on")
+    evals: list[EvalSpec] = Field(default_factory=list, description="benchmarks evaluated after training")
+    paper_result: dict[str, float] = Field(default_factory=dict, description="eval metric -> the paper's value")
+    tolerance: float = Field(2.0, ge=0, description="points of the metric the result may miss by")
+
+    def check(self, cfg: TrainConfig) -> None:
+        phases = {"rft": (False, True), "sft": (True, False), "sft_rft": (True, True), "zero_shot": (False, False)}
+        sft, rl = phases[self.kind]
+        if sft != (cfg.sft.steps > 0):
+            raise ValueError(f"recipe.kind {self.kind} needs sft.steps {'> 0' if sft else '= 0'}")
+        if rl and cfg.run.steps == 0:
+            raise ValueError(f"recipe.kind {self.kind} needs run.steps > 0")
+        metrics = set()
+        for spec in self.evals:
+            bench = get_benchmark(spec.benchmark)
+            metrics |= {f"eval/{bench.name}/{m}" for m in bench.metrics}
+        for key in self.paper_result:
+            if key not in metrics:
+                raise ValueError(f"recipe.paper_result {key!r} is not a metric of recipe.evals "
+                                 f"(known: {', '.join(sorted(metrics)) or 'none'})")
 
 
 class DapoConfig(_Strict):
@@ -157,6 +207,7 @@ class TrainConfig(_Strict):
     sft: SFTConfig = Field(default_factory=SFTConfig)
     dapo: DapoConfig = Field(default_factory=DapoConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    recipe: RecipeConfig | None = None
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
 
 
@@ -178,6 +229,8 @@ class TrainConfig(_Strict):
         if self.run.keep_best is not None and self.run.keep_best not in metrics:
             raise ValueError(f"run.keep_best {self.run.keep_best!r} is not a metric of the eval benchmarks "
                              f"(known: {', '.join(sorted(metrics)) or 'none: add eval.benchmarks'})")
+        if self.recipe is not None:
+            self.recipe.check(self)
         return self
 
 
@@ -199,16 +252,38 @@ def apply_override(data: dict, override: str) -> None:
     node[keys[-1]] = value
 
 
-def load_config(path: str | Path, overrides: list[str] = ()) -> TrainConfig:
-    path = Path(path)
+def merged(base: dict, child: dict) -> dict:
+    """`child` over `base`: sections and mappings merge key by key, anything else (lists too) replaces."""
+    out = dict(base)
+    for key, value in child.items():
+        out[key] = merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) \
+            else value
+    return out
+
+
+def read_yaml(path: Path, chain: tuple[Path, ...] = ()) -> dict:
+    """A config file with its `base:` chain resolved (a path relative to the file): a paper recipe
+    states only what differs from its paper's common settings."""
     if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
+        raise ConfigError(f"config file not found: {path}" + (f" (base of {chain[-1]})" if chain else ""))
     try:
         data: Any = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    parent = (path.parent / str(base)).resolve()
+    if parent in chain or parent == path.resolve():
+        raise ConfigError(f"{path}: base {base} makes a cycle")
+    return merged(read_yaml(parent, (*chain, path.resolve())), data)
+
+
+def load_config(path: str | Path, overrides: list[str] = ()) -> TrainConfig:
+    path = Path(path)
+    data = read_yaml(path)
     for override in overrides:
         apply_override(data, override)
     for (section, key), new in MOVED_KEYS.items():

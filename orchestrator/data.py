@@ -74,6 +74,7 @@ class RowReader:
         self.template = {ALIASES.get(k, k): v for k, v in template.items()} if isinstance(template, dict) \
             else template
         self.frame = frame or resolve_frame(cfg)
+        self.sft_mode = cfg.sft.target
 
     def task_of(self, row: dict, rid: str) -> str | None:
         task = row.get("task") or self.default_task
@@ -114,6 +115,27 @@ class RowReader:
             gt = self._to_frame(gt, task, images, rid)
         return RowView(rid, task, gt, problem, images, self._sft_target(row, task, gt, rid))
 
+    def _sft_target(self, row: dict, task: str | None, gt: dict, rid: str) -> str | None:
+        """The SFT target: Reason-RFT's CoT-SFT `<think>\n{cot}\n</think>\n<answer>\n{answer}\n</answer>`
+        when the row carries an `answer` beside its `cot` (its released JSON), the `cot` as given
+        without an `answer`, or (`sft.target: answer`, ANS-SFT) the answer alone."""
+        answer = row.get("answer")
+        try:
+            final = answer_text(task, gt) if task in TASK_REWARDS else None if answer is None else str(answer)
+        except ValueError as err:
+            raise RowError(f"row {rid}: {err}") from None
+        if self.sft_mode == "answer":
+            return final
+        cot = row.get("cot")
+        if not cot:
+            return None
+        if answer is None:
+            return cot
+        try:
+            return sft_target(cot, final)
+        except ValueError as err:
+            raise RowError(f"row {rid}: {err}") from None
+
     def _to_frame(self, gt: dict, task: str, images: list, rid: str) -> dict:
         if len(images) != 1:
             raise RowError(f"row {rid}: column 'image': a {task} row needs exactly one image, got {len(images)}")
@@ -122,20 +144,6 @@ class RowReader:
         if task == "detection":
             return {**gt, "boxes": boxes_to_frame(gt["boxes"], size, resized, self.frame)}
         return {**gt, "box": box_to_frame(gt["box"], size, resized, self.frame)}
-
-    @staticmethod
-    def _sft_target(row: dict, task: str | None, gt: dict, rid: str) -> str | None:
-        """Reason-RFT's CoT-SFT target when the row carries an `answer` beside its `cot` (its released
-        JSON); otherwise the `cot` is the whole target as given (or None)."""
-        cot = row.get("cot")
-        if not cot:
-            return None
-        if row.get("answer") is None:
-            return cot
-        try:
-            return sft_target(cot, answer_text(task, gt) if task in TASK_REWARDS else str(row["answer"]))
-        except ValueError as err:
-            raise RowError(f"row {rid}: {err}") from None
 
 
 def resolve_frame(cfg: TrainConfig) -> str:
@@ -151,14 +159,22 @@ def resolve_frame(cfg: TrainConfig) -> str:
 class PromptSource:
     """Endless epochs over the dataset in a seeded order; `state()` makes the position resumable."""
 
-    def __init__(self, cfg: TrainConfig, processor, eval_split: bool = False):
+    def __init__(self, cfg: TrainConfig, processor, rows: slice | None = None):
+        """`rows`: a slice of the data in file order (Reason-RFT: SFT on the first 1,600 rows, GRPO on
+        the rest)."""
         dc = cfg.data
-        path, split = (dc.eval_path, dc.eval_split) if eval_split else (dc.path, dc.split)
-        self.dataset = load_rows(path, split=split, config_name=dc.config_name, image_root=dc.image_root)
+        self.dataset = load_rows(dc.path, split=dc.split, config_name=dc.config_name, image_root=dc.image_root)
+        if rows is not None:
+            picked = range(len(self.dataset))[rows]
+            if not picked:
+                raise ValueError(f"data: rows {rows.start}:{rows.stop} of {dc.path} hold none of its "
+                                 f"{len(self.dataset)} rows")
+            self.dataset = self.dataset.select(picked)
+        self.max_prompt_length = dc.max_prompt_length
         self.reader = RowReader(cfg, processor)
         self.processor, self.seed, self.shuffle = processor, cfg.run.seed, dc.shuffle
         self.system_prompt = dc.system_prompt
-        self.epoch, self.position, self.skipped = 0, 0, 0
+        self.epoch, self.position, self.skipped, self.skipped_long = 0, 0, 0, 0
         self.skipped_ids: list[str] = []
         self._order = self._make_order()
 
@@ -185,6 +201,13 @@ class PromptSource:
             log.warning("row %s: an image could not be decoded; skipped (%d so far)", view.row_id, self.skipped)
             return None
         inputs = build_prompt_inputs(self.processor, view.problem, view.images, self.system_prompt)
+        if self.max_prompt_length and len(inputs.input_ids) > self.max_prompt_length:
+            # The papers' trainers cut the ids on the left, which would drop image tokens and break
+            # the vision input: the row is skipped and counted instead.
+            self.skipped_long += 1
+            log.warning("row %s: prompt of %d tokens > data.max_prompt_length; skipped", view.row_id,
+                        len(inputs.input_ids))
+            return None
         return PromptItem(row_id=view.row_id, inputs=inputs, ground_truth=view.ground_truth,
                           task=view.task, cot=view.sft_target)
 
@@ -201,8 +224,10 @@ class PromptSource:
         return items
 
     def state(self) -> dict:
-        return {"epoch": self.epoch, "position": self.position, "skipped": self.skipped}
+        return {"epoch": self.epoch, "position": self.position, "skipped": self.skipped,
+                "skipped_long": self.skipped_long}
 
     def load_state(self, state: dict) -> None:
         self.epoch, self.position, self.skipped = state["epoch"], state["position"], state["skipped"]
+        self.skipped_long = state.get("skipped_long", 0)
         self._order = self._make_order()

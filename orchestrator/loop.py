@@ -99,7 +99,7 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False) -> dict[str, fl
     write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
     processor = load_processor(cfg.model.path, cfg.model.min_pixels, cfg.model.max_pixels,
                                cfg.model.trust_remote_code)
-    data = PromptSource(cfg, processor)
+    data = PromptSource(cfg, processor, rows=slice(cfg.data.skip_rows, None) if cfg.data.skip_rows else None)
     tasks = data_tasks(data.dataset, cfg.data.task, cfg.custom_tasks())
     routes = reward_routes(cfg.rewards, tasks, data.reader.frame)
     accuracy = {route: accuracy_component(specs) for route, specs in routes.items()}
@@ -123,7 +123,8 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False) -> dict[str, fl
         if cfg.sft.steps > 0:
             sft_dir = run_dir / "sft_model"
             if state is None or not state.get("sft_model"):
-                run_sft(cfg, processor, data, sft_dir, tracker, placement.learner)
+                sft_data = PromptSource(cfg, processor, rows=slice(0, cfg.sft.rows)) if cfg.sft.rows else data
+                run_sft(cfg, processor, sft_data, sft_dir, tracker, placement.learner)
             model_path = str(sft_dir)
         if cfg.run.steps == 0:
             return summarize([], (time.perf_counter() - started) / 60)
@@ -162,6 +163,8 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False) -> dict[str, fl
                                 refill=lambda n, r, s=step: launch_rollout(cfg, actors, data.next_batch(n), s, r),
                                 observe=lambda groups, s=step: observer(s, groups))
             metrics["data/skipped_images"] = float(data.skipped)
+            if cfg.data.max_prompt_length:
+                metrics["data/skipped_long_prompts"] = float(data.skipped_long)
             if eval_due(cfg, step):
                 metrics.update(evaluate(cfg, actors.workers, processor, eval_sets, step))
             improved = best.improves(metrics)

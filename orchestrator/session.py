@@ -90,10 +90,18 @@ def start_pool(cfg: TrainConfig, routes: dict[str, list[RewardSpec]]) -> Verifie
     return VerifierPool(routes, num_actors=cfg.verifier.num_actors, timeout_s=cfg.verifier.timeout_s)
 
 
+def logprob_temperature(cfg: TrainConfig, learner_cfg: LearnerConfig) -> float:
+    """What the learner divides logits by: `learner.logprob_temperature`, else the sampling one."""
+    if learner_cfg.logprob_temperature is not None:
+        return learner_cfg.logprob_temperature
+    return cfg.rollout.temperature
+
+
 def start_learner(cfg: TrainConfig, learner_cfg: LearnerConfig, model_path: str, total_steps: int,
                   pad_id: int, placement: list[dict]) -> LearnerGroup:
     return LearnerGroup(model_path, learner_cfg, total_steps, pad_id,
-                        trust_remote_code=cfg.model.trust_remote_code, temperature=cfg.rollout.temperature,
+                        trust_remote_code=cfg.model.trust_remote_code,
+                        temperature=logprob_temperature(cfg, learner_cfg),
                         rank_options=placement)
 
 

@@ -149,3 +149,32 @@ def test_prepare_data_k_shot_then_check(released, tiny_model, tmp_path, capsys):
     assert rc == 0 and "100.0%" in table
     rows = datasets.load_from_disk(str(out))["train"]
     assert len(rows) == 4  # the fixture's four aircraft classes, one row each
+
+
+def test_reason_rft_row_split_answer_sft_and_prompt_cap(released, tiny_model):
+    """Reason-RFT's recipe: SFT on the first rows, GRPO on the rest (`sft.rows`, `data.skip_rows`);
+    ANS-SFT trains on the answer alone; prompts over `data.max_prompt_length` are skipped and counted."""
+    from orchestrator.config import load_config
+    from orchestrator.data import PromptSource
+    from orchestrator.session import logprob_temperature
+    from rollout.processor import load_processor
+
+    base = [f"model.path={tiny_model}", f"data.path={released['reason_rft_counting']}", "data.task=counting",
+            "data.shuffle=false"]
+    processor = load_processor(tiny_model, None, None)
+    cfg = load_config(CONFIG, [*base, "sft.target=answer", "data.skip_rows=4"])
+    sft = PromptSource(cfg, processor, rows=slice(0, 4))
+    rl = PromptSource(cfg, processor, rows=slice(4, None))
+    assert [r["id"] for r in sft.dataset] == [f"clevr_math_{i}" for i in range(4)]
+    assert [r["id"] for r in rl.dataset] == ["clevr_math_4", "clevr_math_5"]
+    item = sft.next_batch(1)[0]
+    assert item.cot == sft.dataset[0]["answer"]  # ANS-SFT: the answer alone
+    capped = PromptSource(load_config(CONFIG, [*base, "data.max_prompt_length=8"]), processor)
+    with pytest.raises(RuntimeError, match="no decodable samples"):
+        capped.next_batch(1)  # every prompt is longer than 8 tokens: all skipped, none trains
+    assert capped.skipped_long > 0
+    cot = PromptSource(load_config(CONFIG, base), processor).next_batch(1)[0].cot
+    assert cot.startswith("<think>\n") and "</think>\n<answer>\n" in cot
+    assert logprob_temperature(load_config(CONFIG, [*base, "rollout.temperature=0.9"]),
+                               load_config(CONFIG, base).learner) == 0.9
+    assert logprob_temperature(cfg, load_config(CONFIG, [*base, "learner.logprob_temperature=1.0"]).learner) == 1.0
