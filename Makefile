@@ -13,7 +13,7 @@ export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: install demo test bench lint clean install-vllm test-vllm
+.PHONY: install demo test bench lint clean install-vllm test-vllm browser
 
 install: $(STAMP)
 
@@ -35,7 +35,7 @@ demo: install
 	$(VENV)/bin/vrft train configs/local/demo_cpu.yaml
 
 # Both venvs first, then the suites: the main one (.venv) and the vLLM-on-CPU one (.venv-vllm).
-test: install install-vllm
+test: install install-vllm browser
 	$(PY) -m pytest -q tests --ignore=tests/vllm
 	$(MAKE) test-vllm
 
@@ -74,6 +74,11 @@ $(VLLM_STAMP): constraints-vllm.txt
 
 test-vllm: $(VLLM_STAMP)
 	$(VLLM_PY) -m pytest -q tests/vllm
+
+# Debian's chromium: the report test opens `vrft report`'s page in it, headless. A no-op once installed.
+browser:
+	@command -v chromium >/dev/null || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
 lint: install
 	$(VENV)/bin/ruff check .

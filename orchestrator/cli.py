@@ -23,6 +23,7 @@ EPILOG = """examples:
   vrft train --resume runs/demo-20261121-101500
   vrft sft configs/local/demo_cpu.yaml sft.steps=50
   vrft export runs/demo-20261121-101500/checkpoints/step_000050 runs/demo-hf
+  vrft report runs/demo-20261121-101500
 """
 
 
@@ -123,6 +124,9 @@ def cmd_train(args) -> int:
     else:
         print("DEMO accuracy_first20={accuracy_first20:.4f} accuracy_last20={accuracy_last20:.4f} "
               "minutes={minutes:.2f}".format(**summary))
+        from orchestrator.cli_report import end_of_run
+
+        print(end_of_run(cfg, run_dir), file=sys.stderr)  # the report, and where everything is
     return 0
 
 
@@ -196,9 +200,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     from orchestrator.cli_data import add_data_commands
     from orchestrator.cli_eval import add_eval_command
+    from orchestrator.cli_report import add_report_command
 
     add_data_commands(sub)
     add_eval_command(sub)
+    add_report_command(sub)
 
     p = sub.add_parser("export", help="write a checkpoint's policy as a Hugging Face folder (safetensors)")
     p.add_argument("checkpoint", help="RUN_DIR/checkpoints/step_N")

@@ -3,6 +3,7 @@ back, a resume's pruning, and the seeded choice of groups."""
 
 from __future__ import annotations
 
+import pytest
 from PIL import Image
 
 from orchestrator.boxes import GT_COLOUR, PRED_COLOUR, Box, draw_boxes, frame_extent
@@ -107,3 +108,14 @@ def test_seeded_choice_and_pruning_after_a_checkpoint(tmp_path):
     gone = prune_after(tmp_path, 2)
     assert sorted(p.name for p in gone) == ["step_000003", "step_000003.parquet", "step_000004.parquet.tmp"]
     assert sorted(load_records(tmp_path)["step"].unique()) == [1, 2]
+
+
+def test_wandb_boxes_are_fractions_of_the_frame():
+    from orchestrator.boxes import wandb_boxes
+
+    boxes = wandb_boxes([Box(100, 200, 500, 800)], [Box(0, 0, 98, 56, 0.75)], (196.0, 112.0))
+    gt = boxes["ground_truth"]["box_data"][0]["position"]
+    assert gt["minX"] == pytest.approx(100 / 196) and gt["maxY"] == pytest.approx(800 / 112)
+    pred = boxes["predictions"]["box_data"][0]
+    assert pred["position"] == {"minX": 0.0, "maxX": 0.5, "minY": 0.0, "maxY": 0.5}
+    assert pred["scores"] == {"confidence": 0.75} and pred["box_caption"] == "0.75"
