@@ -60,7 +60,7 @@ def cmd_prepare_data(args) -> int:
         if args.mode == "k-shot":
             path, summary = prepare.k_shot(args.source, args.out, args.k, seed=args.seed, task=args.task,
                                            class_column=args.class_column, split=args.split,
-                                           negatives=args.negatives)
+                                           negatives=args.negatives, classes=args.classes)
         elif args.mode == "coco":
             path, summary = prepare.coco_to_detection(args.annotations, args.image_dir, args.out,
                                                       negatives_per_image=args.negatives_per_image,
@@ -98,6 +98,7 @@ def add_data_commands(sub) -> None:
     m.add_argument("--class-column", help="column holding the class (default: read from the answer)")
     m.add_argument("--split")
     m.add_argument("--negatives", action="store_true", help="detection: keep No Objects rows too")
+    m.add_argument("--classes", nargs="+", help="keep only these classes (e.g. COCO's 8 few-shot classes)")
     m = modes.add_parser("coco", help="COCO instances json + images → Visual-RFT detection rows (0-1000)")
     m.add_argument("annotations")
     m.add_argument("image_dir")

@@ -136,8 +136,8 @@ class RecipeConfig(_Strict):
     kind: Literal["rft", "sft", "sft_rft", "zero_shot"] = Field(
         description="rft: GRPO; sft: the SFT phase only; sft_rft: SFT then GRPO; zero_shot: evaluation only")
     gpus: int = Field(ge=0, description="GPUs the recipe needs (the paper's count)")
-    prepare: PrepareSpec | None = Field(None, description="the data preparation, when the paper did not "
-                                        "release the data as trained on")
+    prepare: list[PrepareSpec] = Field(default_factory=list, description="the data preparation, in order, "
+                                       "when the paper did not release the data as trained on")
     evals: list[EvalSpec] = Field(default_factory=list, description="benchmarks evaluated after training")
     paper_result: dict[str, float] = Field(default_factory=dict, description="eval metric -> the paper's value")
     tolerance: float = Field(2.0, ge=0, description="points of the metric the result may miss by")

@@ -94,11 +94,13 @@ def k_shot(
     class_column: str | None = None,
     split: str | None = None,
     negatives: bool = False,
+    classes: list[str] | None = None,
 ) -> tuple[Path, dict[str, Any]]:
     """`k` rows per class of a classification or detection dataset, drawn with `seed`, in source order.
 
     A class with fewer than `k` rows keeps all of them and is listed under `short_classes`. Detection
     negatives (`No Objects`) are left out unless `negatives`, then drawn as a class of their own.
+    `classes` keeps only those classes (Visual-RFT's 8 COCO few-shot classes out of ViRFT_COCO's 80).
     """
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ValueError(f"k must be a positive integer (the papers use 1, 2, 4, 8, 16), got {k!r}")
@@ -114,7 +116,11 @@ def k_shot(
         if label is None and not negatives:
             skipped += 1
             continue
+        if classes is not None and label is not None and label not in classes:
+            continue
         by_class.setdefault("No Objects" if label is None else label, []).append(i)
+    if classes is not None and not set(classes) & set(by_class):
+        raise ValueError(f"none of the classes {classes} appears in {source}")
     rng = random.Random(seed)
     chosen: list[int] = []
     for label in sorted(by_class):

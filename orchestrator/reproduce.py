@@ -110,8 +110,8 @@ def evaluated_model(cfg: TrainConfig, run_dir: Path) -> str:
 def plan(cfg: TrainConfig, run_dir: Path) -> list[Step]:
     r = cfg.recipe
     steps: list[Step] = []
-    if r.prepare:
-        steps.append(Step("prepare", f"prepare the data: vrft {' '.join(r.prepare.argv)}", r.prepare.argv))
+    for prep in r.prepare:
+        steps.append(Step("prepare", f"prepare the data: vrft {' '.join(prep.argv)}", prep.argv))
     if r.kind in ("sft", "sft_rft"):
         steps.append(Step("sft", f"SFT: {cfg.sft.steps} steps x {cfg.sft.prompts_per_step} rows, lr {cfg.sft.lr}"))
     if r.kind in ("rft", "sft_rft"):

@@ -74,9 +74,13 @@ class TransformersEngine:
         # temperature 0 is greedy decoding (as in vLLM): the papers' evaluation protocols use it.
         greedy = sampling.temperature == 0
         scale = 1.0 if greedy else sampling.temperature
+        # Every sampling knob is explicit: transformers fills any left unset from the model's own
+        # generation_config, and Qwen2-VL-Instruct's (top_k 1, top_p 0.001, temperature 0.01,
+        # repetition_penalty 1.05) would make the G samples of a group identical.
         decoding = {"do_sample": False} if greedy else {
             "do_sample": True, "temperature": sampling.temperature, "top_p": sampling.top_p,
-            "top_k": sampling.top_k or None}
+            "top_k": sampling.top_k, "min_p": 0.0, "typical_p": 1.0, "epsilon_cutoff": 0.0, "eta_cutoff": 0.0}
+        decoding.update(repetition_penalty=1.0, no_repeat_ngram_size=0)
         gen = self.model.generate(
             **batch,
             **decoding,
