@@ -9,13 +9,16 @@ Each alarm is a pure function of the step's `PromptGroup`s (`alarm_metrics`), lo
     multi_class          classification: share of answers that name a list ("A or B or C", "A, B"),
                          a separator the ground truth does not contain (Visual-RFT issue #79)
     format_only          share of completions paid by the format term alone (every other component 0)
+    tags_in_answer       share of answers that hold a <think>/<answer> tag themselves: text spliced
+                         around the real answer that the format check still passes (seen in the CPU
+                         demo: "<answer>'Confidence</think><answer>blue</answer>" scores 2)
     pred_boxes, gt_boxes detection/grounding: mean predicted and ground-truth boxes per completion,
     box_count_ratio      and their ratio (sprayed boxes buy IoU matches and confidence terms)
     full_image_boxes     share of predicted boxes covering ≥ 90% of the image (one box over
                          everything overlaps every object)
     truncated            share of completions cut at max_new_tokens
     answer_chars         mean length of the answer in characters, and
-    answer_length_drift  its ratio to the run's first `BASELINE_STEPS` steps
+    answer_length_drift  its ratio to the median of the run's first `BASELINE_STEPS` steps
 
 `AlarmWatch` holds what needs memory (the length baseline, which alarms have warned) and logs one
 warning line per alarm and task, the first time its `logging.alarms` threshold is crossed.
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import re
+import statistics
 from collections import defaultdict
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -42,6 +46,7 @@ log = logging.getLogger("vrft")
 BASELINE_STEPS = 5
 FULL_IMAGE_SHARE = 0.9
 # Separators that make an answer a list of classes, as the strict classification reward reads them.
+_TAG = re.compile(r"</?(?:think|answer)>")
 _LIST_SEPARATOR = re.compile(r",|;|\||\n|&|/|\bor\b|\band\b|\bvs\.?(?!\w)", re.IGNORECASE)
 # The length drift is two-sided (answers that balloon or collapse): a threshold t is crossed above t or
 # below 1/t. Too few boxes is a weak model, too many the hack (each one buys matches and confidence terms).
@@ -55,6 +60,7 @@ class AlarmThresholds(BaseModel):
     multi_class: float | None = Field(0.1, ge=0)
     format_only: float | None = Field(0.8, ge=0, description="high early in a run by nature: warn only "
                                       "when nearly every completion is paid for its format alone")
+    tags_in_answer: float | None = Field(0.05, ge=0)
     box_count_ratio: float | None = Field(3.0, gt=0, description="predicted / ground-truth boxes")
     full_image_boxes: float | None = Field(0.2, ge=0)
     truncated: float | None = Field(0.3, ge=0)
@@ -65,6 +71,19 @@ class AlarmThresholds(BaseModel):
 def answer_of(completion: str) -> str:
     """What the rewards read as the answer: the `<answer>` content, else the whole text."""
     return answer_or_whole(completion, dotall=True)[0]
+
+
+def tagged_answers(scored: list) -> list[str]:
+    """The `<answer>` contents of the completions that have one (first `<answer>` to first `</answer>`,
+    as the rewards read it)."""
+    out = []
+    for _, c in scored:
+        text = c.completion.text
+        i = text.find("<answer>")
+        j = text.find("</answer>", i + 8) if i >= 0 else -1
+        if j >= 0:
+            out.append(text[i + 8 : j])
+    return out
 
 
 def names_several(answer: str, truth: str) -> bool:
@@ -96,6 +115,7 @@ def task_alarms(groups: list[PromptGroup], extent: Callable, frame: str) -> dict
     out: dict[str, float | None] = {
         "empty_answer": _share([a == "" for a in answers]),
         "format_only": _share([format_only(c.scores) for _, c in scored]),
+        "tags_in_answer": _share([_TAG.search(a) is not None for a in tagged_answers(scored)]) or 0.0,
         "truncated": _share([c.completion.finish_reason == "length" for _, c in scored]),
         "answer_chars": sum(len(a) for a in answers) / len(answers),
     }
@@ -169,7 +189,8 @@ class AlarmWatch:
             seen = self.lengths[prefix]
             if len(seen) < BASELINE_STEPS:
                 seen.append(metrics[key])
-            baseline = sum(seen) / len(seen)
+            # The median: one early spike (a burst of rambling answers) must not become the baseline.
+            baseline = statistics.median(seen)
             metrics[prefix + "answer_length_drift"] = metrics[key] / max(baseline, 1.0)
         for key, value in metrics.items():
             name = key.rsplit("/", 1)[-1]

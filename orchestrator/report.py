@@ -28,7 +28,7 @@ from orchestrator.report_page import PAGE, SCRIPT, STYLE
 from orchestrator.rollout_log import load_records, read_history, rollouts_dir
 
 PHASES = ("time/rollout", "time/verify", "time/learn", "time/sync", "time/eval")
-SHARES = ("empty_answer", "multi_class", "format_only", "full_image_boxes", "truncated")
+SHARES = ("empty_answer", "multi_class", "format_only", "tags_in_answer", "full_image_boxes", "truncated")
 RATIOS = ("box_count_ratio", "answer_length_drift")
 
 

@@ -113,3 +113,20 @@ def test_thresholds_are_config_keys():
     assert cfg.alarms.empty_answer == 0.5 and cfg.alarms.truncated is None
     with pytest.raises(ValueError):
         LoggingConfig.model_validate({"alarms": {"emtpy_answer": 0.5}})
+
+
+def test_one_early_spike_does_not_become_the_length_baseline():
+    watch = AlarmWatch(AlarmThresholds(), rel1000)
+    lengths = [6, 12, 75, 6, 6, 6]  # the demo's answers: a burst of rambling at step 3
+    drift = [watch(s, [group("counting", {"answer": "3"}, ["<answer>" + "x" * n + "</answer>"])])
+             ["alarms/counting/answer_length_drift"] for s, n in enumerate(lengths, start=1)]
+    assert drift[2] > 3 and all(d > 1 / 3 for d in drift[3:])  # the spike stands out, the rest does not
+
+
+def test_tags_spliced_into_the_answer_are_counted():
+    """The CPU demo's policy found this: the format check passes and the class name is inside."""
+    texts = ["<think>blue</think><answer>'Confidence</think><answer>blue</answer>",
+             "<think>x</think><answer>blue</answer>", "no tags at all",
+             "<think>x</think><answer><think></answer>"]
+    g = group("classification", {"answer": "blue"}, texts)
+    assert alarm_metrics([g], rel1000)["alarms/classification/tags_in_answer"] == pytest.approx(2 / 3)
