@@ -201,9 +201,11 @@ def build_parser() -> argparse.ArgumentParser:
     from orchestrator.cli_data import add_data_commands
     from orchestrator.cli_eval import add_eval_command
     from orchestrator.cli_report import add_report_command
+    from orchestrator.cli_reproduce import add_reproduce_command
 
     add_data_commands(sub)
     add_eval_command(sub)
+    add_reproduce_command(sub)
     add_report_command(sub)
 
     p = sub.add_parser("export", help="write a checkpoint's policy as a Hugging Face folder (safetensors)")

@@ -89,8 +89,9 @@ class SFTConfig(_Strict):
     lr_schedule: Literal["constant", "linear", "cosine"] = "cosine"
     warmup_steps: int = Field(0, ge=0)
     weight_decay: float = 0.1
-    target: Literal["cot", "answer"] = Field("cot", description="cot: <think> reasoning + answer (CoT-SFT); "
-                                             "answer: the answer alone (Reason-RFT's ANS-SFT)")
+    target: Literal["cot", "answer", "solution"] = Field(
+        "cot", description="cot: <think> reasoning + answer (CoT-SFT); answer: the answer alone (Reason-RFT's "
+        "ANS-SFT); solution: the row's `solution` as released (Visual-RFT's SFT baselines)")
     rows: int | None = Field(None, ge=1, description="SFT on the first N rows of the data (file order; "
                              "Reason-RFT: 1600); None: the whole data")
 
@@ -147,8 +148,8 @@ class RecipeConfig(_Strict):
         sft, rl = phases[self.kind]
         if sft != (cfg.sft.steps > 0):
             raise ValueError(f"recipe.kind {self.kind} needs sft.steps {'> 0' if sft else '= 0'}")
-        if rl and cfg.run.steps == 0:
-            raise ValueError(f"recipe.kind {self.kind} needs run.steps > 0")
+        if rl != (cfg.run.steps > 0):
+            raise ValueError(f"recipe.kind {self.kind} needs run.steps {'> 0' if rl else '= 0'}")
         metrics = set()
         for spec in self.evals:
             bench = get_benchmark(spec.benchmark)

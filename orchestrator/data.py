@@ -119,6 +119,11 @@ class RowReader:
         """The SFT target: Reason-RFT's CoT-SFT `<think>\n{cot}\n</think>\n<answer>\n{answer}\n</answer>`
         when the row carries an `answer` beside its `cot` (its released JSON), the `cot` as given
         without an `answer`, or (`sft.target: answer`, ANS-SFT) the answer alone."""
+        if self.sft_mode == "solution":
+            solution = row.get("solution")
+            if not solution:
+                raise RowError(f"row {rid}: sft.target is solution but column 'solution' is empty")
+            return str(solution)
         answer = row.get("answer")
         try:
             final = answer_text(task, gt) if task in TASK_REWARDS else None if answer is None else str(answer)

@@ -149,7 +149,9 @@ def _detection_queries(b: Benchmark, annotations: str, images: str | None, limit
     if emap is not None:
         options["existence_map"] = emap
     queries_by_id = benchmark_queries(b.name, gt, protocol=options["protocol"], existence_map=emap)
-    files = {im["id"]: im.get("file_name") for im in gt["images"]}
+    # COCO names each image's file; LVIS v1 gives only its coco_url (…/val2017/000000397133.jpg).
+    files = {im["id"]: im.get("file_name") or "/".join(str(im.get("coco_url", "")).split("/")[-2:]) or None
+             for im in gt["images"]}
     queries = []
     for qid, (image_id, category) in queries_by_id.items():
         image = []

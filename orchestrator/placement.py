@@ -62,9 +62,30 @@ def check_placement(cfg: TrainConfig) -> None:
                              "(rollout.num_gpus_per_worker > 0): vLLM's CPU backend cannot sleep")
 
 
+def gpus_needed(cfg: TrainConfig) -> int:
+    """GPUs a run asks for: the most of its phases — SFT (the learner alone), GRPO (learner and engines
+    as placed: colocated bundles hold one GPU each; separate engines have their own) and the engines
+    alone when they evaluate after training."""
+    rc, lc = cfg.rollout, cfg.learner
+    sft = lc.world_size * lc.num_gpus_per_rank
+    engines = rc.num_workers * rc.num_gpus_per_worker * rc.tensor_parallel_size
+    if rc.placement == "colocated":
+        grpo = lc.world_size * (1.0 if lc.num_gpus_per_rank or rc.num_gpus_per_worker else 0.0)
+    else:
+        grpo = sft + engines
+    need = max(sft, engines, grpo if cfg.run.steps > 0 else 0.0)
+    return int(need) + (need % 1 > 0)
+
+
 def place(cfg: TrainConfig, timeout_s: float = 600.0) -> Placement:
     check_placement(cfg)
     rc, lc = cfg.rollout, cfg.learner
+    if cfg.run.steps == 0:  # the SFT phase alone: no engines to place
+        pg = placement_group([_bundle(lc.num_cpus_per_rank, lc.num_gpus_per_rank) for _ in range(lc.world_size)],
+                             strategy="PACK")
+        ray.get(pg.ready(), timeout=timeout_s)
+        return Placement(learner=[_in(pg, i, num_cpus=lc.num_cpus_per_rank, num_gpus=lc.num_gpus_per_rank)
+                                  for i in range(lc.world_size)], rollout=[], groups=[pg])
     if rc.placement == "colocated":
         gpus = 1.0 if lc.num_gpus_per_rank or rc.num_gpus_per_worker else 0.0
         pg = placement_group([_bundle(lc.num_cpus_per_rank + rc.num_cpus_per_worker, gpus)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator.config import TrainConfig
+from orchestrator.placement import gpus_needed  # noqa: F401 (part of this module's interface)
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
@@ -50,15 +51,6 @@ def list_recipes() -> list[str]:
         if not path.name.startswith("_") and ("\nrecipe:" in text or text.startswith("recipe:")):
             names.append(str(path.relative_to(CONFIGS).with_suffix("")))
     return names
-
-
-def gpus_needed(cfg: TrainConfig) -> int:
-    """GPUs the placement asks for: learner ranks, plus engines on GPUs of their own when separate."""
-    rc, lc = cfg.rollout, cfg.learner
-    learner = lc.world_size * lc.num_gpus_per_rank
-    engines = 0.0 if rc.placement == "colocated" else rc.num_workers * rc.num_gpus_per_worker * rc.tensor_parallel_size
-    total = learner + engines
-    return int(total) + (total % 1 > 0)
 
 
 def gpus_available() -> int:
