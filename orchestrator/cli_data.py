@@ -73,12 +73,14 @@ def cmd_prepare_data(args) -> int:
     return 0
 
 
+CHECK_DATA = ("Load the data exactly as `vrft train` would, write each row's ground truth as a perfect "
+              "answer in its task's format, score it with the run's rewards and print a per-task table. "
+              "Exits 1 when a row does not parse or a perfect answer misses the rewards' maximum.")
+
+
 def add_data_commands(sub) -> None:
     p = sub.add_parser("check-data", help="score every row's ground truth as a perfect answer, per task",
-                       description="Load the data exactly as `vrft train` would, write each row's ground "
-                       "truth as a perfect answer in its task's format, score it with the run's rewards "
-                       "and print a per-task table. Exits 1 when a row does not parse or a perfect "
-                       "answer misses the rewards' maximum.")
+                       description=CHECK_DATA)
     p.add_argument("config", help="YAML experiment config")
     p.add_argument("overrides", nargs="*", help="section.key=value, e.g. data.path=data/coco")
     p.add_argument("--limit", type=int, default=None, help="check only the first N rows")

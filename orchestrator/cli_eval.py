@@ -18,6 +18,10 @@ EPILOG = """examples:
   vrft eval lisa_test --model runs/lisa-hf --data data/lisa_test
   vrft eval clevr_math --predictions runs/eval/clevr_math/predictions.jsonl --data data/…-id-test-1k.json
 """
+DESCRIPTION = ("Run a benchmark with its paper's protocol (prompts, R1 system prompt, decoding, resolution, "
+               "answer parsing, metric) on rollout engines as Ray actors; write predictions.jsonl and "
+               "metrics.json and print the metrics beside the paper's numbers. With --predictions, recompute "
+               "the metrics from a saved file.")
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
 
@@ -143,11 +147,7 @@ def add_eval_command(sub) -> None:
     from verifiers.benchmarks import list_benchmarks
 
     p = sub.add_parser("eval", help="evaluate a model on a paper benchmark, or rescore saved predictions",
-                       description="Run a benchmark with its paper's protocol (prompts, R1 system prompt, "
-                       "decoding, resolution, answer parsing, metric) on rollout engines as Ray actors; "
-                       "write predictions.jsonl and metrics.json and print the metrics beside the "
-                       "paper's numbers. With --predictions, recompute the metrics from a saved file.",
-                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG)
+                       description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG)
     p.add_argument("benchmark", help=f"one of: {', '.join(list_benchmarks())}")
     p.add_argument("--model", help="HF id or folder, a vrft export, or RUN_DIR/checkpoints/step_N")
     p.add_argument("--data", help="test rows (hub id, save_to_disk folder, JSON/JSONL meta file)")

@@ -71,13 +71,15 @@ def cmd_reproduce(args) -> int:
     return 0
 
 
+DESCRIPTION = ("Run a paper recipe (configs/<NAME>.yaml with a recipe: section): prepare the data if "
+               "needed, train (SFT and/or GRPO), evaluate on the paper's benchmarks and write "
+               "RUN_DIR/reproduce.md beside the paper's numbers and the tolerance. Stops in one line before "
+               "anything starts when the machine lacks the recipe's GPUs.")
+
+
 def add_reproduce_command(sub) -> None:
     p = sub.add_parser("reproduce", help="one paper row end to end: prepare, train, evaluate, report",
-                       description="Run a paper recipe (configs/<NAME>.yaml with a recipe: section): prepare "
-                       "the data if needed, train (SFT and/or GRPO), evaluate on the paper's benchmarks and "
-                       "write RUN_DIR/reproduce.md beside the paper's numbers and the tolerance. Stops in "
-                       "one line before anything starts when the machine lacks the recipe's GPUs.",
-                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG)
+                       description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG)
     p.add_argument("name", nargs="?", help="a recipe under configs/ (e.g. visual_rft/coco_8cls_4shot_2b) or a path")
     p.add_argument("overrides", nargs="*", help="section.key=value")
     p.add_argument("--dry-run", action="store_true", help="print the resolved steps and the GPUs needed")

@@ -189,13 +189,18 @@ def _explicit(value: Any) -> dict | None:
     return value
 
 
+def _boxes_list(gt: dict, message: str) -> list:
+    boxes = gt.get("boxes")
+    if not isinstance(boxes, list):
+        raise GroundTruthError(message)
+    return boxes
+
+
 def _check_explicit(gt: dict, task: str) -> dict:
     """Check an explicit ground truth of a paper task has the key its rewards read."""
     out = dict(gt)
     if task == "detection":
-        boxes = gt.get("boxes")
-        if not isinstance(boxes, list):
-            raise GroundTruthError("field 'ground_truth': a detection ground truth needs a 'boxes' list")
+        boxes = _boxes_list(gt, "field 'ground_truth': a detection ground truth needs a 'boxes' list")
         out["boxes"] = _dedupe([check_box(b, f"field 'ground_truth' box {i}") for i, b in enumerate(boxes)])
     elif task == "grounding":
         if "box" not in gt:
@@ -240,9 +245,7 @@ def answer_text(task: str, ground_truth: dict) -> str:
     """What a perfect completion puts inside `<answer>`: the released answer format of `task`."""
     paper_task = canonical_task(task)
     if paper_task == "detection":
-        boxes = ground_truth.get("boxes")
-        if not isinstance(boxes, list):
-            raise GroundTruthError("ground truth of a detection row needs 'boxes'")
+        boxes = _boxes_list(ground_truth, "ground truth of a detection row needs 'boxes'")
         if not boxes:
             return "No Objects"
         items = (f"{{'Position': [{', '.join(_fmt(v) for v in b)}], 'Confidence': 1}}" for b in boxes)

@@ -14,6 +14,20 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """A local Ray cluster for one test module (6 logical CPUs: every actor of the small loops fits),
+    shut down after it so the next module starts clean; one already running is used and left alone."""
+    import ray
+
+    if ray.is_initialized():
+        yield
+        return
+    ray.init(num_cpus=6, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> str:
     from orchestrator.assets.tiny_model import make_tiny_model

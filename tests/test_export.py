@@ -16,7 +16,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import ray
 import torch
 
 from learner import LearnerConfig, LearnerGroup, Sample, TrainBatch
@@ -30,13 +29,6 @@ from rollout.processor import load_processor, vision_special_token_ids
 
 EXPORT_TOLERANCE = 1e-5  # max |Δ log p| per token, fp32 on both sides
 VRFT = Path(sys.executable).with_name("vrft")
-
-
-@pytest.fixture(scope="module")
-def ray_cluster():
-    ray.init(num_cpus=3, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
 
 
 def _samples(model_path: str, data_path: str, n: int, seed: int) -> list[Sample]:

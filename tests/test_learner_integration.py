@@ -14,8 +14,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-import ray
 import torch
 
 from learner.checkpointing import consolidated_state_dict, read_meta
@@ -24,13 +22,6 @@ from orchestrator.loop import train
 
 CONFIG = Path(__file__).parent.parent / "configs" / "local" / "test_cpu.yaml"
 SYNC_TOLERANCE = 1e-5
-
-
-@pytest.fixture(scope="module")
-def ray_cluster():
-    ray.init(num_cpus=6, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
 
 
 def test_sft_then_grpo_with_zero3_lora_and_checkpointing(ray_cluster, tiny_model, color_data, tmp_path):

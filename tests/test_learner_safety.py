@@ -24,13 +24,6 @@ from rollout.processor import load_processor
 
 
 @pytest.fixture(scope="module")
-def ray_cluster():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
-@pytest.fixture(scope="module")
 def pad_id(tiny_model) -> int:
     return load_processor(tiny_model).tokenizer.pad_token_id
 

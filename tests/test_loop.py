@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
 import ray
 
 from orchestrator.config import load_config
@@ -16,13 +15,6 @@ CONFIG = Path(__file__).parent.parent / "configs" / "local" / "test_cpu.yaml"
 STEP_KEYS = {"step", "policy_version", "reward/mean", "reward/classification", "reward/format",
              "reward/accuracy", "learner/kl", "learner/loss", "rollout/tokens", "time/rollout",
              "time/verify", "time/learn", "time/sync", "data/skipped_images", "verifier/timeouts"}
-
-
-@pytest.fixture(scope="module")
-def ray_cluster():
-    ray.init(num_cpus=6, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
 
 
 def read_records(run_dir: Path) -> list[dict]:

@@ -10,17 +10,9 @@ from pathlib import Path
 import psutil
 import ray
 
+from orchestrator import session
 from orchestrator.config import load_config
 from orchestrator.placement import place
-from orchestrator.session import (
-    Actors,
-    connect_weight_sync,
-    shutdown,
-    start_learner,
-    start_pool,
-    start_ray,
-    start_rollout,
-)
 from rollout.processor import load_processor
 
 CONFIG = Path(__file__).parent.parent / "configs" / "local" / "test_cpu.yaml"
@@ -50,7 +42,7 @@ def test_every_listener_of_a_local_run_is_on_loopback(tiny_model, color_data):
     cfg = load_config(CONFIG, [f"model.path={tiny_model}", f"data.path={color_data}",
                                "rollout.num_workers=1", "verifier.num_actors=1", "logging.wandb=false"])
     assert not ray.is_initialized()
-    started = start_ray(cfg)
+    started = session.start_ray(cfg)
     actors, placement = None, None
     try:
         assert started
@@ -58,11 +50,11 @@ def test_every_listener_of_a_local_run_is_on_loopback(tiny_model, color_data):
 
         assert is_token_auth_enabled()
         placement = place(cfg)
-        actors = Actors(workers=start_rollout(cfg, tiny_model, placement.rollout),
-                        pool=start_pool(cfg, [{"name": "format"}]))
+        actors = session.Actors(workers=session.start_rollout(cfg, tiny_model, placement.rollout),
+                                pool=session.start_pool(cfg, [{"name": "format"}]))
         pad = load_processor(tiny_model).tokenizer.pad_token_id
-        actors.learner = start_learner(cfg, cfg.learner, tiny_model, 1, pad, placement.learner)
-        connect_weight_sync(actors, cfg)  # the TCPStore and gloo pairs of weight sync are up now
+        actors.learner = session.start_learner(cfg, cfg.learner, tiny_model, 1, pad, placement.learner)
+        session.connect_weight_sync(actors, cfg)  # the TCPStore and gloo pairs of weight sync are up now
         found = _listeners()
         names = {name for _, name, _, _ in found}
         assert {"gcs_server", "raylet"} <= names, names
@@ -70,4 +62,4 @@ def test_every_listener_of_a_local_run_is_on_loopback(tiny_model, color_data):
         exposed = [entry for entry in found if not _loopback(entry[2])]
         assert not exposed, exposed
     finally:
-        shutdown(actors, placement, started)
+        session.shutdown(actors, placement, started)

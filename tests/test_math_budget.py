@@ -7,7 +7,6 @@ from __future__ import annotations
 import time
 
 import pytest
-import ray
 
 import verifiers
 from verifiers import budget
@@ -57,13 +56,6 @@ def test_the_completion_budget_caps_math_verify() -> None:
     with budget.completion_budget(5.0):
         assert math(ans(r"\frac{1}{2}"), {"answer": "0.5"}) == 1.0
     assert budget.take_exceeded() == 0
-
-
-@pytest.fixture(scope="module")
-def ray_cluster():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
 
 
 def test_the_pool_counts_them_as_timeouts_and_stays_fast(ray_cluster) -> None:

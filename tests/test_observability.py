@@ -12,20 +12,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import ray
 
 from orchestrator.config import load_config
 from orchestrator.rollout_log import load_records, read_history, step_file
 
 CONFIG = Path(__file__).parent.parent / "configs" / "local" / "test_cpu.yaml"
 STEPS = 3
-
-
-@pytest.fixture(scope="module")
-def ray_cluster():
-    ray.init(num_cpus=6, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
 
 
 @pytest.fixture(scope="module")

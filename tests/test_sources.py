@@ -101,20 +101,21 @@ def test_jsonl_meta_file(tmp_path):
         load_rows(path)
 
 
-def test_meta_file_errors(tmp_path):
+@pytest.mark.parametrize("text, message", [
+    ("[]", "has no rows"),
+    ('{"a": 1}', "expected a list of row objects"),
+    ('[{"image": 5}]', "row 0 field 'image'"),
+    ('[{"x": [1]}, {"x": "a"}]', "column 'x' mixes value types"),
+])
+def test_meta_file_errors_name_the_problem(tmp_path, text, message):
     path = tmp_path / "m.json"
-    path.write_text("[]")
-    with pytest.raises(ValueError, match=f"dataset {path} has no rows"):
+    path.write_text(text)
+    with pytest.raises(ValueError, match=message):
         load_rows(path)
-    path.write_text('{"a": 1}')
-    with pytest.raises(ValueError, match="expected a list of row objects"):
-        load_rows(path)
-    path.write_text('[{"image": 5}]')
-    with pytest.raises(ValueError, match="row 0 field 'image'"):
-        load_rows(path)
-    path.write_text('[{"x": [1]}, {"x": "a"}]')
-    with pytest.raises(ValueError, match="column 'x' mixes value types"):
-        load_rows(path)
+
+
+def test_meta_file_has_no_other_split(tmp_path):
+    path = tmp_path / "m.json"
     path.write_text("[{}]")
     with pytest.raises(ValueError, match="no split 'test'"):
         load_rows(path, split="test")

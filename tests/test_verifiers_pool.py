@@ -22,16 +22,6 @@ PLUGINS = (f"{__package__}." if __package__ else "") + "test_verifiers_plugins"
 plugins = importlib.import_module(PLUGINS)
 
 
-@pytest.fixture(scope="module")
-def ray_cluster():
-    if ray.is_initialized():  # someone else's cluster: use it, leave it running
-        yield
-        return
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
 def det(boxes: list, conf: float = 0.9) -> str:
     body = ", ".join(f"{{'Position': {b}, 'Confidence': {conf}}}" for b in boxes)
     return f"<think>t</think><answer>[{body}]</answer>"

@@ -14,13 +14,6 @@ from rollout.processor import load_processor
 from rollout.worker import RolloutWorker
 
 
-@pytest.fixture(scope="module")
-def ray_cluster():
-    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
 @pytest.mark.parametrize("zero_stage", [2, 3])
 def test_broadcast_makes_workers_match_learner(ray_cluster, tiny_model, color_data, zero_stage):
     processor = load_processor(tiny_model)

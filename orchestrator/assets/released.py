@@ -90,6 +90,13 @@ def _save_virft(out: str | Path, rows: list[dict]) -> Path:
     return out
 
 
+def _canvas(rng: random.Random) -> tuple[int, int, Image.Image, ImageDraw.ImageDraw]:
+    """A white image of a random size and its drawing context."""
+    width, height = _size(rng)
+    image = Image.new("RGB", (width, height), (255, 255, 255))
+    return width, height, image, ImageDraw.Draw(image)
+
+
 def make_virft_detection(out: str | Path, n: int = 8, seed: int = 0, negative_every: int = 4) -> Path:
     """Visual-RFT detection rows: one (image, category) per row, the verbatim detection prompt, the
     solution `<answer>[{'Position': [x1, y1, x2, y2], 'Confidence': 1}, ...]</answer>` (0–1000 ints);
@@ -97,9 +104,7 @@ def make_virft_detection(out: str | Path, n: int = 8, seed: int = 0, negative_ev
     rng = random.Random(f"virft-detection:{seed}")
     rows = []
     for i in range(n):
-        width, height = _size(rng)
-        image = Image.new("RGB", (width, height), (255, 255, 255))
-        draw = ImageDraw.Draw(image)
+        width, height, image, draw = _canvas(rng)
         present = rng.sample(SHAPES, 2)
         taken: list = []
         boxes: dict[str, list] = {s: [] for s in present}
@@ -141,9 +146,7 @@ def make_lisa_grounding(out: str | Path, n: int = 6, seed: int = 0) -> Path:
     rng = random.Random(f"lisa:{seed}")
     rows = []
     for _ in range(n):
-        width, height = _size(rng)
-        image = Image.new("RGB", (width, height), (255, 255, 255))
-        draw = ImageDraw.Draw(image)
+        width, height, image, draw = _canvas(rng)
         target = _place(rng, width, height, [])
         other = _place(rng, width, height, [target])
         name, other_name = rng.sample(list(COLORS), 2)

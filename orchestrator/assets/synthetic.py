@@ -29,6 +29,8 @@ from typing import Any
 import datasets
 from PIL import Image, ImageDraw
 
+from orchestrator.templates import COUNTING, DETECTION
+
 TASKS = ("counting", "color", "detection")
 
 # Four colours far apart in RGB, so one vision token is enough to tell them apart.
@@ -47,21 +49,10 @@ BACKGROUND = (255, 255, 255)
 # 94% exact after 120.
 INK = (20, 20, 20)
 
-# Reason-RFT counting prompt (train/stage_rl/prompt.py), verbatim around the question.
-COUNTING_PROMPT = (
-    "{question} Output the thinking process in <think> </think> and final answer (number) "
-    "in <answer> </answer> tags."
-)
-# Visual-RFT detection prompt (paper Tab. 1), verbatim.
-DETECTION_PROMPT = (
-    "Detect all objects belonging to the category '{category}' in the image, and provide the bounding "
-    "boxes (between 0 and 1000, integer) and confidence (between 0 and 1, with two decimal places).\n"
-    "If no object belonging to the category '{category}' in the image, return 'No Objects'.\n"
-    "Output the thinking process in <think> </think> and final answer in <answer> </answer> tags."
-    "The output answer format should be as follows:\n"
-    "<think> ... </think> <answer>[{{'Position': [x1, y1, x2, y2], 'Confidence': number}}, ...]</answer>\n"
-    "Please strictly follow the format."
-)
+# The papers' prompts, verbatim (orchestrator/templates.py): Reason-RFT's counting question
+# template and Visual-RFT's detection prompt (paper Tab. 1).
+COUNTING_PROMPT = COUNTING
+DETECTION_PROMPT = DETECTION
 # Visual-RFT classification prompt, with the shape's colour as the class.
 COLOR_PROMPT = (
     "This is an image containing a shape. Please identify the color of the shape based on the image.\n"

@@ -22,13 +22,6 @@ def max_diff(a: list[float], b: list[float]) -> float:
 
 
 @pytest.fixture(scope="module")
-def ray_cluster():
-    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
-@pytest.fixture(scope="module")
 def worker(ray_cluster, tiny_text_model):
     actor = RolloutWorker.options(num_cpus=1).remote("vllm", tiny_text_model, {"seed": 0, "max_model_len": 512}, 1)
     ray.get(actor.ready.remote(), timeout=600)
