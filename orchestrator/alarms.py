@@ -88,7 +88,9 @@ def tagged_answers(scored: list) -> list[str]:
 
 def names_several(answer: str, truth: str) -> bool:
     """Whether `answer` is a list: it has a separator that the ground-truth name itself lacks
-    ("salt and pepper" may keep its "and")."""
+    ("salt and pepper" may keep its "and"). Tags spliced into the answer are tags_in_answer's to count,
+    not a list ("</think>" holds a "/")."""
+    answer = _TAG.sub(" ", answer)
     allowed = {m.group(0).lower() for m in _LIST_SEPARATOR.finditer(truth)}
     return any(m.group(0).lower() not in allowed for m in _LIST_SEPARATOR.finditer(answer))
 

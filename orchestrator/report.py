@@ -67,6 +67,8 @@ def _line(fig, name: str, points: dict[int, float], **kw) -> None:
 
 
 def reward_figures(metrics: dict) -> list:
+    if not any(k.startswith("reward/") for k in metrics):
+        return []  # nothing logged yet: no empty axes
     figs = []
     for task in tasks_of(metrics):
         prefix = f"reward/{task}/" if task else "reward/"
@@ -276,7 +278,8 @@ def report_html(run_dir: Path, max_rollouts: int = 200) -> str:
         "<h2>Evaluation</h2>" + (_plots(figs[1], starts[1]) if figs[1] else
                                  '<p class="empty">No eval/* metrics logged (eval: in the config).</p>'),
         "<h2>Time per phase</h2>" + _plots(figs[2], starts[2]),
-        "<h2>Reward-hacking alarms</h2>" + alarm_table(metrics, thresholds) + _plots(figs[3], starts[3]),
+        "<h2>Reward-hacking alarms</h2>" + alarm_table(metrics, thresholds)
+        + (_plots(figs[3], starts[3]) if figs[3] else ""),
         f"<h2>Rollouts (the latest {max_rollouts} recorded completions)</h2>"
         + gallery(run_dir, max_rollouts),
     ]

@@ -28,7 +28,7 @@ td.crossed { color: var(--warn); font-weight: 600; background: #fef2f2; }
 .gallery { display: grid; grid-template-columns: repeat(auto-fill, minmax(300px, 1fr)); gap: 10px; }
 .card { background: white; border: 1px solid var(--line); border-radius: 6px; padding: 8px; }
 .card[hidden] { display: none; }
-.card img { width: 100%; max-height: 320px; object-fit: contain; image-rendering: pixelated;
+.card img { width: 100%; max-height: 240px; object-fit: contain; image-rendering: pixelated;
             background: #f3f4f6; border-radius: 4px; }
 .card .head { display: flex; justify-content: space-between; font-size: 12px; color: var(--muted); }
 .card .reward { font-weight: 600; color: var(--ink); }

@@ -130,3 +130,7 @@ def test_tags_spliced_into_the_answer_are_counted():
              "<think>x</think><answer><think></answer>"]
     g = group("classification", {"answer": "blue"}, texts)
     assert alarm_metrics([g], rel1000)["alarms/classification/tags_in_answer"] == pytest.approx(2 / 3)
+
+
+def test_a_spliced_tag_is_not_a_list_of_classes():
+    assert not names_several("red</think><answer>red", "red") and names_several("red/blue", "red")
