@@ -11,6 +11,10 @@ hold a scorer until it is killed, and a big-integer power in C cannot even be in
 ``too_costly`` rejects, without parsing, numeric towers and powers, sums, products, factorials and
 binomials whose exact value would be huge; and every call gets at most what is left of the
 completion's budget (``verifiers.budget``). Both score 0 and count in ``verifier/timeouts``.
+
+``paper_verify`` is the papers' own call, ``verify(parse(completion), parse(solution)) > 0``, under the
+same bounds: Visual-RFT's shortcut (``math_verify=True``) and Reason-RFT's untagged fallback
+(``counting``, ``math`` with ``fallback="untagged"``, ``math_tolerance`` with ``mode="reason_rft"``).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import threading
 
 from verifiers import budget
 from verifiers._text import answer_or_whole, usable
-from verifiers.registry import positive_float, register, unit_float
+from verifiers.registry import one_of, positive_float, register, unit_float
 from verifiers.rewards_text import gt_answer
 from verifiers.timeout import CallTimeout, call_with_timeout
 
@@ -142,13 +146,14 @@ def _equivalent_untimed(pred: str, gt: str) -> bool:
     return bool(verify(gold, target, timeout_seconds=None))
 
 
-def equivalent(pred: str, gt: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> bool:
-    """True if math-verify finds ``pred`` equivalent to ``gt`` within ``timeout_s`` and what is left
-    of the completion's budget (False on timeout, on an input too costly to decide, or on any
-    math-verify error; the first two are counted as budget exceeded)."""
-    pred = pred[-MAX_MATH_TAIL:]
-    gt = gt[-MAX_MATH_TAIL:]
-    why = too_costly(pred) or too_costly(gt)
+def _timed(untimed, ref: str, a: str, b: str, timeout_s: float) -> bool:
+    """``untimed(a, b)`` (named ``ref`` for the helper process) within ``timeout_s`` and what is left
+    of the completion's budget, on inputs bounded to their last ``MAX_MATH_TAIL`` characters; False
+    on timeout, on an input too costly to decide, or on any math-verify error (the first two are
+    counted as budget exceeded)."""
+    a = a[-MAX_MATH_TAIL:]
+    b = b[-MAX_MATH_TAIL:]
+    why = too_costly(a) or too_costly(b)
     timeout_s = budget.left(timeout_s)
     if why or timeout_s <= 0.01:
         _log.debug("math-verify not run: %s", why or "the completion's time budget is spent")
@@ -157,15 +162,8 @@ def equivalent(pred: str, gt: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> bool
     if threading.current_thread() is threading.main_thread():
         warmup()  # a second of imports must not be charged to the first answer's timeout
     try:
-        return bool(
-            call_with_timeout(
-                _equivalent_untimed,
-                (pred, gt),
-                timeout_s,
-                ref="verifiers.math_reward:_equivalent_untimed",
-                warmup=("verifiers.math_reward:warmup",),
-            )
-        )
+        return bool(call_with_timeout(untimed, (a, b), timeout_s, ref=ref,
+                                      warmup=("verifiers.math_reward:warmup",)))
     except CallTimeout:
         _log.debug("math-verify timed out after %.1f s", timeout_s)
         budget.note_exceeded()
@@ -175,17 +173,68 @@ def equivalent(pred: str, gt: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> bool
         return False
 
 
-@register("math", 0.0, 1.0, options={"timeout_s": positive_float}, warmup=warmup)
-def math_reward(completion: str, ground_truth: dict, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> float:
+def equivalent(pred: str, gt: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> bool:
+    """True if math-verify finds ``pred`` equivalent to ``gt`` within ``timeout_s`` and what is left
+    of the completion's budget (False on timeout, on an input too costly to decide, or on any
+    math-verify error; the first two are counted as budget exceeded)."""
+    return _timed(_equivalent_untimed, "verifiers.math_reward:_equivalent_untimed", pred, gt, timeout_s)
+
+
+def _paper_verify_untimed(content: str, sol: str) -> bool:
+    """The papers' call, untimed (call through ``paper_verify``)."""
+    if not _READY:
+        warmup()
+    from math_verify import parse, verify
+
+    gold = parse(content, parsing_timeout=None)
+    target = parse(sol, parsing_timeout=None)
+    return float(verify(gold, target, timeout_seconds=None)) > 0
+
+
+def paper_verify(content: str, sol: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> bool:
+    """The papers' math-verify test, ``float(verify(parse(content), parse(sol))) > 0``, verbatim: the
+    whole completion and the raw solution string, in that argument order, no ``$…$`` wrapping
+    (Visual-RFT's shortcut at the start of every accuracy reward, Reason-RFT's fallback for a
+    completion without ``<answer>``; papers.md §1.3, §2.4). Unlike the papers, bounded like
+    ``equivalent``: the last ``MAX_MATH_TAIL`` characters, ``too_costly`` inputs refused, ``timeout_s``
+    and the completion's budget on any thread; any of those, or a math-verify error, is False."""
+    return _timed(_paper_verify_untimed, "verifiers.math_reward:_paper_verify_untimed", content, sol, timeout_s)
+
+
+@register(
+    "math",
+    0.0,
+    1.0,
+    options={"timeout_s": positive_float, "fallback": one_of("always", "untagged")},
+    warmup=warmup,
+)
+def math_reward(
+    completion: str,
+    ground_truth: dict,
+    *,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    fallback: str = "always",
+) -> float:
     """1 if the stripped ``<answer>`` content (DOTALL; the stripped completion when there is no tag)
-    equals the ground truth, else 1 if math-verify finds it equivalent (e.g. ``\\frac{1}{2}`` vs
-    ``0.5``), else 0. math-verify gets ``timeout_s`` seconds on any thread."""
+    equals the ground truth, else:
+
+    - ``fallback="always"`` (default): 1 if math-verify finds that answer equivalent to the ground
+      truth (e.g. ``\\frac{1}{2}`` vs ``0.5``), tagged or not;
+    - ``fallback="untagged"``: Reason-RFT's ``accuracy_reward`` (papers.md §2.4): a tagged answer is
+      exact match only; only a completion with no ``<answer>`` tag falls back, to the paper's
+      ``verify(parse(completion), parse(solution))`` (``paper_verify``).
+
+    math-verify gets ``timeout_s`` seconds on any thread."""
     if not usable(completion):
         return 0.0
     gt = gt_answer(ground_truth)
     pred, tagged = answer_or_whole(completion, dotall=True)
     if pred == gt:
         return 1.0
+    if fallback == "untagged":
+        if tagged:
+            return 0.0
+        return 1.0 if paper_verify(completion, gt, timeout_s) else 0.0
     if tagged and len(pred) > MAX_MATH_ANSWER:
         return 0.0
     if not pred or not gt:
@@ -193,11 +242,24 @@ def math_reward(completion: str, ground_truth: dict, *, timeout_s: float = DEFAU
     return 1.0 if equivalent(pred, gt, timeout_s) else 0.0
 
 
+def _paper_float(s: str) -> float | None:
+    """What the paper's ``float(answer)`` returns (Python's float: "1_000", "+.5", "inf", "nan",
+    non-ASCII digits), or None where it raises ValueError. Over ``MAX_MATH_TAIL`` characters: None
+    (no number is that long; the paper's float() would read it)."""
+    if len(s) > MAX_MATH_TAIL:
+        return None
+    try:
+        return float(s)
+    except ValueError:
+        return None
+
+
 @register(
     "math_tolerance",
     0.0,
     1.0,
-    options={"eps1": unit_float, "eps2": unit_float, "timeout_s": positive_float},
+    options={"eps1": unit_float, "eps2": unit_float, "timeout_s": positive_float,
+             "mode": one_of("fixed", "reason_rft")},
     warmup=warmup,
     check=_check_eps,
 )
@@ -208,18 +270,28 @@ def math_tolerance(
     eps1: float = 0.05,
     eps2: float = 0.2,
     timeout_s: float = DEFAULT_TIMEOUT_S,
+    mode: str = "fixed",
 ) -> float:
     """Reason-RFT ``math_accuracy_reward``: with Δ = |pred − gt|,
     r = 1 if Δ < ε1|gt|, 0 if Δ > ε2|gt|, else ½(cos(π(Δ − ε1|gt|)/((ε2 − ε1)|gt|)) + 1).
 
-    Non-numeric answers fall back to exact string match; a completion without ``<answer>`` falls back
-    to math-verify, as in the paper. Fixed: Δ = 0 scores 1 (the paper divides 0 by 0 when gt = 0 and
-    pays 0), and "nan"/"inf" are not numbers (the paper's ``float()`` returns a NaN reward).
+    Non-numeric answers fall back to exact string match; a completion without ``<answer>`` that scored
+    0 falls back to math-verify, as in the paper.
+
+    ``mode="fixed"`` (default): Δ = 0 scores 1 (the paper divides 0 by 0 when gt = 0 and pays 0), and
+    "nan"/"inf" are not numbers (the paper's ``float()`` returns a NaN reward); numbers are plain
+    decimals with an optional exponent.
+    ``mode="reason_rft"``: the paper's code (papers.md §2.4): Python's ``float()`` reads the numbers,
+    a correct "0" against a ground truth of 0 pays 0 (its ZeroDivisionError), and the fallback is the
+    paper's ``verify(parse(completion), parse(solution))``. Kept guard: where the paper returns NaN
+    (a "nan" answer or ground truth, inf against inf) this returns 0.
     """
     if not usable(completion):
         return 0.0
     gt = gt_answer(ground_truth)
     pred, tagged = answer_or_whole(completion, dotall=True)
+    if mode == "reason_rft":
+        return _tolerance_reason_rft(completion, pred, tagged, gt, eps1, eps2, timeout_s)
     a, b = to_float(pred), to_float(gt)
     if a is not None and b is not None:
         diff = abs(a - b)
@@ -236,3 +308,28 @@ def math_tolerance(
     if not tagged and pred and gt and equivalent(pred, gt, timeout_s):
         return 1.0
     return 0.0
+
+
+def _tolerance_reason_rft(completion: str, pred: str, tagged: bool, gt: str, eps1: float, eps2: float,
+                          timeout_s: float) -> float:
+    """``math_accuracy_reward`` step by step (see ``math_tolerance``)."""
+    r = 0.0
+    a, b = _paper_float(pred), _paper_float(gt)
+    if a is not None and b is not None:
+        diff = abs(a - b)
+        scale = abs(b)
+        if diff < eps1 * scale:
+            r = 1.0
+        elif diff > eps2 * scale:
+            r = 0.0
+        else:
+            den = (eps2 - eps1) * scale
+            # den == 0 (gt = 0, Δ = 0): the paper's ZeroDivisionError, caught by its `except`: 0.
+            r = 0.0 if den == 0.0 else 0.5 * (math.cos(math.pi * (diff - eps1 * scale) / den) + 1.0)
+        if math.isnan(r):
+            return 0.0  # the paper returns NaN here (and does not fall back)
+    elif pred == gt:
+        r = 1.0
+    if r == 0.0 and not tagged:
+        r = 1.0 if paper_verify(completion, gt, timeout_s) else 0.0
+    return min(1.0, max(0.0, r))

@@ -2,7 +2,10 @@
 detection, papers.md §1.3) and ``grounding_iou``, ``grounding_giou`` (reasoning grounding on LISA).
 
 Coordinates are xyxy in the Qwen2-VL 0–1000 frame. The detection answer is the paper's list
-``[{'Position': [x1, y1, x2, y2], 'Confidence': c}, ...]``.
+``[{'Position': [x1, y1, x2, y2], 'Confidence': c}, ...]``. The defaults repair and validate where the
+paper's code does not; ``parsing="visual_rft"``, ``no_objects="visual_rft"``, ``math_verify=True`` and the
+grounding rewards' ``mode="visual_rft"`` are the paper's code (``verifiers.paper_modes``,
+docs/paper-semantics.md).
 
 Written for speed (≥10k completions/s on one core for 10 vs 10 boxes): one ``json.loads`` (C) on a
 length-bounded string, then plain-Python loops with local variables and no function calls in the
@@ -15,8 +18,8 @@ import json
 import math
 import re
 
-from verifiers._text import MAX_ANSWER_CHARS, answer_or_whole, usable
-from verifiers.registry import one_of, register
+from verifiers._text import MAX_ANSWER_CHARS, answer_or_whole, extract_answer, usable
+from verifiers.registry import boolean, one_of, register
 
 _NO_OBJECTS = frozenset({"no objects", "no objects.", "[]"})
 _IOU_THRESHOLD = 0.5  # a match needs IoU strictly greater (the paper's `best_iou > iou_threshold`)
@@ -115,6 +118,131 @@ def parse_detections(completion: str, max_coord: float = 1000,
     return valid, n_invalid
 
 
+_MISSING = object()
+
+
+class _PaperRaises(Exception):
+    """Where the paper's reward code raises and its ``except`` pays 0."""
+
+
+def _paper_number(v: object) -> float | None:
+    """A JSON number as the paper's arithmetic sees it (``true`` is 1), as a float (±inf when too big
+    for one); None for any other type."""
+    t = type(v)
+    if t is not int and t is not float and t is not bool:
+        return None
+    try:
+        return float(v)  # type: ignore[arg-type]
+    except OverflowError:
+        return math.inf
+
+
+def parse_detections_visual_rft(completion: str) -> tuple[list[tuple], int] | None:
+    """Parse a detection answer exactly as Visual-RFT's ``accuracy_reward_iou`` does (papers.md §1.3):
+
+    ``re.search(r"<answer>(.*?)</answer>", completion)`` without DOTALL (else the whole completion),
+    stripped and wrapped back in ``<answer>…</answer>``; ``[[``→``[``, ``]]``→``]``, newlines removed;
+    ``extract_bbox`` takes the text up to the first ``</answer>``, and if it does not end in ``]`` cuts
+    it at the last ``},`` and appends ``}]``; ``'``→``"``; ``json.loads``; the result must be a
+    non-empty list whose first element is a dict; ``remove_duplicates`` drops a repeated Position
+    (first kept). So a pretty-printed multi-line answer and a truncated one never parse, and a list
+    ending in ``}`` loses its last item — all as in the paper.
+
+    None (the reward is 0) wherever the paper's code raises or fails to parse: a non-dict item, a
+    missing Position or Confidence, a Position that is a number or null, a Confidence that is not a
+    number (``true`` is 1). A Position that is not a list of 4 numbers is kept as ``(c, None, …)``:
+    the paper's ``calculate_iou`` raises on it only when it is called, i.e. while a ground-truth box
+    is still free at that prediction's turn, and ``_match_greedy`` does the same. Coordinates outside
+    the frame and confidences outside [0, 1] are used as they are. Kept guard (deliberate deviation): a NaN or infinite confidence or coordinate
+    makes that prediction invalid — counted in n_pred, never matched, confidence term 0 — where the
+    paper produces a NaN reward (its issues #39, #115, #118). A bare "No Objects" or ``[]`` answer is
+    returned as no predictions (the paper's parse fails on it; the reward is 0 either way unless
+    ``no_objects="reward"`` pays an empty ground truth).
+    """
+    if not usable(completion):
+        return None
+    ans = extract_answer(completion, dotall=False)
+    student = (completion if ans is None else ans).strip()
+    if len(student) > MAX_ANSWER_CHARS:
+        return None
+    if student.lower() in _NO_OBJECTS:
+        return [], 0
+    wrapped = ("<answer>" + student + "</answer>").replace("[[", "[").replace("]]", "]").replace("\n", "")
+    text = wrapped[8 : wrapped.find("</answer>")]
+    if not text.endswith("]"):
+        text = text.rsplit("},", 1)[0] + "}]"
+    try:
+        data = json.loads(text.replace("'", '"'))
+    except (ValueError, RecursionError):
+        return None
+    if type(data) is not list or not data or type(data[0]) is not dict:
+        return None
+    try:
+        items = _paper_dedup(data)
+        valid: list[tuple] = []
+        n_invalid = 0
+        for pos, item in items:
+            c = _paper_number(item.get("Confidence", _MISSING))
+            if c is None:
+                raise _PaperRaises  # missing: sorted()'s KeyError; not a number: the sums' TypeError
+            coords = [_paper_number(v) for v in pos] if type(pos) is list and len(pos) == 4 else [None]
+            if not math.isfinite(c) or not all(v is None or math.isfinite(v) for v in coords):
+                n_invalid += 1  # kept guard: the paper's NaN
+                continue
+            if None in coords:
+                # The paper's calculate_iou raises on this Position, but only when it is called: while a
+                # ground-truth box is still unmatched at this prediction's turn (_match_greedy decides).
+                valid.append((c, None, None, None, None))
+            else:
+                valid.append((c, *coords))
+    except _PaperRaises:
+        return None
+    return valid, n_invalid
+
+
+def _paper_dedup(data: list) -> list[tuple[object, dict]]:
+    """The paper's ``remove_duplicates``: (Position, item) pairs, a repeated Position dropped; raises
+    where its ``tuple(bbox['Position'])`` or set lookup does."""
+    seen: set[tuple] = set()
+    out = []
+    for item in data:
+        if type(item) is not dict:
+            raise _PaperRaises  # bbox['Position'] on a non-dict
+        pos = item.get("Position", _MISSING)
+        if type(pos) not in (list, str, dict):
+            raise _PaperRaises  # missing (KeyError), or a number / null / bool: tuple() raises
+        key = tuple(pos)  # type: ignore[arg-type]
+        try:
+            if key in seen:
+                continue
+        except TypeError:  # an unhashable element (a nested list)
+            raise _PaperRaises from None
+        seen.add(key)
+        out.append((pos, item))
+    return out
+
+
+def _fmt(v: float) -> str:
+    return str(int(v)) if float(v).is_integer() else repr(float(v))
+
+
+def paper_detection_solution(gts: list[tuple[float, float, float, float]]) -> str:
+    """The paper's solution string for these boxes (papers.md §1.5), what its math-verify shortcut
+    parses: ``<answer>[{'Position': [x1, y1, x2, y2], 'Confidence': 1}, ...]</answer>``, or
+    ``<answer>No Objects</answer>``."""
+    if not gts:
+        return "<answer>No Objects</answer>"
+    body = ", ".join("{'Position': [" + ", ".join(_fmt(v) for v in b) + "], 'Confidence': 1}" for b in gts)
+    return f"<answer>[{body}]</answer>"
+
+
+def _paper_shortcut(completion: str, sol: str) -> bool:
+    """Visual-RFT's math-verify shortcut, ``verify(parse(completion), parse(sol)) > 0`` (time-budgeted)."""
+    from verifiers.math_reward import paper_verify  # lazy: math_reward is only needed with math_verify
+
+    return paper_verify(completion, sol)
+
+
 def gt_boxes(ground_truth: dict) -> list[tuple[float, float, float, float]]:
     """``ground_truth["boxes"]`` validated as finite xyxy boxes."""
     try:
@@ -142,15 +270,23 @@ def _box(b: object, what: str) -> tuple[float, float, float, float]:
 # ---- matching -----------------------------------------------------------------------------------
 
 
-def _match_greedy(preds: list, gts: list) -> tuple[float, float]:
+def _match_greedy(preds: list, gts: list) -> tuple[float, float] | None:
     """The paper's ``sort_and_calculate_iou``: predictions by confidence (highest first, stable) each
     take the still-unmatched GT box of highest IoU; a match needs IoU > 0.5.
-    Returns (sum of matched IoU, sum of confidence terms: c if matched else 1 - c)."""
+    Returns (sum of matched IoU, sum of confidence terms: c if matched else 1 - c), or None where the
+    paper's code raises (a malformed Position met while a GT box is free; only from visual_rft parsing)."""
     preds = sorted(preds, key=lambda p: p[0], reverse=True)
     free = [(gx1, gy1, gx2, gy2, (gx2 - gx1) * (gy2 - gy1)) for gx1, gy1, gx2, gy2 in gts]
     iou_sum = 0.0
     conf_sum = 0.0
     for c, x1, y1, x2, y2 in preds:
+        if x1 is None:
+            # A malformed Position (parsing="visual_rft"): the paper's calculate_iou raises on it if
+            # any ground-truth box is still free, and its except pays 0; else it records (0, c).
+            if free:
+                return None
+            conf_sum += 1.0 - c
+            continue
         area = (x2 - x1) * (y2 - y1)
         best = 0.0
         best_j = -1
@@ -185,9 +321,12 @@ def box_iou(a: tuple, b: tuple) -> float:
     return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
 
 
-def _match_hungarian(preds: list, gts: list) -> tuple[float, float]:
+def _match_hungarian(preds: list, gts: list) -> tuple[float, float] | None:
     """Optimal one-to-one assignment maximizing the summed IoU over pairs with IoU > 0.5 (pairs at or
-    under the threshold are worth 0, so they never displace a real match)."""
+    under the threshold are worth 0, so they never displace a real match). None with a malformed
+    Position (visual_rft parsing) and a ground-truth box (the paper's code raises)."""
+    if gts and any(p[1] is None for p in preds):
+        return None
     if not preds or not gts:
         return 0.0, sum(1.0 - p[0] for p in preds)
     from scipy.optimize import linear_sum_assignment  # lazy: scipy costs ~0.3 s to import
@@ -205,11 +344,17 @@ def _match_hungarian(preds: list, gts: list) -> tuple[float, float]:
 
 
 def _detection_scores(
-    completion: str, ground_truth: dict, matching: str, no_objects: str, frame: str = "rel1000"
+    completion: str, ground_truth: dict, matching: str, no_objects: str, frame: str = "rel1000",
+    parsing: str = "repaired", math_verify: bool = False,
 ) -> tuple[float, float, int, int] | float:
     """(iou_sum, conf_sum, n_gt, n_pred) or a final score for both rewards."""
     gts = gt_boxes(ground_truth)
-    parsed = parse_detections(completion, FRAME_MAX[frame])
+    if math_verify and usable(completion) and _paper_shortcut(completion, paper_detection_solution(gts)):
+        return 1.0
+    if parsing == "visual_rft":
+        parsed = parse_detections_visual_rft(completion)
+    else:
+        parsed = parse_detections(completion, FRAME_MAX[frame])
     if parsed is None:
         return 0.0
     preds, n_invalid = parsed
@@ -219,14 +364,20 @@ def _detection_scores(
     if n_pred == 0:
         return 1.0 if not gts else 0.0
     match = _match_hungarian if matching == "hungarian" else _match_greedy
-    iou_sum, conf_sum = match(preds, gts)
+    matched = match(preds, gts)
+    if matched is None:
+        return 0.0
+    iou_sum, conf_sum = matched
     return iou_sum, conf_sum, len(gts), n_pred
 
 
 # frame: "rel1000" (Qwen2-VL, Qwen3-VL) or "pixels" (Qwen2.5-VL: the resized image's pixels); the
 # orchestrator sets it from the model family.
+# parsing: "repaired" (default) or "visual_rft" (the paper's extract_bbox, bugs included); math_verify:
+# the paper's math-verify shortcut in front (1.0 on both rewards when it fires).
 _DET_OPTIONS = {"matching": one_of("greedy", "hungarian"), "no_objects": one_of("reward", "visual_rft"),
-                "frame": one_of(*FRAME_MAX)}
+                "frame": one_of(*FRAME_MAX), "parsing": one_of("repaired", "visual_rft"),
+                "math_verify": boolean}
 
 
 @register("detection_iou", 0.0, 1.0, options={**_DET_OPTIONS, "denominator": one_of("max", "pred")})
@@ -238,11 +389,15 @@ def detection_iou(
     matching: str = "greedy",
     no_objects: str = "reward",
     frame: str = "rel1000",
+    parsing: str = "repaired",
+    math_verify: bool = False,
 ) -> float:
     """Visual-RFT R_IoU = Σ IoU of matches / max(n_gt, n_pred), capped at 1 (``compute_reward_iou_v2``);
     ``denominator="pred"`` divides by n_pred (the paper's Eq. 6). Empty ground truth with "No Objects"
-    or ``[]`` scores 1 (``no_objects="visual_rft"``: 0, as the original code)."""
-    s = _detection_scores(completion, ground_truth, matching, no_objects, frame)
+    or ``[]`` scores 1 (``no_objects="visual_rft"``: 0, as the original code). ``parsing="visual_rft"``
+    reads the answer as the paper's code does (``parse_detections_visual_rft``); ``math_verify=True``
+    puts the paper's math-verify shortcut in front."""
+    s = _detection_scores(completion, ground_truth, matching, no_objects, frame, parsing, math_verify)
     if type(s) is float:
         return s
     iou_sum, _, n_gt, n_pred = s
@@ -259,10 +414,13 @@ def detection_confidence(
     matching: str = "greedy",
     no_objects: str = "reward",
     frame: str = "rel1000",
+    parsing: str = "repaired",
+    math_verify: bool = False,
 ) -> float:
     """Visual-RFT R_conf = mean over predictions of (c if matched else 1 − c), clipped to [0, 1]
-    (paper Eqs. 7–8, ``compute_reward_confidence``); an invalid prediction contributes 0."""
-    s = _detection_scores(completion, ground_truth, matching, no_objects, frame)
+    (paper Eqs. 7–8, ``compute_reward_confidence``); an invalid prediction contributes 0. Options as
+    ``detection_iou``."""
+    s = _detection_scores(completion, ground_truth, matching, no_objects, frame, parsing, math_verify)
     if type(s) is float:
         return s
     _, conf_sum, _, n_pred = s
@@ -324,18 +482,109 @@ def _grounding_overlap(completion: str, ground_truth: dict) -> tuple[float, floa
     return (1.0, 1.0) if p == g else _iou_giou(p, g)
 
 
-@register("grounding_iou", 0.0, 1.0)
-def grounding_iou(completion: str, ground_truth: dict) -> float:
+def _lisa_gt_string(g: tuple) -> str:
+    """The paper's LISA solution text, ``gen_sft.py``'s ``(x1,y1),(x2,y2)``."""
+    return f"({_fmt(g[0])},{_fmt(g[1])}),({_fmt(g[2])},{_fmt(g[3])})"
+
+
+def _lisa_corners(text: str) -> tuple[str, str, str, str] | None:
+    """The paper's ``student_bbox[0]``, ``student_bbox[1]`` from ``re.findall`` of its regex: the first
+    box's top-left corner and, when there are two boxes or more, the second box's top-left corner
+    (else the first box's bottom-right). None without a box."""
+    found = []
+    for m in _POINTS_RE.finditer(text):
+        found.append(m.groups())
+        if len(found) == 2:
+            break
+    if not found:
+        return None
+    return found[0][:2] + (found[1][:2] if len(found) == 2 else found[0][2:])
+
+
+def _paper_giou_plus_one(g: tuple, p: tuple[str, str, str, str]) -> float:
+    """``grpo_lisa.py``'s ``compute_giou(gt, student)`` on both boxes divided by 1000, operation for
+    operation (GIoU + 1); 0 where its ``int()`` or division raises (the paper's ``except``)."""
+    try:
+        x1_st, y1_st, x2_st, y2_st = (int(v) / 1000 for v in p)
+    except (ValueError, OverflowError):  # over 4300 digits / too large for a float
+        return 0.0
+    x1_gt, y1_gt, x2_gt, y2_gt = (v / 1000 for v in g)
+    inter_width = max(0, min(x2_gt, x2_st) - max(x1_gt, x1_st))
+    inter_height = max(0, min(y2_gt, y2_st) - max(y1_gt, y1_st))
+    inter_area = inter_width * inter_height
+    union_area = (x2_gt - x1_gt) * (y2_gt - y1_gt) + (x2_st - x1_st) * (y2_st - y1_st) - inter_area
+    iou = inter_area / union_area if union_area > 0 else 0
+    c_area = (max(x2_gt, x2_st) - min(x1_gt, x1_st)) * (max(y2_gt, y2_st) - min(y1_gt, y1_st))
+    giou = iou - (c_area - union_area) / c_area if c_area > 0 else iou
+    return giou + 1
+
+
+_GROUNDING_MODE = one_of("strict", "visual_rft")
+
+
+@register("grounding_iou", 0.0, 1.0, options={"mode": _GROUNDING_MODE})
+def grounding_iou(completion: str, ground_truth: dict, *, mode: str = "strict") -> float:
     """IoU of the first predicted ``(x1,y1),(x2,y2)`` with the ground-truth box, in [0, 1] (the LISA
-    evaluation's per-sample IoU; an unparseable answer is 0). An exact box scores 1."""
+    evaluation's per-sample IoU; an unparseable answer is 0). An exact box scores 1.
+
+    ``mode="visual_rft"``: ``Qwen2_VL_lisa_infere.py``'s IoU: the first box anywhere in the completion
+    (the think text included), both boxes divided by 1000, I / (A + B − I + 1e-6), 0 where the
+    script's ``except`` would catch; kept guard: the result is clipped to [0, 1] (reversed corners
+    give the script 0 or -0.0 too: their intersection is empty)."""
+    if mode == "visual_rft":
+        g = _gt_box(ground_truth)
+        if not usable(completion):
+            return 0.0
+        m = _POINTS_RE.search(completion)
+        if m is None:
+            return 0.0
+        try:
+            p = [int(v) / 1000 for v in m.groups()]
+            q = [v / 1000 for v in g]
+            inter = max(0.0, min(p[2], q[2]) - max(p[0], q[0])) * max(0.0, min(p[3], q[3]) - max(p[1], q[1]))
+            r = inter / ((p[2] - p[0]) * (p[3] - p[1]) + (q[2] - q[0]) * (q[3] - q[1]) - inter + 1e-6)
+        except (ArithmeticError, ValueError):
+            return 0.0
+        return min(1.0, max(0.0, r)) if math.isfinite(r) else 0.0
     overlap = _grounding_overlap(completion, ground_truth)
     return 0.0 if overlap is None else min(1.0, max(0.0, overlap[0]))
 
 
-@register("grounding_giou", 0.0, 2.0)
-def grounding_giou(completion: str, ground_truth: dict) -> float:
+@register("grounding_giou", 0.0, 2.0, options={"mode": _GROUNDING_MODE, "math_verify": boolean})
+def grounding_giou(completion: str, ground_truth: dict, *, mode: str = "strict",
+                   math_verify: bool = False) -> float:
     """Visual-RFT LISA reward GIoU + 1, in [0, 2]; 2.0 when the answer box equals the ground truth
     (the paper's string-equality shortcut, which also covers a degenerate ground-truth box). Reversed
-    corners score 0 instead of the paper's spurious positive GIoU from negative areas."""
-    overlap = _grounding_overlap(completion, ground_truth)
-    return 0.0 if overlap is None else min(2.0, max(0.0, overlap[1] + 1.0))
+    corners score 0 instead of the paper's spurious positive GIoU from negative areas.
+
+    ``mode="visual_rft"``: ``grpo_lisa.py``'s ``accuracy_reward`` (papers.md §1.3): the ``<answer>``
+    content (DOTALL; the completion without a tag), ``re.findall`` of the box regex, the first box's
+    top-left corner with the second box's top-left corner when there are several (its
+    ``student_bbox[1]``), GIoU + 1 on coordinates / 1000; then 2.0 if the stripped answer string
+    equals the ground-truth string ``(x1,y1),(x2,y2)``. Corners written backwards (x2 < x1 or
+    y2 < y1, e.g. two boxes' top-left corners) get the paper's signed-area arithmetic, which pays a
+    box written backwards on the ground truth 2.0. Kept guard (deliberate deviation): the result is
+    clipped to [0, 2] (the paper's is unbounded there: ``(100,100),(0,0)`` against
+    ``(0,0),(10,10)`` pays 101) and a non-finite one is 0.
+    ``math_verify=True`` puts the paper's shortcut in front: 1.0 (not 2.0) when
+    ``verify(parse(completion), parse("<answer> (x1,y1),(x2,y2) </answer>"))`` holds.
+    """
+    g = _gt_box(ground_truth)  # read first: a bad ground truth raises even for a bad answer
+    if not usable(completion):
+        return 0.0
+    gt_text = _lisa_gt_string(g)
+    if math_verify and _paper_shortcut(completion, f"<answer> {gt_text} </answer>"):
+        return 1.0
+    if mode != "visual_rft":
+        overlap = _grounding_overlap(completion, ground_truth)
+        return 0.0 if overlap is None else min(2.0, max(0.0, overlap[1] + 1.0))
+    text, _ = answer_or_whole(completion, dotall=True)
+    if len(text) > MAX_ANSWER_CHARS:
+        return 0.0
+    if text == gt_text:
+        return 2.0
+    p = _lisa_corners(text)
+    if p is None:
+        return 0.0  # the paper's compute_giou raises on an empty student_bbox: its except pays 0
+    r = _paper_giou_plus_one(g, p)
+    return min(2.0, max(0.0, r)) if math.isfinite(r) else 0.0

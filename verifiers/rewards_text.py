@@ -59,7 +59,7 @@ def _norm_cls(s: str) -> str:
     "classification",
     0.0,
     1.0,
-    options={"mode": one_of("strict", "visual_rft"), "classes": str_list_or_none},
+    options={"mode": one_of("strict", "visual_rft"), "classes": str_list_or_none, "math_verify": boolean},
 )
 def classification(
     completion: str,
@@ -67,6 +67,7 @@ def classification(
     *,
     mode: str = "strict",
     classes: tuple[str, ...] | None = None,
+    math_verify: bool = False,
 ) -> float:
     """Visual-RFT fine-grained classification accuracy, in {0, 1}.
 
@@ -78,10 +79,17 @@ def classification(
     non-empty, name one class (no list separator that the ground truth lacks; with ``classes`` given,
     no other class name of the list may appear), and contain the normalized ground truth. The
     reverse test (answer inside the ground truth) is dropped: it is what pays ``""`` and ``"e"``.
+
+    ``math_verify=True`` puts the paper's shortcut in front (``grpo_classification.py``): 1 if
+    ``verify(parse(completion), parse("<answer>" + gt + "</answer>"))``, which pays "Boeing 737-400"
+    for "Boeing 737-300" (both parse to 737). Off by default; the paper's setting is
+    ``mode="visual_rft", math_verify=True`` (``verifiers.paper_modes``).
     """
     if not usable(completion):
         return 0.0
     gt = gt_answer(ground_truth)
+    if math_verify and paper_math_verify(completion, f"<answer>{gt}</answer>"):
+        return 1.0
     gt_n = _norm_cls(gt)
     if mode == "visual_rft":
         pred_n = _norm_cls(answer_or_whole(completion, dotall=False)[0])
@@ -137,11 +145,13 @@ def to_number(s: str) -> float | None:
     return None if (w := _WORDS.get(s.lower())) is None else float(w)
 
 
-def _math_equivalent(pred: str, gt: str) -> bool:
-    # Imported lazily: math-verify pulls in sympy (about a second); counting rarely needs it.
-    from verifiers.math_reward import equivalent
+def paper_math_verify(completion: str, sol: str) -> bool:
+    """The papers' ``float(verify(parse(completion), parse(sol))) > 0``, time-budgeted
+    (``verifiers.math_reward.paper_verify``)."""
+    # Imported lazily: math_reward imports this module, and math-verify pulls in sympy (a second).
+    from verifiers.math_reward import paper_verify
 
-    return equivalent(pred, gt)
+    return paper_verify(completion, sol)
 
 
 def _warm_math() -> None:
@@ -157,8 +167,9 @@ def counting(completion: str, ground_truth: dict, *, numeric: bool = False, fall
 
     1 if the stripped ``<answer>`` content (DOTALL; the stripped completion when there is no tag)
     equals the stripped ground truth. As in the paper, only a completion with no ``<answer>`` tag
-    falls back to math-verify equivalence of the whole completion (``fallback=False`` turns that off).
-    ``numeric=True`` also accepts the same number written differently: "3.0", " 3 ", "three".
+    falls back to math-verify, with the paper's own call ``verify(parse(completion), parse(gt))``
+    (``fallback=False`` turns that off). ``numeric=True`` also accepts the same number written
+    differently: "3.0", " 3 ", "three". The defaults are the paper's code (papers.md §2.4).
     """
     if not usable(completion):
         return 0.0
@@ -171,7 +182,7 @@ def counting(completion: str, ground_truth: dict, *, numeric: bool = False, fall
         if a is not None and a == b:
             return 1.0
     if not tagged and fallback:
-        return 1.0 if _math_equivalent(completion, gt) else 0.0
+        return 1.0 if paper_math_verify(completion, gt) else 0.0
     return 0.0
 
 
