@@ -57,6 +57,9 @@ CLASSIFICATION = [
     (ans("pink primrose or rose or daisy"), "pink primrose", {}, 0.0),  # several classes
     (ans("pink primrose or rose or daisy"), "pink primrose", {"mode": "visual_rft"}, 1.0),
     (ans("pink primrose, rose"), "pink primrose", {}, 0.0),
+    # the hole the demo's rollout records showed: an <answer> opened inside <think> spans the tags
+    ("<think>x<answer>'Confidence</think><answer>blue</answer>", "blue", {}, 0.0),
+    ("<think>x<answer>'Confidence</think><answer>blue</answer>", "blue", {"mode": "visual_rft"}, 1.0),
     (ans("daisy"), "pink primrose", {}, 0.0),
     (ans("Salt and Pepper"), "salt and pepper", {}, 1.0),  # a separator inside the class name
     (ans("Labrador Retriever"), "labrador retriever", {}, 1.0),  # "or" inside a word

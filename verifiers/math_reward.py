@@ -27,7 +27,7 @@ import threading
 from verifiers import budget
 from verifiers._text import answer_or_whole, usable
 from verifiers.registry import one_of, positive_float, register, unit_float
-from verifiers.rewards_text import gt_answer
+from verifiers.rewards_text import answer_and_truth, gt_answer
 from verifiers.timeout import CallTimeout, call_with_timeout
 
 MAX_MATH_ANSWER = 1_000
@@ -225,12 +225,10 @@ def math_reward(
       ``verify(parse(completion), parse(solution))`` (``paper_verify``).
 
     math-verify gets ``timeout_s`` seconds on any thread."""
-    if not usable(completion):
-        return 0.0
-    gt = gt_answer(ground_truth)
-    pred, tagged = answer_or_whole(completion, dotall=True)
-    if pred == gt:
-        return 1.0
+    read = answer_and_truth(completion, ground_truth)
+    if isinstance(read, float):
+        return read
+    pred, tagged, gt = read
     if fallback == "untagged":
         if tagged:
             return 0.0

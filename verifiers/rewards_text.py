@@ -48,6 +48,10 @@ def format_reward(completion: str, ground_truth: dict) -> float:
 # ground-truth name itself does not contain it ("salt and pepper", "Ram C/V" keep working).
 _MULTI_RE = re.compile(r",|;|\||\n|&|\bor\b|\band\b|\bvs\.?(?!\w)", re.IGNORECASE)
 _MAX_CLASS_ANSWER = 4096
+# A tag inside the answer: the non-greedy <answer>(.*?)</answer> of a completion that opens <answer>
+# inside its <think> spans "…</think><answer>blue" (found by the CPU demo's rollout records: the policy
+# learned "<answer>x</think><answer>blue</answer>", which the format reward also passes).
+_TAG_RE = re.compile(r"</?\s*(?:think|answer)\s*>", re.IGNORECASE)
 
 
 def _norm_cls(s: str) -> str:
@@ -99,7 +103,7 @@ def classification(
     if ans is None:
         return 0.0
     ans = ans.strip()
-    if len(ans) > _MAX_CLASS_ANSWER:
+    if len(ans) > _MAX_CLASS_ANSWER or _TAG_RE.search(ans):
         return 0.0
     pred_n = _norm_cls(ans)
     if not pred_n or not gt_n or gt_n not in pred_n:
@@ -161,6 +165,18 @@ def _warm_math() -> None:
     warmup()
 
 
+def answer_and_truth(completion: str, ground_truth: dict) -> tuple[str, bool, str] | float:
+    """The start of Reason-RFT's `accuracy_reward`: the stripped `<answer>` content (DOTALL; the
+    stripped completion when there is no tag), whether there was a tag, and the ground-truth answer —
+    or the score when it is already decided: 0.0 for an unusable completion (checked before the
+    ground truth is read, as always), 1.0 for an exact match."""
+    if not usable(completion):
+        return 0.0
+    gt = gt_answer(ground_truth)
+    pred, tagged = answer_or_whole(completion, dotall=True)
+    return 1.0 if pred == gt else (pred, tagged, gt)
+
+
 @register("counting", 0.0, 1.0, options={"numeric": boolean, "fallback": boolean}, warmup=_warm_math)
 def counting(completion: str, ground_truth: dict, *, numeric: bool = False, fallback: bool = True) -> float:
     """Reason-RFT counting accuracy (``accuracy_reward``), in {0, 1}.
@@ -171,12 +187,10 @@ def counting(completion: str, ground_truth: dict, *, numeric: bool = False, fall
     (``fallback=False`` turns that off). ``numeric=True`` also accepts the same number written
     differently: "3.0", " 3 ", "three". The defaults are the paper's code (papers.md §2.4).
     """
-    if not usable(completion):
-        return 0.0
-    gt = gt_answer(ground_truth)
-    pred, tagged = answer_or_whole(completion, dotall=True)
-    if pred == gt:
-        return 1.0
+    read = answer_and_truth(completion, ground_truth)
+    if isinstance(read, float):
+        return read
+    pred, tagged, gt = read
     if numeric:
         a, b = to_number(pred), to_number(gt)
         if a is not None and a == b:
