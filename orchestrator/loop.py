@@ -31,6 +31,7 @@ from orchestrator.data import PromptSource
 from orchestrator.placement import place
 from orchestrator.records import to_sample
 from orchestrator.rollout_log import Observer
+from orchestrator.schedule import LaunchSchedule
 from orchestrator.session import (
     Actors,
     connect_weight_sync,
@@ -143,18 +144,16 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False) -> dict[str, fl
         if start_step == 0 and eval_due(cfg, 0):  # the starting model's numbers, at step 0
             tracker.log({"step": 0, **evaluate(cfg, actors.workers, processor, eval_sets, 0)}, advance=False)
         # Sync mode keeps no rollout in flight; async keeps up to max_staleness batches ahead.
-        ahead = cfg.run.max_staleness if cfg.run.mode == "async" else 0
+        schedule = LaunchSchedule(cfg.run.mode, cfg.run.max_staleness, start_step, cfg.run.steps)
+        ahead = schedule.ahead
         queue: deque[PendingRollout] = deque()
-        next_launch = start_step + 1
 
         def launch_upto(last_step: int) -> None:
-            nonlocal next_launch
-            while next_launch <= min(last_step, cfg.run.steps):
+            for launch_step in schedule.due(last_step):  # orchestrator/schedule.py, simulated in tests
                 before = data.state()
-                pending = launch_rollout(cfg, actors, data.next_batch(cfg.data.prompts_per_step), next_launch)
+                pending = launch_rollout(cfg, actors, data.next_batch(cfg.data.prompts_per_step), launch_step)
                 pending.data_state = before
                 queue.append(pending)
-                next_launch += 1
 
         for step in range(start_step + 1, cfg.run.steps + 1):
             launch_upto(step)

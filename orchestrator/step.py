@@ -21,6 +21,7 @@ from learner import TrainBatch
 from learner.algorithms import dynamic_sampling_mask, overlong_penalty
 from orchestrator.config import TrainConfig
 from orchestrator.records import PromptGroup, PromptItem, ScoredCompletion, to_sample
+from orchestrator.schedule import check_staleness
 from orchestrator.session import Actors, sync_weights
 from rollout.engine import SamplingParams
 
@@ -193,10 +194,7 @@ def group_metrics(cfg: TrainConfig, groups: list[PromptGroup], actors: Actors) -
     group_std = torch.tensor([torch.tensor(g.rewards).std().item() for g in groups]) \
         if cfg.rollout.n > 1 else torch.zeros(1)
     oldest = min(g.policy_version for g in groups)
-    staleness = actors.version - oldest
-    if staleness > cfg.run.max_staleness:
-        raise RuntimeError(f"async: completions from policy version {oldest} reached the learner at "
-                           f"version {actors.version}, beyond run.max_staleness={cfg.run.max_staleness}")
+    staleness = check_staleness(actors.version, oldest, cfg.run.max_staleness)
     return {
         "reward/std": float(rewards.std()) if len(rewards) > 1 else 0.0,
         "groups/zero_std_frac": float((group_std < 1e-6).float().mean()),
