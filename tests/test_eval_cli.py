@@ -59,6 +59,23 @@ def test_rescore_coco_with_the_baseline_existence_map(tmp_path):
     assert USED  # the fixture's classes include the 8 few-shot ones
 
 
+@pytest.mark.parametrize(("neg2", "records", "ap"), [
+    ([], {"1:papaya": "HIT", "2:papaya": "MISS"}, 100.0),  # not annotated, not a verified negative: ignored
+    ([5], {"1:papaya": "HIT", "2:papaya": "MISS"}, 50.0),  # a verified negative: a false positive first
+])
+def test_rescore_lvis_federated_by_hand(tmp_path, neg2, records, ap):
+    """`vrft eval lvis_fewshot --predictions` applies LVIS's federated rules (hand-computed AP)."""
+    from test_eval_lvis import HIT, MISS, completion, hand_gt
+
+    ann, emap = tmp_path / "lvis.json", tmp_path / "emap.json"
+    ann.write_text(json.dumps(hand_gt(neg2, [])))
+    emap.write_text(json.dumps({"1": ["papaya"], "2": ["papaya"]}))
+    answers = {"HIT": completion(HIT), "MISS": completion(MISS)}
+    report = rescore(tmp_path, "lvis_fewshot", [{"id": k, "completion": answers[v]} for k, v in records.items()],
+                     "--annotations", str(ann), "--existence-map", str(emap))
+    assert report["metrics"]["mAP"] == pytest.approx(ap, abs=1e-6)
+
+
 def test_rescore_reason_rft_and_classification_and_lisa(tmp_path):
     counting = make_reason_rft_counting(tmp_path / "counting", n=6)
     rows = load_rows(counting)
