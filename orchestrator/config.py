@@ -31,6 +31,10 @@ class RunConfig(_Strict):
     mode: Literal["sync", "async"] = "sync"
     max_staleness: int = Field(1, ge=0, description="async: policy versions a rollout may lag behind")
     ray_address: str | None = Field(None, description="None: local Ray, or the cluster of `ray job submit`")
+    cluster_wait_s: float = Field(0.0, ge=0, description="on a joined cluster too small for the run: how "
+                                  "long to wait for it to grow (autoscaling) before failing; 0: fail now")
+    resume: Literal["never", "auto"] = Field("never", description="auto: continue from the run dir's latest "
+                                             "complete checkpoint if there is one (requeued jobs), else start")
     dashboard: bool = False  # local mode binds it to 127.0.0.1
     keep_last: int = Field(0, ge=0, description="checkpoints kept (the newest; 0: all)")
     keep_best: str | None = Field(None, description="an eval metric, e.g. eval/clevr_math/accuracy: the "

@@ -77,6 +77,36 @@ def gpus_needed(cfg: TrainConfig) -> int:
     return int(need) + (need % 1 > 0)
 
 
+def cpus_needed(cfg: TrainConfig) -> float:
+    """Logical CPUs a run's actors ask for: learner ranks, and for GRPO the engines and verifiers too
+    (every actor needs its share even when the machine has fewer cores than actors)."""
+    rc, lc = cfg.rollout, cfg.learner
+    need = lc.world_size * lc.num_cpus_per_rank
+    if cfg.run.steps > 0:
+        need += rc.num_workers * rc.num_cpus_per_worker + cfg.verifier.num_actors
+    return need
+
+
+def shortfall(cfg: TrainConfig, resources: dict) -> str | None:
+    """What a cluster with `resources` (ray.cluster_resources()) lacks for this run, in one line."""
+    rc, lc = cfg.rollout, cfg.learner
+    missing = []
+    gpus, have_gpus = gpus_needed(cfg), resources.get("GPU", 0.0)
+    if gpus > have_gpus:
+        parts = [f"{lc.world_size} learner ranks x {lc.num_gpus_per_rank:g}"] if lc.num_gpus_per_rank else []
+        if cfg.run.steps > 0 and rc.num_gpus_per_worker:
+            parts.append(f"{rc.num_workers} engines x {rc.num_gpus_per_worker * rc.tensor_parallel_size:g}"
+                         f" ({rc.placement})")
+        missing.append(f"needs {gpus} GPUs ({', '.join(parts)}), cluster has {have_gpus:g}")
+    cpus, have_cpus = cpus_needed(cfg), resources.get("CPU", 0.0)
+    if cpus > have_cpus:
+        missing.append(f"needs {cpus:g} CPUs ({lc.world_size} learner ranks x {lc.num_cpus_per_rank:g}"
+                       + (f", {rc.num_workers} engines x {rc.num_cpus_per_worker:g}, "
+                          f"{cfg.verifier.num_actors} verifiers x 1" if cfg.run.steps > 0 else "")
+                       + f"), cluster has {have_cpus:g}")
+    return "; ".join(missing) or None
+
+
 def place(cfg: TrainConfig, timeout_s: float = 600.0) -> Placement:
     check_placement(cfg)
     rc, lc = cfg.rollout, cfg.learner

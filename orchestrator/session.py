@@ -13,6 +13,7 @@ import ray
 from learner import LearnerGroup
 from learner.config import LearnerConfig
 from orchestrator.config import TrainConfig
+from orchestrator.placement import cpus_needed, shortfall
 from rollout.worker import RolloutWorker
 from verifiers import RewardSpec, VerifierPool
 
@@ -27,10 +28,9 @@ def start_ray(cfg: TrainConfig) -> bool:
     address = cfg.run.ray_address or os.environ.get("RAY_ADDRESS")
     if address:
         ray.init(address=address, log_to_driver=True)
+        wait_for_cluster(cfg)
         return False
-    # Logical CPUs: every actor needs its share even when the machine has fewer cores than actors.
-    needed = (cfg.rollout.num_workers * cfg.rollout.num_cpus_per_worker + cfg.verifier.num_actors
-              + cfg.learner.world_size * cfg.learner.num_cpus_per_rank)
+    needed = cpus_needed(cfg)
     # Local mode lets no one in: every listener on 127.0.0.1, token authentication on.
     # Ray 2.60 binds gcs_server, raylet, workers and agents to loopback only when the node address
     # is exactly 127.0.0.1, and ray.init rewrites a given 127.0.0.1 to the machine's outward IP
@@ -60,6 +60,23 @@ def start_ray(cfg: TrainConfig) -> bool:
     finally:
         ray_constants.ENABLE_RAY_CLUSTER = cluster_mode
     return True
+
+
+def wait_for_cluster(cfg: TrainConfig, poll_s: float = 5.0) -> None:
+    """Before any actor: a joined cluster must hold the run's placement, or grow to it within
+    `run.cluster_wait_s` (autoscaling); otherwise one line naming what is missing, never a silent hang."""
+    deadline = time.monotonic() + cfg.run.cluster_wait_s
+    missing = shortfall(cfg, ray.cluster_resources())
+    if missing and cfg.run.cluster_wait_s > 0:
+        log.warning("cluster too small (%s): waiting up to %gs for it to grow (run.cluster_wait_s)",
+                    missing, cfg.run.cluster_wait_s)
+    while missing and time.monotonic() < deadline:
+        time.sleep(min(poll_s, max(0.0, deadline - time.monotonic())))
+        missing = shortfall(cfg, ray.cluster_resources())
+    if missing:
+        waited = f" after waiting {cfg.run.cluster_wait_s:g}s (run.cluster_wait_s)" if cfg.run.cluster_wait_s else ""
+        ray.shutdown()
+        raise SystemExit(f"vrft: error: the Ray cluster cannot hold this run{waited}: {missing}")
 
 
 @dataclass
