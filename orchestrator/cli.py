@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
-import re
 import signal
 import sys
 import time
 from pathlib import Path
 
-_HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+from orchestrator.preflight import preflight
 
 EPILOG = """examples:
   vrft make-tiny-model runs/assets/model --size small
@@ -21,79 +19,26 @@ EPILOG = """examples:
   vrft train configs/local/demo_cpu.yaml
   vrft train configs/local/demo_cpu.yaml run.steps=5 rollout.n=4 learner.beta=0
   vrft train --resume runs/demo-20261121-101500
+  vrft train configs/local/demo_cpu.yaml --resume auto --run-dir runs/demo-job42
   vrft sft configs/local/demo_cpu.yaml sft.steps=50
   vrft export runs/demo-20261121-101500/checkpoints/step_000050 runs/demo-hf
   vrft report runs/demo-20261121-101500
 """
 
 
-def _check_source(kind: str, path: str, hub_ok: bool) -> None:
-    """A local path must exist; `org/name` may be a hub id unless the hub is off."""
-    if Path(path).expanduser().exists():
-        return
-    offline = os.environ.get("HF_HUB_OFFLINE") == "1"
-    if hub_ok and _HUB_ID.match(path) and not offline:
-        return
-    raise SystemExit(f"vrft: error: {kind} not found: {path}")
-
-
-def preflight(cfg) -> None:
-    _check_source("model.path", cfg.model.path, hub_ok=True)
-    from verifiers import CompositeReward  # validates reward names and options
-
-    for task, specs in (cfg.rewards.items() if isinstance(cfg.rewards, dict) else [("", cfg.rewards)]):
-        if not specs and not task:
-            continue  # no list: each task's defaults
-        try:
-            CompositeReward(list(specs))
-        except (ValueError, ImportError, TypeError) as err:
-            where = f"rewards.{task}" if task else "rewards"
-            raise SystemExit(f"vrft: error: {where}: {str(err).splitlines()[0]}") from None
-    from orchestrator.placement import check_placement
-
-    try:
-        check_placement(cfg)
-    except ValueError as err:
-        raise SystemExit(f"vrft: error: {err}") from None
-    if cfg.rollout.engine == "vllm":
-        try:
-            import vllm  # noqa: F401
-        except ImportError:
-            raise SystemExit("vrft: error: rollout.engine=vllm but vllm is not installed "
-                             "(pip install 'vrft[vllm]' on a GPU machine)") from None
-    from orchestrator.cli_data import data_preflight
-
-    data_preflight(cfg, cfg.data.check_rows)  # reads the data as the run will: seconds, not a crash later
-    if cfg.eval.benchmarks:
-        from orchestrator.train_eval import load_eval_sets
-
-        try:
-            load_eval_sets(cfg)
-        except ValueError as err:
-            raise SystemExit(f"vrft: error: {err}") from None
-
-
 def _run_dir(cfg, explicit: str | None) -> Path:
     if explicit:
         return Path(explicit)
+    if cfg.run.resume == "auto":  # a requeued job must find the same folder again: no timestamp
+        return Path(cfg.run.output_dir) / cfg.run.name
     return Path(cfg.run.output_dir) / f"{cfg.run.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-
-
-def load_run_config(path: str, overrides: list[str]):
-    """A config, or one line and a non-zero exit (no preflight: `vrft check-data` reports the data)."""
-    from orchestrator.config import ConfigError, load_config
-
-    try:
-        return load_config(path, overrides)
-    except ConfigError as err:
-        raise SystemExit(f"vrft: error: {err}") from None
 
 
 def _load(args) -> tuple:
     from orchestrator.config import ConfigError, load_config
 
     try:
-        if args.resume:
+        if args.resume and args.resume != "auto":
             run_dir = Path(args.resume)
             if not (run_dir / "config.yaml").is_file():
                 raise SystemExit(f"vrft: error: --resume {run_dir}: no config.yaml there")
@@ -101,11 +46,16 @@ def _load(args) -> tuple:
         else:
             if not args.config:
                 raise SystemExit("vrft: error: give a CONFIG file, or --resume RUN_DIR")
-            cfg = load_config(args.config, args.overrides)
+            auto = ["run.resume=auto"] if args.resume == "auto" else []
+            cfg = load_config(args.config, [*args.overrides, *auto])
             run_dir = _run_dir(cfg, args.run_dir)
     except ConfigError as err:
         raise SystemExit(f"vrft: error: {err}") from None
     preflight(cfg)
+    if cfg.run.resume == "auto":
+        from orchestrator.checkpoint import auto_resume
+
+        args.resume = str(run_dir) if auto_resume(run_dir) else None
     return cfg, run_dir
 
 
@@ -115,10 +65,14 @@ def cmd_train(args) -> int:
         cfg = cfg.model_copy(update={"run": cfg.run.model_copy(update={"steps": 0})})
         if cfg.sft.steps == 0:
             raise SystemExit("vrft: error: sft.steps is 0: nothing to do")
+    from orchestrator.faults import RunStopped
     from orchestrator.loop import train
 
     print(f"run dir: {run_dir}", file=sys.stderr)
-    summary = train(cfg, run_dir, resume=bool(args.resume))
+    try:
+        summary = train(cfg, run_dir, resume=bool(args.resume))
+    except RunStopped as err:  # actors stopped, Ray gone, the latest checkpoint as it was
+        raise SystemExit(f"vrft: error: {err}; run stopped (continue: vrft train --resume {run_dir})") from None
     if args.sft_only:
         print(f"SFT model: {run_dir / 'sft_model'}")
     else:
@@ -177,7 +131,10 @@ def build_parser() -> argparse.ArgumentParser:
                            formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG)
         p.add_argument("config", nargs="?", help="YAML experiment config (see configs/)")
         p.add_argument("overrides", nargs="*", help="section.key=value, e.g. learner.lr=1e-6")
-        p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its latest checkpoint")
+        p.add_argument("--resume", metavar="RUN_DIR|auto",
+                       help="continue a run from its latest checkpoint; auto: CONFIG's run in --run-dir "
+                            "(default run.output_dir/run.name), continued if it has a checkpoint, else "
+                            "started (requeued jobs; same as run.resume=auto)")
         p.add_argument("--run-dir", help="where to write (default: run.output_dir/run.name-TIMESTAMP)")
         p.set_defaults(func=cmd_train, sft_only=sft_only)
 
@@ -228,11 +185,16 @@ def main(argv: list[str] | None = None) -> int:
     check_startup()  # before anything imports DeepSpeed: its build cache, and a stale build lock
     # `ray job stop` sends SIGTERM: unwind through the same clean shutdown as Ctrl-C.
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    from orchestrator.faults import RunStopped
+
     try:
         return args.func(args)
     except KeyboardInterrupt:
         print("vrft: interrupted; actors stopped", file=sys.stderr)
         return 130
+    except RunStopped as err:  # an actor lost or not starting, outside `vrft train` (vrft eval)
+        print(f"vrft: error: {err}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -12,38 +12,13 @@ PREPARE_EPILOG = """examples:
 """
 
 
-def _processor_if_needed(cfg):
-    """The processor, only when boxes are converted to the resized image's pixels (Qwen2.5-VL)."""
-    from orchestrator.data import resolve_frame
-
-    if resolve_frame(cfg) != "resized_pixels":
-        return None
-    from rollout.processor import load_processor
-
-    return load_processor(cfg.model.path, cfg.model.min_pixels, cfg.model.max_pixels, cfg.model.trust_remote_code)
-
-
-def data_preflight(cfg, limit: int) -> None:
-    """`vrft train`: load the data as the run will and check its first `limit` rows; one line and a
-    non-zero exit on any problem."""
-    from orchestrator.check_data import check_rows, first_failure
-
-    try:
-        reports = check_rows(cfg, _processor_if_needed(cfg), limit=max(1, limit))
-    except (ValueError, OSError, KeyError) as err:  # unreadable source, unknown task, bad frame
-        raise SystemExit(f"vrft: error: {str(err).splitlines()[0]}") from None
-    problem = first_failure(reports)
-    if problem:
-        raise SystemExit(f"vrft: error: {problem} (run vrft check-data for the full table)")
-
-
 def cmd_check_data(args) -> int:
     from orchestrator.check_data import check_rows, format_table
-    from orchestrator.cli import load_run_config
+    from orchestrator.preflight import load_run_config, processor_if_needed
 
     cfg = load_run_config(args.config, args.overrides)
     try:
-        reports = check_rows(cfg, _processor_if_needed(cfg), limit=args.limit)
+        reports = check_rows(cfg, processor_if_needed(cfg), limit=args.limit)
     except (ValueError, OSError, KeyError) as err:
         raise SystemExit(f"vrft: error: {str(err).splitlines()[0]}") from None
     print(format_table(reports))

@@ -6,6 +6,9 @@ import argparse
 import time
 from pathlib import Path
 
+from orchestrator.cli_data import add_data_commands
+from orchestrator.cli_eval import add_eval_command
+
 EPILOG = """examples:
   vrft reproduce --list
   vrft reproduce visual_rft/coco_8cls_4shot_2b --dry-run
@@ -14,8 +17,16 @@ EPILOG = """examples:
 """
 
 
+def run_command(add_commands, argv: list[str]) -> int:
+    """One vrft subcommand, parsed and run as `vrft ARGV` would (prepare-data, eval)."""
+    parser = argparse.ArgumentParser(prog="vrft")
+    add_commands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
 def cmd_reproduce(args) -> int:
-    from orchestrator.cli import load_run_config, main, preflight
+    from orchestrator.preflight import load_run_config, preflight
     from orchestrator.reproduce import check_gpus, gpus_needed, list_recipes, plan, recipe_file, report
 
     if args.list or not args.name:
@@ -51,7 +62,7 @@ def cmd_reproduce(args) -> int:
             if out.exists():
                 print(f"   {out} exists: kept")
                 continue
-            main(step.argv)
+            run_command(add_data_commands, step.argv)
         elif step.kind in ("sft", "train"):
             if step.kind == "sft" and cfg.recipe.kind == "sft_rft":
                 continue  # one `train` call runs both phases
@@ -61,7 +72,7 @@ def cmd_reproduce(args) -> int:
             phase = cfg if step.kind == "train" else cfg.model_copy(update={"run": cfg.run.model_copy(update={"steps": 0})})
             train(phase, run_dir)
         elif step.kind == "eval":
-            main(step.argv)
+            run_command(add_eval_command, step.argv)
         else:
             result = report(cfg, run_dir)
             for row in result["rows"]:

@@ -96,3 +96,27 @@ def check_format(text: str) -> bool:
         if text.startswith(_OPEN, j):
             return True
         pos = k + 1
+
+
+def gt_answer(ground_truth: dict) -> str:
+    """``ground_truth["answer"]`` as a stripped string (tags removed); a bad ground truth raises, so a
+    broken dataset shows up in ``verifier/errors`` instead of as silent zeros."""
+    try:
+        ans = ground_truth["answer"]
+    except (KeyError, TypeError):
+        raise ValueError("ground truth needs an 'answer' string") from None
+    if isinstance(ans, bool) or not isinstance(ans, (str, int, float)):
+        raise ValueError(f"ground truth 'answer' must be a string, got {type(ans).__name__}")
+    return strip_answer_tags(str(ans))
+
+
+def answer_and_truth(completion: str, ground_truth: dict) -> tuple[str, bool, str] | float:
+    """The start of Reason-RFT's `accuracy_reward`: the stripped `<answer>` content (DOTALL; the
+    stripped completion when there is no tag), whether there was a tag, and the ground-truth answer —
+    or the score when it is already decided: 0.0 for an unusable completion (checked before the
+    ground truth is read, as always), 1.0 for an exact match."""
+    if not usable(completion):
+        return 0.0
+    gt = gt_answer(ground_truth)
+    pred, tagged = answer_or_whole(completion, dotall=True)
+    return 1.0 if pred == gt else (pred, tagged, gt)

@@ -25,9 +25,8 @@ import re
 import threading
 
 from verifiers import budget
-from verifiers._text import answer_or_whole, usable
+from verifiers._text import answer_and_truth, answer_or_whole, gt_answer, usable
 from verifiers.registry import one_of, positive_float, register, unit_float
-from verifiers.rewards_text import answer_and_truth, gt_answer
 from verifiers.timeout import CallTimeout, call_with_timeout
 
 MAX_MATH_ANSWER = 1_000
