@@ -4,11 +4,33 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+
+def _check_options(kind: str, fn, options: dict) -> None:
+    """Options a registered function takes (its keyword-only parameters), tried on a one-token
+    batch: an unknown option or a bad value fails at config load, not after every actor started."""
+    import inspect
+
+    import torch
+
+    known = [n for n, p in inspect.signature(fn).parameters.items() if p.kind is p.KEYWORD_ONLY]
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise ValueError(f"{kind} takes no option {unknown[0]!r} (its options: {', '.join(known) or 'none'})")
+    try:
+        if kind.startswith("advantage"):
+            fn(torch.tensor([0.0, 1.0]), torch.tensor([0, 0]), **options)
+        else:
+            zero = torch.zeros(1, 1)
+            fn(zero, zero, torch.zeros(1), torch.ones(1, 1, dtype=torch.bool), **options)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{kind} options {options}: {str(err).splitlines()[0]}") from None
 
 
 class LearnerConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Non-finite numbers (lr=.inf) are refused: they would only fail, or silently diverge, mid-run.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     world_size: int = Field(1, ge=1, description="DeepSpeed data-parallel ranks (Ray actors)")
     zero_stage: Literal[0, 1, 2, 3] = 2
@@ -62,10 +84,34 @@ class LearnerConfig(BaseModel):
     # A NaN/inf loss or gradient norm skips that update (metric skipped_nonfinite); this many in a
     # row means training has diverged: the learner raises and the run stops.
     max_nonfinite_in_row: int = Field(3, ge=1)
+    # How long a rank waits in a DeepSpeed collective for the others (DeepSpeed's default_pg_timeout
+    # is 30 min). It bounds a hang where no rank dies (a lost rank is seen by Ray at once); it must
+    # exceed the slowest gap between collectives: one micro-batch, or rank 0 writing a checkpoint.
+    collective_timeout_s: float = Field(600.0, gt=0)
 
     num_gpus_per_rank: float = Field(0.0, ge=0)
     num_cpus_per_rank: float = Field(1.0, ge=0)
     torch_threads: int | None = Field(None, ge=1, description="torch CPU threads per rank")
+
+    @field_validator("advantage", "policy_loss")
+    @classmethod
+    def _registered(cls, name: str, info: ValidationInfo) -> str:
+        from learner.algorithms import get_advantage, get_policy_loss
+
+        (get_advantage if info.field_name == "advantage" else get_policy_loss)(name)  # unknown: ValueError
+        return name
+
+    @field_validator("advantage_options", "policy_loss_options")
+    @classmethod
+    def _options(cls, options: dict, info: ValidationInfo) -> dict:
+        from learner.algorithms import get_advantage, get_policy_loss
+
+        kind = info.field_name.removesuffix("_options")
+        name = info.data.get(kind)
+        if name is not None:  # else the name itself failed and is reported
+            fn = (get_advantage if kind == "advantage" else get_policy_loss)(name)
+            _check_options(f"{kind} {name}", fn, options)
+        return options
 
     @model_validator(mode="after")
     def _check(self) -> LearnerConfig:

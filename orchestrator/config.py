@@ -3,14 +3,16 @@ overridable from the command line as `section.key=value`. Unknown keys are error
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from learner.config import LearnerConfig
 from orchestrator.alarms import AlarmThresholds
+from orchestrator.config_checks import raw_problem
 from orchestrator.tasks import ALIASES, TASK_REWARDS
 from orchestrator.templates import template_names
 from rollout.config import RolloutConfig
@@ -19,13 +21,14 @@ from verifiers.benchmarks import get_benchmark
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Non-finite numbers (timeout_s=.inf) are refused: they only fail, or never fire, mid-run.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class RunConfig(_Strict):
-    name: str = "run"
+    name: str = Field("run", description="the run folder's name under output_dir (letters, digits, . _ -)")
     output_dir: str = "runs"
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=2**32 - 1)  # numpy's and the data shuffle's range
     steps: int = Field(10, ge=0, description="GRPO steps")
     save_every: int = Field(0, ge=0, description="checkpoint every N steps (0: only at the end)")
     mode: Literal["sync", "async"] = "sync"
@@ -40,6 +43,16 @@ class RunConfig(_Strict):
     keep_best: str | None = Field(None, description="an eval metric, e.g. eval/clevr_math/accuracy: the "
                                   "checkpoint where it was best is kept (checkpoints/best)")
     keep_best_mode: Literal["max", "min"] = "max"
+    start_timeout_s: float = Field(900.0, gt=0, description="each actor's start-up (model load, DeepSpeed "
+                                   "init, engine start): past it the run stops, naming the actor")
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, name: str) -> str:
+        # A name is one path component: `../x` or `/abs` would put the run outside output_dir.
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name) or ".." in name:
+            raise ValueError(f"{name!r} is not a plain name (letters, digits, '.', '_', '-'; no path)")
+        return name
 
 
 class ModelConfig(_Strict):
@@ -83,6 +96,9 @@ class VerifierConfig(_Strict):
 class SyncConfig(_Strict):
     backend: Literal["auto", "gloo", "nccl"] = "auto"  # auto: nccl on GPU, gloo on CPU
     bucket_mb: float = Field(256.0, gt=0)
+    # Bounds the group's rendezvous and each broadcast: a worker lost mid-sync costs at most this
+    # before it is replaced (the in-flight rollouts are waited for first, so it need not cover them).
+    timeout_s: float = Field(120.0, gt=0)
 
 
 class SFTConfig(_Strict):
@@ -223,6 +239,10 @@ class TrainConfig(_Strict):
 
     @model_validator(mode="after")
     def _check_templates(self) -> TrainConfig:
+        task = self.data.task
+        if task is not None and task not in TASK_REWARDS and task not in ALIASES and task not in self.custom_tasks():
+            raise ValueError(f"data.task {task!r} is unknown (known: {', '.join([*TASK_REWARDS, *ALIASES])}; "
+                             "or give it rewards: rewards.<task>)")
         named = self.data.template
         for name in (named.values() if isinstance(named, dict) else [named] if named else []):
             if name not in template_names():
@@ -294,10 +314,17 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> TrainConfig:
     for (section, key), new in MOVED_KEYS.items():
         if isinstance(data.get(section), dict) and key in data[section]:
             raise ConfigError(f"{path}: {section}.{key} has moved: set {new} instead")
+    problem = raw_problem(TrainConfig, data)  # booleans as numbers, non-finite numbers anywhere
+    if problem:
+        raise ConfigError(f"{path}: {problem}")
     try:
         return TrainConfig.model_validate(data)
     except ValidationError as err:
         first = err.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "(top level)"
         more = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
-        raise ConfigError(f"{path}: {where}: {first['msg']}{more}") from None
+        msg = first["msg"].removeprefix("Value error, ")
+        named = msg.split(" ", 1)[0]  # a section's or the whole config's check names its key itself
+        if "." in named and (not first["loc"] or named.startswith(f"{first['loc'][0]}.")):
+            where = ""
+        raise ConfigError(f"{path}: {where + ': ' if where else ''}{msg}{more}") from None

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class RolloutConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     engine: Literal["hf", "vllm"] = "hf"
     num_workers: int = Field(1, ge=1, description="rollout actors, one engine each")
@@ -29,3 +29,15 @@ class RolloutConfig(BaseModel):
     torch_threads: int | None = Field(None, ge=1)
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"
     vllm: dict = Field(default_factory=dict, description="extra vLLM engine arguments")
+    max_worker_restarts: int = Field(3, ge=0, description="rollout workers replaced after dying (the run "
+                                     "continues, their calls re-dispatched); one more death stops the run")
+
+    @model_validator(mode="after")
+    def _engine_options(self) -> RolloutConfig:
+        """An option of the other engine would be ignored silently: say so at load time."""
+        if self.engine == "hf":
+            if self.vllm:
+                raise ValueError(f"rollout.vllm {sorted(self.vllm)} is set but rollout.engine is hf")
+            if self.tensor_parallel_size != 1:
+                raise ValueError("rollout.tensor_parallel_size > 1 needs rollout.engine=vllm")
+        return self
