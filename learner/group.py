@@ -7,15 +7,35 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 
 import ray
 import torch
+from ray.exceptions import RayActorError, RayError
 
 from learner.algorithms import get_advantage
 from learner.batch import Sample, TrainBatch, counted, split_micro_batches
 from learner.config import LearnerConfig
 from learner.worker import LearnerRank
+
+# After one rank's call fails, how long the others get to report: a rank that died makes its
+# peers' collectives fail too, and the dead one, not a peer, is what the error should name.
+BLAME_GRACE_S = 5.0
+
+
+class RankFailed(RuntimeError):
+    """A learner rank's call failed: its process died (`died`), it raised, or it did not answer
+    within a timeout. `error` is the Ray error (or TimeoutError); the orchestrator words it."""
+
+    def __init__(self, rank: int, pid: int | None, error: BaseException):
+        self.rank, self.pid, self.error = rank, pid, error
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        super().__init__(f"learner rank {rank}" + (f" (pid {pid})" if pid else "") + f": {first}")
+
+    @property
+    def died(self) -> bool:
+        return isinstance(self.error, RayActorError)
 
 
 def assign_to_ranks(micro_batches: list[list[Sample]], world_size: int) -> list[list[list[Sample]]]:
@@ -55,18 +75,59 @@ def batch_advantages(samples: list[Sample], cfg: LearnerConfig, kl_sums: list[fl
 class LearnerGroup:
     def __init__(self, model_path: str, cfg: LearnerConfig, total_steps: int, pad_id: int,
                  trust_remote_code: bool = False, temperature: float = 1.0,
-                 rank_options: list[dict] | None = None):
+                 rank_options: list[dict] | None = None, start_timeout_s: float | None = None):
         """`rank_options[r]`: Ray actor options for rank r (the orchestrator's placement group
-        bundles); by default each rank asks for num_cpus/num_gpus_per_rank anywhere."""
+        bundles); by default each rank asks for num_cpus/num_gpus_per_rank anywhere. Any call
+        that fails raises `RankFailed` naming the rank."""
         self.cfg, self.pad_id, self.temperature = cfg, pad_id, temperature
         default = {"num_cpus": cfg.num_cpus_per_rank, "num_gpus": cfg.num_gpus_per_rank}
         options = rank_options or [default] * cfg.world_size
         self.ranks = [LearnerRank.options(**options[r]).remote(r, cfg.world_size, cfg.model_dump())
                       for r in range(cfg.world_size)]
-        addr, port = ray.get(self.ranks[0].address.remote())
-        self.info: dict = ray.get([r.setup.remote(addr, port, model_path, total_steps, trust_remote_code)
-                                   for r in self.ranks])[0]
+        self.pids: list[int | None] = [None] * cfg.world_size
         self._plan: list[dict] | None = None
+        try:  # `start_timeout_s` bounds start-up (model load, DeepSpeed init, its op's first build)
+            addr, port = self._get([self.ranks[0].address.remote()], start_timeout_s, "did not start")[0]
+            infos = self._get([r.setup.remote(addr, port, model_path, total_steps, trust_remote_code)
+                               for r in self.ranks], start_timeout_s, "did not start")
+        except RankFailed:
+            self.shutdown()  # no half-started group is left holding resources
+            raise
+        self.pids = [info["pid"] for info in infos]
+        self.info: dict = infos[0]
+
+    def _get(self, refs: list, timeout_s: float | None = None, late: str = "did not answer") -> list:
+        """Every rank's result (refs in rank order), failing fast: the first failure raises
+        `RankFailed` naming the rank to blame, without waiting for the others' collectives to time
+        out. `timeout_s`: a rank that has not answered by then fails as `late`."""
+        rank_of = {ref: r for r, ref in enumerate(refs)}
+        pending = list(refs)
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while pending:
+            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+            done, pending = ray.wait(pending, num_returns=1, timeout=wait)
+            if not done:
+                late_rank = rank_of[pending[0]]
+                raise RankFailed(late_rank, self.pids[late_rank],
+                                 TimeoutError(f"{late} within {timeout_s:g} s"))
+            try:
+                ray.get(done[0])
+            except RayError as err:
+                raise self._blame(rank_of, done[0], err, pending) from None
+        return ray.get(list(refs))
+
+    def _blame(self, rank_of: dict, ref, err: RayError, pending: list) -> RankFailed:
+        culprit, error = rank_of[ref], err
+        if not isinstance(err, RayActorError) and pending:
+            done, _ = ray.wait(pending, num_returns=len(pending), timeout=BLAME_GRACE_S)
+            for other in done:
+                try:
+                    ray.get(other)  # fetched: Ray would otherwise print it as unhandled
+                except RayActorError as dead:
+                    culprit, error = rank_of[other], dead
+                except RayError:
+                    pass
+        return RankFailed(culprit, self.pids[culprit], error)
 
     def train_step(self, batch: TrainBatch, mode: str = "grpo") -> dict[str, float]:
         """One rollout batch: `num_iterations` optimizer steps in GRPO mode, one in SFT mode. In
@@ -90,8 +151,8 @@ class LearnerGroup:
         if mode == "grpo" and self.cfg.kl_in_reward and self.cfg.uses_reference:
             # The reference KL needs a forward pass on the ranks first: they keep the collated
             # batch, return Σ_t KL_t per sample, and train on it once the advantages are known.
-            kl_sums = ray.get([rank.prepare.remote(shard, self.pad_id, mode, temperature)
-                               for rank, shard in zip(self.ranks, shards, strict=True)])
+            kl_sums = self._get([rank.prepare.remote(shard, self.pad_id, mode, temperature)
+                                 for rank, shard in zip(self.ranks, shards, strict=True)])
             flat = [(s, kl) for shard, kls in zip(shards, kl_sums, strict=True)
                     for micro, micro_kls in zip(shard, kls, strict=True)
                     for s, kl in zip(micro, micro_kls, strict=True) if s.weight > 0]
@@ -110,7 +171,7 @@ class LearnerGroup:
                     s.advantage = adv
             refs = [rank.train_step.remote(shard, norms, self.pad_id, mode, temperature)
                     for rank, shard in zip(self.ranks, shards, strict=True)]
-        merged = merge_rank_metrics(ray.get(refs))
+        merged = merge_rank_metrics(self._get(refs))
         merged.update(extra)
         merged["micro_batches"] = float(len(micro))
         if len(trained) < len(real):
@@ -119,40 +180,48 @@ class LearnerGroup:
 
     def logprobs(self, samples: list[Sample]) -> list[list[float]]:
         refs = [rank.logprobs.remote(samples, self.pad_id, self.temperature) for rank in self.ranks]
-        return ray.get(refs)[0]
+        return self._get(refs)[0]
 
     # ---- weight sync ----------------------------------------------------------------------
     def sync_endpoint(self) -> tuple[str, int]:
-        return ray.get(self.ranks[0].address.remote())
+        """A fresh address for a new weight-sync group (each formation gets its own store)."""
+        return self._get([self.ranks[0].address.remote()])[0]
 
-    def join_weight_sync(self, addr: str, port: int, world_size: int, backend: str) -> ray.ObjectRef:
-        """Non-blocking: the group forms once every rollout worker joins too."""
-        return self.ranks[0].join_weight_sync.remote(addr, port, world_size, backend)
+    def join_weight_sync(self, addr: str, port: int, world_size: int, backend: str,
+                         timeout_s: float = 300.0) -> ray.ObjectRef:
+        """Non-blocking: the group forms once every rollout worker joins too (`wait_joined`)."""
+        return self.ranks[0].join_weight_sync.remote(addr, port, world_size, backend, timeout_s)
+
+    def wait_joined(self, ref: ray.ObjectRef) -> None:
+        self._get([ref])
 
     def plan(self, bucket_mb: float) -> list[dict]:
         if self._plan is None:
-            self._plan = ray.get(self.ranks[0].sync_plan.remote(bucket_mb))
+            self._plan = self._get([self.ranks[0].sync_plan.remote(bucket_mb)])[0]
         return self._plan
 
     def broadcast_weights(self, version: int, bucket_mb: float = 256.0) -> int:
         """Blocks until rank 0 has sent every bucket; the receivers must be listening."""
         plan = self.plan(bucket_mb)
-        return ray.get([r.broadcast_weights.remote(plan, version) for r in self.ranks])[0]
+        return self._get([r.broadcast_weights.remote(plan, version) for r in self.ranks])[0]
 
     # ---- checkpoints ----------------------------------------------------------------------
     def save(self, path: str, tag: str = "latest") -> None:
-        ray.get([r.save.remote(path, tag) for r in self.ranks])
+        self._get([r.save.remote(path, tag) for r in self.ranks])
 
     def load(self, path: str, tag: str = "latest") -> int:
-        return ray.get([r.load.remote(path, tag) for r in self.ranks])[0]
+        return self._get([r.load.remote(path, tag) for r in self.ranks])[0]
 
     def save_hf(self, path: str, extra_dir: str | None = None) -> None:
         """A HF folder written whole then renamed; `extra_dir`'s files (a processor's) go in with it."""
-        ray.get([r.save_hf.remote(path, extra_dir) for r in self.ranks])
+        self._get([r.save_hf.remote(path, extra_dir) for r in self.ranks])
 
     def shutdown(self) -> None:
         for rank in self.ranks:
-            ray.kill(rank)
+            try:
+                ray.kill(rank, no_restart=True)
+            except Exception:  # already gone with the cluster
+                pass
 
 
 def merge_rank_metrics(results: list[dict[str, float]]) -> dict[str, float]:

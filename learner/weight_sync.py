@@ -93,9 +93,19 @@ def iter_tensors(entries: list[Entry], zero3: bool, keep: bool = True, bucket_mb
 
 
 def send_buckets(group: dist.ProcessGroup, buckets: Iterator[torch.Tensor], device: torch.device) -> int:
-    sent = 0
+    """Broadcast every bucket; bytes sent. After a failed send (a receiver died) the remaining
+    buckets are still walked, unsent, before the error is raised: under ZeRO-3 the other learner
+    ranks gather each bucket with this one, and would otherwise wait for it until their timeout."""
+    sent, failure = 0, None
     for flat in buckets:
-        flat = flat.to(device).contiguous()
-        group.broadcast(flat, 0).wait()
-        sent += flat.numel() * flat.element_size()
+        if failure is not None:
+            continue
+        try:
+            flat = flat.to(device).contiguous()
+            group.broadcast(flat, 0).wait()
+            sent += flat.numel() * flat.element_size()
+        except RuntimeError as err:  # gloo/NCCL: a peer gone, or the sync timeout
+            failure = err
+    if failure is not None:
+        raise failure
     return sent

@@ -133,24 +133,25 @@ class LearnerRank:
         if _is_loopback(master_addr):  # every rank is on this machine: gloo's pair sockets too
             os.environ.setdefault("GLOO_SOCKET_IFNAME", loopback_interface())
         import deepspeed  # after the environment: DeepSpeed picks its accelerator at import
-        from deepspeed.constants import default_pg_timeout
 
+        # Bounded (learner.collective_timeout_s): a rank waits this long for a peer that hangs;
+        # a peer that dies is seen by Ray and the orchestrator stops the run at once.
+        pg_timeout = timedelta(seconds=self.cfg.collective_timeout_s)
         # DeepSpeed calls torch.distributed APIs that torch marks deprecated, once per step.
         warnings.filterwarnings("ignore", category=FutureWarning, module="torch.distributed")
 
         # Our own store (on the socket address() reserved), which DeepSpeed then adopts: its env://
         # rendezvous would listen on every interface.
         backend = "nccl" if self.cuda else "gloo"
-        store = self._store(master_addr, master_port, default_pg_timeout)
-        dist.init_process_group(backend, store=store, rank=rank, world_size=world_size,
-                                timeout=default_pg_timeout)
-        deepspeed.init_distributed(dist_backend=backend, timeout=default_pg_timeout)
+        store = self._store(master_addr, master_port, pg_timeout)
+        dist.init_process_group(backend, store=store, rank=rank, world_size=world_size, timeout=pg_timeout)
+        deepspeed.init_distributed(dist_backend=backend, timeout=pg_timeout)
         self.model_path, self.trust_remote_code = model_path, trust_remote_code
         bf16 = self.cfg.dtype == "bfloat16" or (self.cfg.dtype == "auto" and self.cuda)
         model = load_policy(model_path, self.cfg, trust_remote_code)
         trainable = [p for p in model.parameters() if p.requires_grad]
         info = {"trainable_params": sum(p.numel() for p in trainable),
-                "total_params": sum(p.numel() for p in model.parameters())}
+                "total_params": sum(p.numel() for p in model.parameters()), "pid": os.getpid()}
         if self.cfg.offload_optimizer and self.cuda:
             from deepspeed.ops.adam import DeepSpeedCPUAdam  # torch's AdamW would step on the CPU slowly
 
@@ -206,10 +207,14 @@ class LearnerRank:
     def sync_plan(self, bucket_mb: float) -> list[dict]:
         return make_plan(plain_entries(self.engine.module, changing_only=True), self.compute_dtype, bucket_mb)
 
-    def join_weight_sync(self, master_addr: str, port: int, world_size: int, backend: str) -> None:
+    def join_weight_sync(self, master_addr: str, port: int, world_size: int, backend: str,
+                         timeout_s: float = 300.0) -> None:
+        """Host a new weight-sync group (a fresh store on the port address() reserved); a group
+        re-formed after a rollout worker was replaced replaces the old one."""
         assert self.rank == 0, "only learner rank 0 joins the weight-sync group"
         listener = self._listeners.pop(port, None)
-        self.sync_group = join_group(master_addr, port, 0, world_size, backend,
+        self.sync_group = None  # the old group (and its store) go before the new one forms
+        self.sync_group = join_group(master_addr, port, 0, world_size, backend, timeout_s,
                                      listen_fd=listener.detach() if listener is not None else None)
 
     # ---- forward passes -------------------------------------------------------------------

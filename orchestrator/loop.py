@@ -15,8 +15,10 @@ from collections import deque
 from pathlib import Path
 
 import yaml
+from ray.exceptions import RayError
 
 from learner import TrainBatch
+from learner.group import RankFailed
 from orchestrator.checkpoint import (
     has_checkpoint,
     latest_checkpoint,
@@ -28,6 +30,7 @@ from orchestrator.checkpoint import (
 )
 from orchestrator.config import TrainConfig
 from orchestrator.data import PromptSource
+from orchestrator.faults import RunStopped, describe
 from orchestrator.placement import place
 from orchestrator.records import to_sample
 from orchestrator.rollout_log import Observer
@@ -131,10 +134,14 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False) -> dict[str, fl
             return summarize([], (time.perf_counter() - started) / 60)
         if state:
             data.load_state(state["data"])
-        actors = Actors(workers=start_rollout(cfg, model_path, placement.rollout), pool=start_pool(cfg, routes))
+        actors = Actors(workers=start_rollout(cfg, model_path, placement.rollout), pool=None)
+        actors.pool = start_pool(cfg, routes)
         pad = processor.tokenizer.pad_token_id
         actors.learner = start_learner(cfg, cfg.learner, model_path, cfg.run.steps, pad, placement.learner)
         connect_weight_sync(actors, cfg)
+        log.info("actors: %s", ", ".join(  # which process is which, for an operator (and the fault tests)
+            [f"learner rank {r} pid {pid}" for r, pid in enumerate(actors.learner.pids)]
+            + [f"rollout worker {i} pid {pid}" for i, pid in enumerate(actors.workers.pids)]))
         if state:
             ckpt = latest_checkpoint(run_dir)
             actors.learner.load(str(ckpt / "learner"), "state")
@@ -187,6 +194,8 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False) -> dict[str, fl
         summary = summarize(history, (time.perf_counter() - started) / 60)
         tracker.log({"summary": True, **summary}, advance=False)
         return summary
+    except (RankFailed, RayError) as err:  # unrecoverable: one line naming the actor (faults.py)
+        raise RunStopped(describe(err)) from err
     finally:
         if data.skipped:
             log.warning("data: %d rows skipped for undecodable images (first ids: %s)",

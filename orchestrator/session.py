@@ -13,8 +13,9 @@ import ray
 from learner import LearnerGroup
 from learner.config import LearnerConfig
 from orchestrator.config import TrainConfig
+from orchestrator.faults import RunStopped, wait_started
 from orchestrator.placement import cpus_needed, shortfall
-from rollout.worker import RolloutWorker
+from orchestrator.rollout_pool import RolloutWorkers
 from verifiers import RewardSpec, VerifierPool
 
 log = logging.getLogger("vrft")
@@ -81,30 +82,31 @@ def wait_for_cluster(cfg: TrainConfig, poll_s: float = 5.0) -> None:
 
 @dataclass
 class Actors:
-    workers: list
-    pool: VerifierPool
+    workers: RolloutWorkers
+    pool: VerifierPool | None  # None until started
     learner: LearnerGroup | None = None
     backend: str = "gloo"
     version: int = 0
 
 
-def start_rollout(cfg: TrainConfig, model_path: str, placement: list[dict]) -> list:
-    rc = cfg.rollout
-    options = {"dtype": rc.dtype, "trust_remote_code": cfg.model.trust_remote_code}
-    if rc.engine == "hf":
-        options["max_batch_size"] = rc.max_batch_size
-    else:
-        options.update(tensor_parallel_size=rc.tensor_parallel_size, min_pixels=cfg.model.min_pixels,
-                       max_pixels=cfg.model.max_pixels, **rc.vllm)
-    workers = [RolloutWorker.options(**placement[i]).remote(rc.engine, model_path, options, rc.torch_threads)
-               for i in range(rc.num_workers)]
-    ray.get([w.ready.remote() for w in workers])
-    return workers
+def start_rollout(cfg: TrainConfig, model_path: str, placement: list[dict]) -> RolloutWorkers:
+    """The engines, started (or `RunStopped` naming the one that failed or overran
+    run.start_timeout_s); a lost one is replaced during the run (rollout_pool.py)."""
+    return RolloutWorkers(cfg, model_path, placement)
 
 
 def start_pool(cfg: TrainConfig, routes: dict[str, list[RewardSpec]]) -> VerifierPool:
-    """Every task's rewards in one pool: a completion is scored by its row's task's composition."""
-    return VerifierPool(routes, num_actors=cfg.verifier.num_actors, timeout_s=cfg.verifier.timeout_s)
+    """Every task's rewards in one pool: a completion is scored by its row's task's composition.
+    Its actors must be up within run.start_timeout_s (the pool replaces any lost later)."""
+    pool = VerifierPool(routes, num_actors=cfg.verifier.num_actors, timeout_s=cfg.verifier.timeout_s)
+    actors = pool.actors()
+    try:
+        wait_started([a.pids.remote() for a in actors], [f"verifier actor {i}" for i in range(len(actors))],
+                     cfg.run.start_timeout_s)
+    except RunStopped:
+        pool.shutdown()
+        raise
+    return pool
 
 
 def logprob_temperature(cfg: TrainConfig, learner_cfg: LearnerConfig) -> float:
@@ -119,7 +121,7 @@ def start_learner(cfg: TrainConfig, learner_cfg: LearnerConfig, model_path: str,
     return LearnerGroup(model_path, learner_cfg, total_steps, pad_id,
                         trust_remote_code=cfg.model.trust_remote_code,
                         temperature=logprob_temperature(cfg, learner_cfg),
-                        rank_options=placement)
+                        rank_options=placement, start_timeout_s=cfg.run.start_timeout_s)
 
 
 def sync_backend(cfg: TrainConfig) -> str:
@@ -131,36 +133,26 @@ def sync_backend(cfg: TrainConfig) -> str:
 
 
 def connect_weight_sync(actors: Actors, cfg: TrainConfig) -> None:
-    """Learner rank 0 is rank 0 of the group; rollout worker i is rank i+1."""
+    """Learner rank 0 is rank 0 of the group; rollout worker i follows (one rank per engine
+    process). The group is re-formed whole when a worker is replaced (rollout_pool.py)."""
     actors.backend = sync_backend(cfg)
-    addr, port = actors.learner.sync_endpoint()
-    world = len(actors.workers) + 1
-    refs = [actors.learner.join_weight_sync(addr, port, world, actors.backend)]
-    refs += [w.join_weight_sync.remote(addr, port, i + 1, world, actors.backend)
-             for i, w in enumerate(actors.workers)]
-    ray.get(refs)
+    actors.workers.connect(actors.learner, actors.backend, cfg.sync.bucket_mb)
 
 
 def sync_weights(actors: Actors, version: int, bucket_mb: float) -> dict[str, float]:
-    """Broadcast the learner's weights; every worker must report the new version."""
-    start = time.perf_counter()
-    plan = actors.learner.plan(bucket_mb)
-    receiving = [w.receive_weights.remote(plan, version) for w in actors.workers]
-    sent = actors.learner.broadcast_weights(version, bucket_mb)
-    versions = ray.get(receiving)
-    if any(v != version for v in versions):
-        raise RuntimeError(f"weight sync: workers report versions {versions}, expected {version}")
+    """Broadcast the learner's weights to every worker (replacements included); every worker
+    must report the new version."""
+    metrics = actors.workers.sync(version, bucket_mb)
     actors.version = version
-    seconds = time.perf_counter() - start
-    return {"time/sync": seconds, "sync/bytes": float(sent), "sync/buckets": float(len(plan))}
+    return metrics
 
 
 def shutdown(actors: Actors | None, placement, started_ray: bool) -> None:
     """Best effort: every actor is killed and Ray stopped even if some step below fails."""
     if actors is not None:
-        for stop in (lambda: actors.pool.shutdown(),
+        for stop in (lambda: actors.pool and actors.pool.shutdown(),
                      lambda: actors.learner and actors.learner.shutdown(),
-                     lambda: [ray.kill(w) for w in actors.workers]):
+                     lambda: actors.workers.kill()):
             try:
                 stop()
             except Exception as err:

@@ -47,10 +47,9 @@ def launch_rollout(cfg: TrainConfig, actors: Actors, items: list[PromptItem], st
     per_call = cfg.rollout.prompts_per_call
     calls = {}
     for c, first in enumerate(range(0, len(items), per_call)):
-        worker = actors.workers[c % len(actors.workers)]
         chunk = [it.inputs for it in items[first:first + per_call]]
         seed = (cfg.run.seed * 1_000_003 + step * 10_007 + refill_round * 1_009 + c) % 2**31
-        calls[worker.generate.remote(chunk, sampling_for(cfg, seed))] = first
+        calls[actors.workers.generate(chunk, sampling_for(cfg, seed), call=c)] = first
     return PendingRollout(items, calls, time.perf_counter(), actors.version)
 
 
@@ -63,7 +62,12 @@ def collect_and_score(actors: Actors, pending: PendingRollout) -> tuple[list[Pro
     collect_start = time.perf_counter()
     while waiting:
         done, waiting = ray.wait(waiting, num_returns=1)
-        chunk_groups, seconds = ray.get(done[0])
+        result = actors.workers.take(done[0])
+        if isinstance(result, ray.ObjectRef):  # its worker died: the same call, re-dispatched
+            pending.calls[result] = pending.calls.pop(done[0])
+            waiting.append(result)
+            continue
+        chunk_groups, seconds = result
         engine_seconds += seconds
         first = pending.calls[done[0]]
         for offset, completions in enumerate(chunk_groups):
@@ -201,6 +205,8 @@ def group_metrics(cfg: TrainConfig, groups: list[PromptGroup], actors: Actors) -
         "response/length_mean": float(lengths.mean()),
         "response/truncated_frac": sum(c.finish_reason == "length" for c in completions) / len(completions),
         "rollout/tokens": float(lengths.sum()),
+        "rollout/groups": float(len(groups)),  # scored this step, refills included
+        "rollout/completions": float(len(completions)),
         "rollout/policy_version_min": float(oldest),
         "async/staleness": float(staleness),
     }
@@ -242,6 +248,8 @@ def grpo_step(cfg: TrainConfig, actors: Actors, pending: PendingRollout, step: i
     metrics["throughput/tokens_per_s"] = metrics["rollout/tokens"] / metrics["time/step"]
     metrics["policy_version"] = float(actors.version)
     metrics.update(actors.pool.stats())
+    metrics["rollout/worker_restarts"] = float(actors.workers.restarts)  # since this process started
+    metrics["rollout/redispatched"] = float(actors.workers.redispatched)
     if observe is not None:  # `observe(groups) -> metrics`: alarms and rollout records (rollout_log.py),
         metrics.update(observe(groups))  # read once the advantages are in; not timed in time/step
     return metrics

@@ -51,8 +51,10 @@ class Engine(Protocol):
     def update_weights(self, named_tensors: dict[str, Any], version: int) -> None:
         """Load new weights in place (names as the transformers model's named_parameters)."""
 
-    def join_weight_sync(self, master_addr: str, port: int, rank: int, world_size: int, backend: str) -> None:
-        """Join the learner's side group as ranks rank .. rank + sync_world_size - 1."""
+    def join_weight_sync(self, master_addr: str, port: int, rank: int, world_size: int, backend: str,
+                         timeout_s: float = 300.0) -> None:
+        """Join the learner's side group as ranks rank .. rank + sync_world_size - 1 (leaving any
+        earlier group); `timeout_s` bounds the rendezvous and each broadcast."""
 
     def receive_weights(self, plan: list[dict], version: int) -> int:
         """Receive one broadcast of the bucket plan, load it, and return the new policy version."""

@@ -144,8 +144,9 @@ class TransformersEngine:
             param.copy_(tensor.to(device=param.device, dtype=param.dtype))
         self.policy_version = version
 
-    def join_weight_sync(self, master_addr: str, port: int, rank: int, world_size: int, backend: str) -> None:
-        self._receiver.join(master_addr, port, rank, world_size, backend)
+    def join_weight_sync(self, master_addr: str, port: int, rank: int, world_size: int, backend: str,
+                         timeout_s: float = 300.0) -> None:
+        self._receiver.join(master_addr, port, rank, world_size, backend, timeout_s)
 
     def receive_weights(self, plan: list[dict], version: int) -> int:
         for named in self._receiver.receive(plan):

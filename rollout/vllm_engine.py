@@ -188,9 +188,11 @@ class VLLMEngine:
         """Ranks this engine takes in the weight-sync group: one per tensor-parallel worker."""
         return self.tensor_parallel_size
 
-    def join_weight_sync(self, master_addr: str, port: int, rank: int, world_size: int, backend: str) -> None:
+    def join_weight_sync(self, master_addr: str, port: int, rank: int, world_size: int, backend: str,
+                         timeout_s: float = 300.0) -> None:
         """Ranks rank .. rank + tensor_parallel_size - 1; blocks until the whole group has joined."""
-        self.llm.collective_rpc("vrft_join_weight_sync", args=(master_addr, port, rank, world_size, backend))
+        self.llm.collective_rpc("vrft_join_weight_sync",
+                                args=(master_addr, port, rank, world_size, backend, timeout_s))
 
     def receive_weights(self, plan: list[dict], version: int) -> int:
         """Receive one broadcast of the learner's weights (call while the learner sends)."""

@@ -29,10 +29,12 @@ class WeightSyncExtension:
     """Mixed into vLLM's Worker: `self` is the worker (it has `device`, `rank`, `model_runner`)."""
 
     def vrft_join_weight_sync(self, master_addr: str, port: int, first_rank: int, world_size: int,
-                              backend: str) -> int:
-        """Join the learner's group as rank `first_rank + this worker's TP rank`; blocks until all join."""
+                              backend: str, timeout_s: float = 300.0) -> int:
+        """Join the learner's group as rank `first_rank + this worker's TP rank`; blocks until all join.
+        A re-formed group (after a rollout worker was replaced) replaces the old one."""
         rank = first_rank + int(self.rank)
-        self._vrft_group = join_group(master_addr, port, rank, world_size, backend)
+        self._vrft_group = None
+        self._vrft_group = join_group(master_addr, port, rank, world_size, backend, timeout_s)
         hf_config = self.model_config.hf_config
         self._vrft_rename = weight_name_mapper(hf_config.model_type, hasattr(hf_config, "vision_config"))
         return rank

@@ -46,8 +46,10 @@ class WeightReceiver:
         self.device = device
         self.group: dist.ProcessGroup | None = None
 
-    def join(self, master_addr: str, port: int, rank: int, world_size: int, backend: str) -> None:
-        self.group = join_group(master_addr, port, rank, world_size, backend)
+    def join(self, master_addr: str, port: int, rank: int, world_size: int, backend: str,
+             timeout_s: float = 300.0) -> None:
+        self.group = None  # leave the old group (a re-formed one replaces it) before joining
+        self.group = join_group(master_addr, port, rank, world_size, backend, timeout_s)
 
     def receive(self, plan: list[dict]):
         """Yield one dict of named tensors per bucket as it arrives (the caller loads each)."""

@@ -31,7 +31,8 @@ class RolloutWorker:
         self.engine = make_engine(kind, model_path, **engine_options)
 
     def ready(self) -> dict:
-        return {"pid": os.getpid(), "host": socket.gethostname(), "version": self.engine.policy_version}
+        return {"pid": os.getpid(), "host": socket.gethostname(), "version": self.engine.policy_version,
+                "sync_ranks": self.engine.sync_world_size}
 
     def generate(self, prompts: list[PromptInputs], sampling: SamplingParams) -> tuple[list[list[Completion]], float]:
         start = time.perf_counter()
@@ -45,9 +46,12 @@ class RolloutWorker:
         """Ranks this worker takes in the weight-sync group (a vLLM engine: one per TP worker)."""
         return self.engine.sync_world_size
 
-    def join_weight_sync(self, master_addr: str, port: int, rank: int, world_size: int, backend: str) -> None:
-        """`rank` is this worker's first rank; it holds ranks rank .. rank + sync_ranks() - 1."""
-        self.engine.join_weight_sync(master_addr, port, rank, world_size, backend)
+    def join_weight_sync(self, master_addr: str, port: int, rank: int, world_size: int, backend: str,
+                         timeout_s: float = 300.0) -> None:
+        """`rank` is this worker's first rank; it holds ranks rank .. rank + sync_ranks() - 1. A
+        worker already in a group leaves it for the new one (the group is re-formed whole when a
+        worker is replaced). `timeout_s` bounds the rendezvous and every later broadcast."""
+        self.engine.join_weight_sync(master_addr, port, rank, world_size, backend, timeout_s)
 
     def receive_weights(self, plan: list[dict], version: int) -> int:
         return self.engine.receive_weights(plan, version)
