@@ -20,6 +20,7 @@ import json
 import os
 import re
 import shutil
+import sys
 from pathlib import Path
 
 from learner.checkpointing import load_rng, save_rng
@@ -147,3 +148,19 @@ def restore_rng(path: Path) -> bool:
     """Put the driver's RNG streams back as they were when `path` was written."""
     return load_rng(path / "rng.json")
 
+
+
+def auto_resume(run_dir: Path) -> bool:
+    """`run.resume: auto` (a requeued job re-running the same command): whether to continue from the
+    run dir's latest complete checkpoint; says which in one line. Starting fresh in a dir an earlier
+    attempt left without a checkpoint drops that attempt's metric records (they would repeat)."""
+    run_dir = Path(run_dir)
+    ckpt = latest_checkpoint(run_dir)
+    if ckpt is not None:
+        print(f"resume auto: continuing from {ckpt} (step {read_state(ckpt)['step']})", file=sys.stderr)
+        return True
+    from orchestrator.tracking import truncate_metrics
+
+    truncate_metrics(run_dir / "metrics.jsonl", 0)
+    print(f"resume auto: no complete checkpoint in {run_dir}: starting fresh", file=sys.stderr)
+    return False

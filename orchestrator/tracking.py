@@ -94,12 +94,30 @@ class Tracker:
                 log.warning("wandb.finish failed: %s", err)
 
 
+WANDB_ID_FILE = "wandb_run_id"
+
+
+def wandb_run_id(run_dir: Path) -> str:
+    """The run dir's wandb run id: made on its first start and kept in the run dir, so every resume
+    of the run (a requeued job included) continues the same wandb run."""
+    path = run_dir / WANDB_ID_FILE
+    if path.is_file() and path.read_text().strip():
+        return path.read_text().strip()
+    import secrets
+
+    run_id = secrets.token_hex(4)  # wandb's own ids are 8 characters too
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(run_id + "\n")
+    os.replace(tmp, path)
+    return run_id
+
+
 def _init_wandb(run_dir: Path, config: dict, project: str):
     try:
         import wandb
 
         run = wandb.init(project=project, name=run_dir.name, dir=str(run_dir), config=config,
-                         mode=wandb_mode(), reinit="finish_previous",
+                         id=wandb_run_id(run_dir), resume="allow", mode=wandb_mode(), reinit="finish_previous",
                          settings=wandb.Settings(init_timeout=60, silent=True, console="off"))
         run.define_metric("sft_step")
         run.define_metric("sft/*", step_metric="sft_step")
