@@ -138,9 +138,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--run-dir", help="where to write (default: run.output_dir/run.name-TIMESTAMP)")
         p.set_defaults(func=cmd_train, sft_only=sft_only)
 
-    p = sub.add_parser("make-tiny-model", help="build a random-weight Qwen2-VL offline (tests, demo)")
+    p = sub.add_parser("make-tiny-model",
+                       help="build a random-weight Qwen2-VL, Qwen2.5-VL or Qwen3-VL offline (tests, demo)")
     p.add_argument("out")
-    p.add_argument("--arch", choices=["qwen2_vl", "qwen2_5_vl"], default="qwen2_vl")
+    p.add_argument("--arch", choices=["qwen2_vl", "qwen2_5_vl", "qwen3_vl"], default="qwen2_vl")
     p.add_argument("--size", choices=["tiny", "small"], default="tiny",
                    help="tiny: ~0.2M parameters, for tests; small: ~10-30M, for the demo")
     p.add_argument("--seed", type=int, default=0)

@@ -21,6 +21,8 @@ from transformers.models.qwen2_vl.processing_qwen2_vl import Qwen2VLProcessor
 from transformers.processing_utils import ProcessorMixin
 from transformers.utils import cached_file
 
+from rollout.families import family_of
+
 # The Qwen2-VL chat format: a default system turn when none is given, images as
 # <|vision_start|><|image_pad|><|vision_end|> (expanded to one pad per merged patch by the
 # processor), and "<|im_start|>assistant\n" as the generation prompt.
@@ -53,6 +55,15 @@ QWEN2_VL_CHAT_TEMPLATE = (
     "{%- endfor -%}"
     "{%- if add_generation_prompt -%}{{ '<|im_start|>assistant\\n' }}{%- endif -%}"
 )
+
+# Qwen3-VL's chat format for images and text: Qwen2-VL's without the default system turn.
+_DEFAULT_SYSTEM = (
+    "{%- if loop.first and message['role'] != 'system' -%}"
+    "{{ '<|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n' }}"
+    "{%- endif -%}"
+)
+assert _DEFAULT_SYSTEM in QWEN2_VL_CHAT_TEMPLATE
+QWEN3_VL_CHAT_TEMPLATE = QWEN2_VL_CHAT_TEMPLATE.replace(_DEFAULT_SYSTEM, "")
 
 VISION_SPECIAL_TOKENS = ("<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>", "<|vision_pad|>")
 
@@ -127,7 +138,7 @@ def _load_image_processor(path_or_id: str, **hub_kwargs: Any) -> Qwen2VLImagePro
 
 
 def _chat_template(path_or_id: str, tokenizer: Any, **hub_kwargs: Any) -> str:
-    """The checkpoint's chat template: the tokenizer's, else chat_template.jinja/.json, else Qwen2-VL's."""
+    """The checkpoint's chat template: the tokenizer's, else chat_template.jinja/.json, else its family's."""
     if isinstance(getattr(tokenizer, "chat_template", None), str):
         return tokenizer.chat_template
     for name in ("chat_template.jinja", "chat_template.json"):
@@ -135,7 +146,8 @@ def _chat_template(path_or_id: str, tokenizer: Any, **hub_kwargs: Any) -> str:
         if file is not None:
             text = Path(file).read_text()
             return json.loads(text)["chat_template"] if name.endswith(".json") else text
-    return QWEN2_VL_CHAT_TEMPLATE
+    family = family_of(path_or_id)
+    return QWEN3_VL_CHAT_TEMPLATE if family is not None and not family.default_system else QWEN2_VL_CHAT_TEMPLATE
 
 
 def load_processor(

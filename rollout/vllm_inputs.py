@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from rollout.engine import SamplingParams
+from rollout.families import FAMILIES
 from rollout.inputs import PromptInputs
 
 
@@ -105,11 +106,10 @@ def score_kwargs(temperature: float) -> dict[str, Any]:
             "detokenize": False}
 
 
-# transformers named_parameters() prefix -> Hub checkpoint prefix, per model_type; first match wins.
+# transformers named_parameters() prefix -> Hub checkpoint prefix, per model_type; first match wins
+# (each family's own, rollout/families.py).
 _VLM_PREFIXES: dict[str, tuple[tuple[str, str], ...]] = {
-    "qwen2_vl": (("model.language_model.", "model."), ("model.visual.", "visual."), ("lm_head.", "lm_head.")),
-    "qwen2_5_vl": (("model.language_model.", "model."), ("model.visual.", "visual."), ("lm_head.", "lm_head.")),
-}
+    model_type: family.vllm_prefixes for family in FAMILIES.values() for model_type in family.model_types}
 
 
 def weight_name_mapper(model_type: str, is_vlm: bool) -> Callable[[str], str]:

@@ -1,4 +1,4 @@
-"""The offline model factory: Qwen2-VL / Qwen2.5-VL architectures with random weights.
+"""The offline model factory: Qwen2-VL / Qwen2.5-VL / Qwen3-VL architectures with random weights.
 
 No model hub is reachable in tests or the CPU demo, so the project makes its own checkpoints:
 a byte-level BPE tokenizer trained here on the synthetic tasks' text, the Qwen special tokens and
@@ -25,9 +25,11 @@ from transformers import AutoModelForImageTextToText, GenerationConfig, PreTrain
 from transformers.models.qwen2_5_vl import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 from transformers.models.qwen2_vl import Qwen2VLConfig, Qwen2VLForConditionalGeneration
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+from transformers.models.qwen3_vl import Qwen3VLConfig, Qwen3VLForConditionalGeneration
 
 from orchestrator.assets.synthetic import COLORS, SHAPES, TASKS, sample_task
-from rollout.processor import QWEN2_VL_CHAT_TEMPLATE, VLProcessor, load_processor
+from rollout.families import FAMILIES
+from rollout.processor import QWEN2_VL_CHAT_TEMPLATE, QWEN3_VL_CHAT_TEMPLATE, VLProcessor, load_processor
 
 SPECIAL_TOKENS = (
     "<|endoftext|>",
@@ -42,7 +44,9 @@ SPECIAL_TOKENS = (
 # see the tags, and a tiny model emits each tag as one token, which makes the format quick to learn.
 FORMAT_TOKENS = ("<think>", "</think>", "<answer>", "</answer>")
 
-ARCHS = ("qwen2_vl", "qwen2_5_vl")
+ARCHS = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl")
+_MODEL_CLASSES = {"qwen2_vl": Qwen2VLForConditionalGeneration, "qwen2_5_vl": Qwen2_5_VLForConditionalGeneration,
+                  "qwen3_vl": Qwen3VLForConditionalGeneration}
 
 # head_dim = hidden / heads; M-RoPE splits head_dim/2 rotary frequencies into (t, h, w) sections.
 _TEXT = {
@@ -101,7 +105,7 @@ def _split_reserved(texts: Iterator[str]) -> Iterator[str]:
         yield from (piece for piece in reserved.split(text) if piece)
 
 
-def build_tokenizer(vocab_size: int = 1024) -> PreTrainedTokenizerFast:
+def build_tokenizer(vocab_size: int = 1024, chat_template: str = QWEN2_VL_CHAT_TEMPLATE) -> PreTrainedTokenizerFast:
     """Byte-level BPE trained on the synthetic tasks' text, with the Qwen special tokens.
 
     Pre-tokenization isolates each digit (as Qwen2 does, so numbers are digit sequences) but does
@@ -130,12 +134,12 @@ def build_tokenizer(vocab_size: int = 1024) -> PreTrainedTokenizerFast:
         eos_token="<|im_end|>",
         pad_token="<|endoftext|>",
         padding_side="left",
-        chat_template=QWEN2_VL_CHAT_TEMPLATE,
+        chat_template=chat_template,
         model_max_length=32768,
     )
 
 
-def _model_config(arch: str, size: str, tokenizer: PreTrainedTokenizerFast) -> Qwen2VLConfig | Qwen2_5_VLConfig:
+def _model_config(arch: str, size: str, tokenizer: PreTrainedTokenizerFast):
     ids = tokenizer.get_vocab()
     t = dict(_TEXT[size])
     mrope = t.pop("mrope_section")
@@ -163,6 +167,17 @@ def _model_config(arch: str, size: str, tokenizer: PreTrainedTokenizerFast) -> Q
         vision = dict(depth=v["depth"], embed_dim=v["width"], hidden_size=t["hidden_size"], num_heads=v["heads"],
                       mlp_ratio=4)
         return Qwen2VLConfig(text_config=text, vision_config=vision, **common)
+    if arch == "qwen3_vl":
+        # Qwen3-VL: 16 px patches, learned position embeddings on a square grid (interpolated to the
+        # image), DeepStack features from the listed vision blocks added to the first text layers,
+        # interleaved M-RoPE; head_dim is explicit in its text config.
+        text["head_dim"] = t["hidden_size"] // t["num_attention_heads"]
+        text["rope_parameters"] = {**text["rope_parameters"], "mrope_interleaved": True}
+        vision = dict(depth=v["depth"], hidden_size=v["width"], intermediate_size=v["width"] * 4,
+                      num_heads=v["heads"], out_hidden_size=t["hidden_size"], patch_size=16,
+                      spatial_merge_size=2, temporal_patch_size=2, num_position_embeddings=64,
+                      deepstack_visual_indexes=[0])
+        return Qwen3VLConfig(text_config=text, vision_config=vision, **common)
     # Qwen2.5-VL's vision tower: RMSNorm + SwiGLU blocks, windowed attention except in the
     # `fullatt_block_indexes` blocks (the last one here, as every 8th in the real 32-block tower),
     # and `out_hidden_size` = the text width the merger projects to. window_size is in pixels:
@@ -184,13 +199,18 @@ def make_tiny_model(out: str | Path, arch: str = "qwen2_vl", size: str = "tiny",
     if size not in _TEXT:
         raise ValueError(f"unknown size {size!r}; choose from {', '.join(_TEXT)}")
     out = Path(out)
-    tokenizer = build_tokenizer(_VOCAB[size])
-    min_pixels, max_pixels = _PIXELS[size]
-    image_processor = Qwen2VLImageProcessorPil(min_pixels=min_pixels, max_pixels=max_pixels)
-    processor = VLProcessor(image_processor=image_processor, tokenizer=tokenizer,
-                            chat_template=QWEN2_VL_CHAT_TEMPLATE)
+    family = FAMILIES[arch]
+    template = QWEN3_VL_CHAT_TEMPLATE if arch == "qwen3_vl" else QWEN2_VL_CHAT_TEMPLATE
+    tokenizer = build_tokenizer(_VOCAB[size], chat_template=template)
+    # The same number of image tokens in every family: the pixel bounds scale with the patch area.
+    scale = (family.patch_size / 14) ** 2
+    min_pixels, max_pixels = (int(p * scale) for p in _PIXELS[size])
+    extra = {"image_mean": [0.5] * 3, "image_std": [0.5] * 3} if arch == "qwen3_vl" else {}
+    image_processor = Qwen2VLImageProcessorPil(min_pixels=min_pixels, max_pixels=max_pixels,
+                                               patch_size=family.patch_size, **extra)
+    processor = VLProcessor(image_processor=image_processor, tokenizer=tokenizer, chat_template=template)
     config = _model_config(arch, size, tokenizer)
-    model_cls = Qwen2VLForConditionalGeneration if arch == "qwen2_vl" else Qwen2_5_VLForConditionalGeneration
+    model_cls = _MODEL_CLASSES[arch]
     with torch.random.fork_rng(devices=[]):  # seed the init without touching the caller's RNG
         torch.manual_seed(seed)
         model = model_cls(config).float()
@@ -210,16 +230,17 @@ def _name_standard_processor(out: Path, arch: str, min_pixels: int, max_pixels: 
     """Make the folder look like a Hub Qwen2-VL checkpoint to tools that use AutoProcessor (vLLM,
     and transformers where torchvision works): name the stock processor class instead of our
     VLProcessor (which ignores the name), and add the video processor settings it asks for."""
-    name = "Qwen2VLProcessor" if arch == "qwen2_vl" else "Qwen2_5_VLProcessor"
+    family = FAMILIES[arch]
+    name = family.processor_class
     for file in ("processor_config.json", "tokenizer_config.json"):
         path = out / file
         data = json.loads(path.read_text())
         data["processor_class"] = name
         path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
     video = {
-        "video_processor_type": "Qwen2VLVideoProcessor",
+        "video_processor_type": family.video_processor_class,
         "processor_class": name,
-        "patch_size": 14,
+        "patch_size": family.patch_size,
         "temporal_patch_size": 2,
         "merge_size": 2,
         "size": {"shortest_edge": min_pixels, "longest_edge": max_pixels},

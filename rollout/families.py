@@ -1,0 +1,58 @@
+"""Model families: what differs between Qwen2-VL, Qwen2.5-VL and Qwen3-VL, picked from config.json.
+
+One small record per family, read by the processor loader (fallback chat template, image patch size),
+the tiny-model factory, and the vLLM weight sync (transformers parameter names -> the checkpoint names
+vLLM's `load_weights` takes). The coordinate frame a family answers boxes in lives with the data
+layer (`orchestrator/frames.py`: Qwen2-VL and Qwen3-VL answer in 0-1000 relative coordinates,
+Qwen2.5-VL in the resized image's pixels). Vision special tokens are the same in all three
+(<|vision_start|>, <|image_pad|>, <|vision_end|>, <|video_pad|>), their ids come from each tokenizer.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+# Qwen2-VL / Qwen2.5-VL checkpoints on the Hub keep the pre-transformers-5 layout ("model." is the
+# language model, "visual." the vision tower); Qwen3-VL checkpoints were saved in the new layout,
+# which is what transformers' named_parameters() gives: no renaming.
+_QWEN2_LAYOUT = (("model.language_model.", "model."), ("model.visual.", "visual."), ("lm_head.", "lm_head."))
+_SAME_LAYOUT = (("model.language_model.", "model.language_model."), ("model.visual.", "model.visual."),
+                ("lm_head.", "lm_head."))
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    model_types: tuple[str, ...]  # config.json model_type values of the family
+    processor_class: str  # the stock transformers processor a Hub checkpoint names
+    video_processor_class: str
+    patch_size: int  # vision patch side in pixels (merge_size 2 in all three)
+    vllm_prefixes: tuple[tuple[str, str], ...]
+    default_system: bool  # whether the chat template adds "You are a helpful assistant." itself
+
+
+FAMILIES: dict[str, Family] = {f.name: f for f in (
+    Family("qwen2_vl", ("qwen2_vl",), "Qwen2VLProcessor", "Qwen2VLVideoProcessor", 14, _QWEN2_LAYOUT, True),
+    Family("qwen2_5_vl", ("qwen2_5_vl",), "Qwen2_5_VLProcessor", "Qwen2VLVideoProcessor", 14, _QWEN2_LAYOUT,
+           True),
+    Family("qwen3_vl", ("qwen3_vl", "qwen3_vl_moe"), "Qwen3VLProcessor", "Qwen3VLVideoProcessor", 16,
+           _SAME_LAYOUT, False),
+)}
+
+
+def family_for_model_type(model_type: str) -> Family | None:
+    return next((f for f in FAMILIES.values() if model_type in f.model_types), None)
+
+
+def family_of(path: str | Path) -> Family | None:
+    """The family of a local model folder from its config.json; None when unknown or not local."""
+    config = Path(str(path)).expanduser() / "config.json"
+    if not config.is_file():
+        return None
+    try:
+        model_type = json.loads(config.read_text()).get("model_type")
+    except (OSError, ValueError):
+        return None
+    return family_for_model_type(str(model_type))
