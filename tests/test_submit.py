@@ -144,3 +144,24 @@ def test_ray_job_submit_runs_and_fails_cleanly(ray_head, tiny_model, color_data,
            "1 engines x 1, 1 verifiers x 1), cluster has 3"
     assert line in logs, logs[-3000:]
     assert not list((tmp_path / "runs").glob("*/checkpoints")), "no run may start on a cluster too small"
+
+
+def test_joined_cluster_waits_for_autoscaling_then_gives_up(monkeypatch):
+    """run.cluster_wait_s: a cluster that grows in time is used; one that does not fails in one line."""
+    import ray
+
+    from orchestrator import session
+    from orchestrator.config import load_config
+
+    cfg = load_config(REPO / CONFIG, [*LEAN, "run.cluster_wait_s=0.5"])
+    monkeypatch.setattr(ray, "shutdown", lambda: None)
+    growing = iter([{"CPU": 1.0}, {"CPU": 2.0}, {"CPU": 3.0}])
+    monkeypatch.setattr(ray, "cluster_resources", lambda: next(growing))
+    session.wait_for_cluster(cfg, poll_s=0.01)  # 3 CPUs arrive on the third look
+
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 2.0})
+    with pytest.raises(SystemExit) as err:
+        session.wait_for_cluster(cfg, poll_s=0.05)
+    assert str(err.value) == ("vrft: error: the Ray cluster cannot hold this run after waiting 0.5s "
+                              "(run.cluster_wait_s): needs 3 CPUs (1 learner ranks x 1, 1 engines x 1, "
+                              "1 verifiers x 1), cluster has 2")
