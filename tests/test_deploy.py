@@ -143,3 +143,87 @@ def test_dockerfile_lint_and_structure():
     hadolint = _tool("hadolint")
     done = subprocess.run([hadolint, str(DEPLOY / "Dockerfile")], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout
+
+
+STUBS = {
+    # srun: drop its options (and -w's node), run the command.
+    "srun": """#!/usr/bin/env bash
+while [[ $# -gt 0 && $1 == -* ]]; do [[ $1 == -w ]] && shift; shift; done
+exec "$@"
+""",
+    "scontrol": """#!/usr/bin/env bash
+case $1 in show) printf 'node1\\nnode2\\n' ;; requeue) echo "requeue $2" >> "$STATE/log" ;; esac
+""",
+    "hostname": "#!/usr/bin/env bash\necho 127.0.0.1\n",
+    # ray start --block: registers its GPUs unless it is a worker and FAKE_BROKEN_WORKER is set;
+    # ray status: the GPUs registered so far, as Ray prints them.
+    "ray": """#!/usr/bin/env bash
+if [[ $1 == start ]]; then
+  gpus=0
+  for a in "$@"; do [[ $a == --num-gpus=* ]] && gpus=${a#--num-gpus=}; done
+  if [[ " $* " == *" --head "* || -z ${FAKE_BROKEN_WORKER:-} ]]; then echo "$gpus" >> "$STATE/gpus"; fi
+  echo $$ >> "$STATE/ray_pids"
+  exec sleep 300
+fi
+if [[ $1 == status ]]; then
+  total=0
+  if [[ -f $STATE/gpus ]]; then while read -r g; do total=$((total + g)); done < "$STATE/gpus"; fi
+  echo "Resources"
+  echo " 0.0/${total}.0 GPU"
+fi
+""",
+    "vrft": "#!/usr/bin/env bash\necho \"vrft $*\" >> \"$STATE/log\"\n",
+}
+
+
+def _fake_slurm(tmp_path: Path, **env: str) -> tuple[subprocess.CompletedProcess, Path]:
+    import os
+
+    bin_dir, state = tmp_path / "bin", tmp_path / "state"
+    bin_dir.mkdir()
+    state.mkdir()
+    for name, text in STUBS.items():
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    (tmp_path / ".venv" / "bin").mkdir(parents=True)
+    (tmp_path / ".venv" / "bin" / "activate").write_text("")
+    full = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "STATE": str(state), "SLURM_JOB_ID": "123",
+            "SLURM_JOB_NODELIST": "node[1-2]", "SLURM_JOB_NAME": "vrft", "VRFT_RUNS": str(tmp_path / "runs"),
+            **env}
+    done = subprocess.run(["bash", str(DEPLOY / "slurm.sbatch"), "configs/local/test_cpu.yaml", "run.steps=2"],
+                          cwd=tmp_path, env=full, capture_output=True, text=True, timeout=120)
+    return done, state
+
+
+def _alive(state: Path) -> list[int]:
+    import os
+
+    pids = [int(p) for p in (state / "ray_pids").read_text().split()]
+    alive = []
+    for pid in pids:
+        try:
+            os.kill(pid, 0)
+            alive.append(pid)
+        except ProcessLookupError:
+            pass
+    return alive
+
+
+def test_slurm_script_waits_for_gpus_runs_resume_auto_and_stops_ray(tmp_path):
+    """deploy/slurm.sbatch under stub srun/scontrol/ray/vrft: two nodes' GPUs join, vrft runs with
+    resume auto in the job's own run dir, and the trap stops every Ray step on exit."""
+    done, state = _fake_slurm(tmp_path, VRFT_GPUS_PER_NODE="8")
+    assert done.returncode == 0, done.stderr
+    log = (state / "log").read_text()
+    assert (f"vrft train configs/local/test_cpu.yaml run.steps=2 --resume auto --run-dir "
+            f"{tmp_path / 'runs' / 'vrft-123'}") in log
+    assert len((state / "ray_pids").read_text().split()) == 2
+    assert not _alive(state), "Ray left running after the job"
+
+
+def test_slurm_script_gives_up_when_gpus_are_missing(tmp_path):
+    done, state = _fake_slurm(tmp_path, VRFT_GPUS_PER_NODE="8", VRFT_RAY_WAIT_S="1", FAKE_BROKEN_WORKER="1")
+    assert done.returncode == 1
+    assert "vrft: error: Ray shows 8 of 16 GPUs after 1s (VRFT_RAY_WAIT_S)" in done.stderr
+    assert not (state / "log").exists() or "vrft train" not in (state / "log").read_text()
+    assert not _alive(state), "Ray left running after the job"
