@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import threading
 import time
 from dataclasses import dataclass
 
@@ -21,6 +23,15 @@ from verifiers import RewardSpec, VerifierPool
 log = logging.getLogger("vrft")
 
 
+def _init_ray(**options) -> None:
+    """`ray.init`, keeping the driver's SIGTERM handler: Ray replaces it with its own (exit 15, with
+    its core's stack dump), and vrft's unwinds SIGTERM as it does Ctrl-C (actors stopped, exit 130)."""
+    handler = signal.getsignal(signal.SIGTERM)
+    ray.init(**options)
+    if callable(handler) and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handler)
+
+
 def start_ray(cfg: TrainConfig) -> bool:
     """Connect to the cluster (`ray job submit`, RAY_ADDRESS, or run.ray_address) or start a local
     Ray sized for this run. Returns whether we started it (and so must stop it)."""
@@ -28,7 +39,7 @@ def start_ray(cfg: TrainConfig) -> bool:
         return False
     address = cfg.run.ray_address or os.environ.get("RAY_ADDRESS")
     if address:
-        ray.init(address=address, log_to_driver=True)
+        _init_ray(address=address, log_to_driver=True)
         wait_for_cluster(cfg)
         return False
     needed = cpus_needed(cfg)
@@ -55,9 +66,9 @@ def start_ray(cfg: TrainConfig) -> bool:
         _enable_token_auth()
     cluster_mode, ray_constants.ENABLE_RAY_CLUSTER = ray_constants.ENABLE_RAY_CLUSTER, False
     try:
-        ray.init(num_cpus=max(os.cpu_count() or 1, int(needed + 0.999)),
-                 include_dashboard=cfg.run.dashboard, dashboard_host="127.0.0.1",
-                 log_to_driver=True, configure_logging=False, _node_ip_address="127.0.0.1")
+        _init_ray(num_cpus=max(os.cpu_count() or 1, int(needed + 0.999)),
+                  include_dashboard=cfg.run.dashboard, dashboard_host="127.0.0.1",
+                  log_to_driver=True, configure_logging=False, _node_ip_address="127.0.0.1")
     finally:
         ray_constants.ENABLE_RAY_CLUSTER = cluster_mode
     return True

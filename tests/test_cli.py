@@ -1,9 +1,11 @@
-"""Bad input fails fast: one line naming the problem, a non-zero exit, and no Ray started."""
+"""Bad input fails fast: one line naming the problem, a non-zero exit, and no Ray started. Ctrl-C
+and SIGTERM stop a run the same way: exit 130, every process it started gone."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -20,17 +22,32 @@ def error_lines(proc: subprocess.CompletedProcess) -> list[str]:
     return [line for line in proc.stderr.splitlines() if line.strip()]
 
 
-@pytest.mark.parametrize("override, needle", [
-    ("learner.no_such_key=1", "learner.no_such_key"),
-    ("rollout.n=0", "rollout.n"),
-    ("surprise.key=1", "surprise"),
+@pytest.mark.parametrize("overrides, needle", [
+    (["learner.no_such_key=1"], "learner.no_such_key"),
+    (["rollout.n=0"], "rollout.n"),
+    (["surprise.key=1"], "surprise"),
+    # values that used to pass validation and fail (or silently misbehave) after Ray started
+    (["learner.lr=.inf"], "learner.lr: must be a finite number"),
+    (["learner.grad_clip=.inf"], "learner.grad_clip"),
+    (["verifier.timeout_s=.inf"], "verifier.timeout_s"),
+    (["rollout.n=true"], "rollout.n: expected a number"),
+    (["learner.advantage=nope"], "learner.advantage"),
+    (["learner.policy_loss=nope"], "learner.policy_loss"),
+    (["learner.advantage_options={foo: 1}"], "no option 'foo'"),
+    (["learner.policy_loss=dual_clip", "learner.policy_loss_options={clip_c: 0.5}"], "clip_c"),
+    (["run.seed=-5"], "run.seed"),
+    (["data.task=bogus"], "data.task 'bogus' is unknown"),
+    (["run.name=../../x"], "run.name"),
+    (["rollout.vllm={gpu_memory_utilization: 0.5}"], "rollout.vllm"),
 ])
-def test_bad_config_one_line(tiny_model, color_data, override, needle):
-    proc = run_vrft("train", str(CONFIG), f"model.path={tiny_model}", f"data.path={color_data}", override)
+def test_bad_config_one_line(tiny_model, color_data, overrides, needle):
+    start = time.monotonic()
+    proc = run_vrft("train", str(CONFIG), f"model.path={tiny_model}", f"data.path={color_data}", *overrides)
     assert proc.returncode != 0
     lines = error_lines(proc)
     assert len(lines) == 1 and needle in lines[0], proc.stderr
     assert "Ray" not in proc.stderr
+    assert time.monotonic() - start < 60  # seconds (on a loaded 2-core box), not a run's start-up
 
 
 def test_missing_dataset_path(tiny_model, tmp_path):
@@ -56,35 +73,51 @@ def test_help_explains_commands():
         assert command in proc.stdout
 
 
-def _ray_daemons() -> set[int]:
+def process_tree(pid: int) -> set[int]:
+    """A process and everything it started (Ray's daemons and actors are its descendants)."""
     import psutil
 
-    names = {"raylet", "gcs_server"}
-    return {p.pid for p in psutil.process_iter(["name"]) if p.info["name"] in names}
+    root = psutil.Process(pid)
+    return {root.pid} | {p.pid for p in root.children(recursive=True)}
 
 
-def test_ctrl_c_stops_actors_and_ray(tiny_model, color_data, tmp_path):
-    """SIGINT mid-run: exit code 130, and the local Ray the run started is gone with its actors."""
+def left_behind(pids: set[int]) -> set[int]:
+    """Those still running (a zombie, dead but not yet reaped, is not running)."""
+    import psutil
+
+    alive = set()
+    for pid in pids:
+        try:
+            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                alive.add(pid)
+        except psutil.NoSuchProcess:
+            pass
+    return alive
+
+
+@pytest.mark.parametrize("signum", ["SIGINT", "SIGTERM"])
+def test_interrupt_stops_actors_and_ray(tiny_model, color_data, tmp_path, signum):
+    """SIGINT (Ctrl-C) or SIGTERM (`ray job stop`, a scheduler) mid-run: exit code 130, and the local
+    Ray the run started is gone with its actors."""
     import signal
-    import time
 
-    before = _ray_daemons()
     run_dir = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "train", str(CONFIG),
                              f"model.path={tiny_model}", f"data.path={color_data}", "run.steps=500",
                              "rollout.num_workers=1", "verifier.num_actors=1", "learner.world_size=1",
-                             "--run-dir", str(run_dir)],
+                             "logging.wandb=false", "--run-dir", str(run_dir)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     metrics = run_dir / "metrics.jsonl"
-    deadline = time.time() + 240
+    deadline = time.time() + 400
     while time.time() < deadline and proc.poll() is None:
         if metrics.exists() and '"step"' in metrics.read_text():
             break
         time.sleep(1)
     assert proc.poll() is None, proc.stdout.read()
-    proc.send_signal(signal.SIGINT)
+    started = process_tree(proc.pid) - {proc.pid}
+    proc.send_signal(getattr(signal, signum))
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 130, out
     assert "interrupted" in out
     time.sleep(2)
-    assert _ray_daemons() <= before, "Ray daemons left behind"
+    assert not left_behind(started), f"left behind: {left_behind(started)}"
