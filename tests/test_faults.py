@@ -1,5 +1,6 @@
-"""Faults on a real local Ray cluster: a rollout worker SIGKILLed mid-step is replaced and its call
-re-dispatched (no completion lost or scored twice); actors that do not start in time are named."""
+"""Faults on a real local Ray cluster: rollout workers SIGKILLed mid-rollout and mid-weight-sync are
+replaced, their calls re-dispatched (no completion lost or scored twice) and the replacements given
+the current weights; actors that do not start in time are named."""
 
 from __future__ import annotations
 
@@ -23,17 +24,27 @@ def step_records(run_dir: Path) -> dict[int, dict]:
     return {r["step"]: r for r in records if "step" in r and not r.get("summary")}
 
 
-def test_rollout_worker_killed_mid_step_is_replaced(ray_cluster, tiny_model, color_data, tmp_path, monkeypatch):
+def test_rollout_workers_killed_mid_step_are_replaced(ray_cluster, tiny_model, color_data, tmp_path, monkeypatch):
     cfg = load_config(CONFIG, [f"model.path={tiny_model}", f"data.path={color_data}", "run.steps=6",
                                "learner.world_size=1", "verifier.num_actors=1", "logging.wandb=false",
-                               "logging.rollouts_every=0", "rollout.max_worker_restarts=1"])
+                               "logging.rollouts_every=0", "rollout.max_worker_restarts=2", "sync.timeout_s=30"])
     killed = {}
     real_step = loop.grpo_step
 
     def grpo_step(cfg, actors, pending, step, *args, **kwargs):
         if step == 3:  # step 3's two rollout calls are in flight, one on each worker: kill worker 0
-            killed["pid"] = actors.workers.pids[0]
-            os.kill(killed["pid"], signal.SIGKILL)
+            killed[3] = actors.workers.pids[0]
+            os.kill(killed[3], signal.SIGKILL)
+        if step == 5:  # kill worker 1 as step 5's weights go out (its receive call is in flight)
+            broadcast = actors.learner.broadcast_weights
+
+            def broadcast_weights(*a, **kw):
+                if 5 not in killed:
+                    killed[5] = actors.workers.pids[1]
+                    os.kill(killed[5], signal.SIGKILL)
+                return broadcast(*a, **kw)
+
+            monkeypatch.setattr(actors.learner, "broadcast_weights", broadcast_weights)
         return real_step(cfg, actors, pending, step, *args, **kwargs)
 
     monkeypatch.setattr(loop, "grpo_step", grpo_step)
@@ -49,11 +60,11 @@ def test_rollout_worker_killed_mid_step_is_replaced(ray_cluster, tiny_model, col
         assert r["verifier/scored"] - scored_before == groups * n, (s, r["verifier/scored"])
         scored_before = r["verifier/scored"]
         assert r["rollout/tokens"] > 0
-        assert r["rollout/worker_restarts"] == (1.0 if s >= 3 else 0.0), s
-        assert r["rollout/redispatched"] == (1.0 if s >= 3 else 0.0), s
-        # The replacement samples with the current weights from step 4 on (sync mode: no lag).
+        assert r["rollout/worker_restarts"] == (2.0 if s >= 5 else 1.0 if s >= 3 else 0.0), s
+        assert r["rollout/redispatched"] == (1.0 if s >= 3 else 0.0), s  # the sync lost no rollout
+        # The replacements sample with the current weights from the next step on (sync mode: no lag).
         assert r["policy_version"] == s and r["rollout/policy_version_min"] == s - 1, s
-    assert killed["pid"] not in (None, 0)
+    assert set(killed) == {3, 5} and None not in killed.values()
 
 
 def test_start_up_timeout_names_the_actor(ray_cluster, tiny_model, color_data):
