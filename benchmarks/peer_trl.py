@@ -58,6 +58,9 @@ def main(spec: dict) -> dict:
             max_completion_length=spec["max_new_tokens"], temperature=1.0, top_p=1.0, top_k=0,
             learning_rate=spec["lr"], lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0,
             max_grad_norm=1.0, beta=spec["beta"], loss_type="grpo", scale_rewards="group",
+            # TRL defaults to True; vrft's learner to False: equal settings, and TRL then keeps the
+            # KV cache on while generating.
+            gradient_checkpointing=spec.get("gradient_checkpointing", False),
             save_strategy="no", logging_steps=1, dataloader_num_workers=0, shuffle_dataset=False,
             disable_tqdm=True)
         trainer = GRPOTrainer(model=model, args=args, train_dataset=data, processing_class=processor,
