@@ -117,6 +117,7 @@ def test_lost_learner_rank_stops_in_one_line_then_resume_matches(overrides, refe
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
     seconds = time.monotonic() - killed_at
+    print(f"stopped {seconds:.1f} s after learner rank 1 was killed")  # shown by pytest -rP
     text = log.read_text()
     assert proc.returncode not in (0, 130), text[-3000:]
     assert seconds < 60, seconds
