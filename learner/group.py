@@ -12,7 +12,7 @@ from dataclasses import replace
 
 import ray
 import torch
-from ray.exceptions import RayActorError, RayError
+from ray.exceptions import RayActorError, RayError, RayTaskError
 
 from learner.algorithms import get_advantage
 from learner.batch import Sample, TrainBatch, counted, split_micro_batches
@@ -30,8 +30,12 @@ class RankFailed(RuntimeError):
 
     def __init__(self, rank: int, pid: int | None, error: BaseException):
         self.rank, self.pid, self.error = rank, pid, error
-        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        super().__init__(f"learner rank {rank}" + (f" (pid {pid})" if pid else "") + f": {first}")
+        # A task error's own first line is Ray's frame ("ray::LearnerRank.save() (pid=…)"): name
+        # what the rank raised instead.
+        cause = error.cause if isinstance(error, RayTaskError) and error.cause is not None else None
+        first = (str(cause or error).strip().splitlines() or [""])[0]
+        what = f"{type(cause).__name__}: {first}" if cause is not None else first or type(error).__name__
+        super().__init__(f"learner rank {rank}" + (f" (pid {pid})" if pid else "") + f": {what}")
 
     @property
     def died(self) -> bool:

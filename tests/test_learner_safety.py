@@ -20,6 +20,7 @@ import ray
 import torch
 
 from learner import LearnerConfig, LearnerGroup, Sample
+from learner.group import RankFailed
 from rollout.processor import load_processor
 
 
@@ -92,7 +93,7 @@ def test_weights_that_are_not_finite_are_never_saved(ray_cluster, tiny_model, pa
 
     group = _learner(str(broken), pad_id, zero_stage=2)
     try:
-        with pytest.raises(ray.exceptions.RayTaskError, match="not finite; refusing to write a checkpoint"):
+        with pytest.raises(RankFailed, match="not finite; refusing to write a checkpoint"):
             group.save(str(tmp_path / "ckpt"), "state")
     finally:
         group.shutdown()
@@ -116,7 +117,7 @@ def test_checkpoint_loads_weights_only_and_a_pickle_is_refused(ray_cluster, tiny
 
         model_file = ckpt / "state" / "mp_rank_00_model_states.pt"
         torch.save({"module": _Evil(marker)}, model_file)
-        with pytest.raises(ray.exceptions.RayTaskError, match="refusing to load"):
+        with pytest.raises(RankFailed, match="refusing to load"):
             group.load(str(ckpt), "state")
     finally:
         group.shutdown()
