@@ -67,6 +67,28 @@ def test_rollout_workers_killed_mid_step_are_replaced(ray_cluster, tiny_model, c
     assert set(killed) == {3, 5} and None not in killed.values()
 
 
+def test_past_max_worker_restarts_the_run_stops_naming_the_worker(ray_cluster, tiny_model, color_data, tmp_path,
+                                                                  monkeypatch):
+    cfg = load_config(CONFIG, [f"model.path={tiny_model}", f"data.path={color_data}", "run.steps=2",
+                               "learner.world_size=1", "verifier.num_actors=1", "logging.wandb=false",
+                               "logging.rollouts_every=0", "rollout.max_worker_restarts=0"])
+    real_step, pid = loop.grpo_step, {}
+
+    def grpo_step(cfg, actors, pending, step, *args, **kwargs):
+        if step == 2:
+            pid[0] = actors.workers.pids[0]
+            os.kill(pid[0], signal.SIGKILL)
+        return real_step(cfg, actors, pending, step, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "grpo_step", grpo_step)
+    with pytest.raises(RunStopped) as stopped:
+        loop.train(cfg, tmp_path)
+    line = str(stopped.value)
+    assert line.startswith(f"rollout worker 0 (pid {pid[0]}): ") and "died" in line, line
+    assert line.endswith("rollout.max_worker_restarts=0 reached") and "\n" not in line, line
+    assert not (tmp_path / "checkpoints" / "step_000002").exists()  # the step that lost it never finished
+
+
 def test_start_up_timeout_names_the_actor(ray_cluster, tiny_model, color_data):
     """An actor not up within run.start_timeout_s stops the run with a line naming it (and is
     killed: nothing is left holding the cluster's resources)."""
