@@ -15,7 +15,7 @@ CONFIG = Path(__file__).parent.parent / "configs" / "local" / "test_cpu.yaml"
 @pytest.mark.parametrize("overrides, needle", [
     (["rollout.placement=colocated", "rollout.num_workers=1"], "num_workers"),
     (["rollout.placement=colocated", "run.mode=async"], "run.mode=async"),
-    (["rollout.placement=colocated", "rollout.tensor_parallel_size=2"], "tensor_parallel_size"),
+    (["rollout.placement=colocated", "rollout.engine=vllm", "rollout.tensor_parallel_size=2"], "tensor_parallel_size"),
     (["rollout.placement=colocated", "rollout.engine=vllm"], "cannot sleep"),
 ])
 def test_bad_placement_is_refused(overrides, needle):
