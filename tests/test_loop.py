@@ -169,3 +169,17 @@ def test_eval_during_training_logs_at_its_steps_and_keeps_the_best(ray_cluster, 
     assert sorted(p.name for p in ckpts.glob("step_*")) == sorted({f"step_{best_step:06d}", "step_000004"})
     state = json.loads((ckpts / "step_000004" / "state.json").read_text())
     assert state["best"] == {"metric": "eval/clevr_math/accuracy", "value": values[best_step], "step": best_step}
+
+
+def test_resume_without_a_checkpoint_says_so_and_starts_clean(ray_cluster, tiny_model, color_data, tmp_path, caplog):
+    """`--resume` of a run dir with no complete checkpoint (killed before its first one): one warning,
+    a fresh start at step 1, and none of the earlier attempt's step records repeated."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text('{"step": 1, "reward/mean": 0.5}\n{"step": 2, "reward/mean": 0.5}\n')
+    cfg = load_config(CONFIG, [f"model.path={tiny_model}", f"data.path={color_data}", "run.steps=1",
+                               "rollout.num_workers=1", "verifier.num_actors=1"])
+    with caplog.at_level("WARNING", logger="vrft"):
+        train(cfg, run, resume=True)
+    assert "no complete checkpoint there; starting from step 0" in caplog.text
+    assert [r["step"] for r in read_records(run) if "step" in r] == [1]

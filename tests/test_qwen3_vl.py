@@ -11,18 +11,16 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 from test_export import test_export_loads_in_transformers_and_matches_learner as export_check
 from test_loop import CONFIG, STEP_KEYS, read_records
-from test_tiny_model import _prompts
+from test_tiny_model import _prompts, generates_and_scores_batched
 from test_weight_sync import test_broadcast_makes_workers_match_learner as sync_check
 from transformers import AutoModelForImageTextToText
 
 from orchestrator.config import load_config
 from orchestrator.frames import answer_frame, model_family
 from rollout.families import family_of
-from rollout.inputs import collate_prompts
-from rollout.processor import QWEN3_VL_CHAT_TEMPLATE, load_processor, vision_special_token_ids
+from rollout.processor import QWEN3_VL_CHAT_TEMPLATE, load_processor
 from rollout.vllm_inputs import weight_name_mapper
 
 VRFT = Path(sys.executable).with_name("vrft")
@@ -60,16 +58,7 @@ def test_generates_and_scores(qwen3):
     processor = load_processor(qwen3)
     prompts = _prompts(processor)
     assert all(p.image_grid_thw is not None and p.mm_token_type_ids for p in prompts)
-    pad = processor.tokenizer.pad_token_id
-    batch = collate_prompts(prompts, pad, repeat=2)
-    with torch.no_grad():
-        out = model.generate(**batch, do_sample=True, max_new_tokens=8,
-                             suppress_tokens=vision_special_token_ids(processor.tokenizer))
-        assert out.shape[0] == 4
-        batched = model(**batch).logits
-        for i, p in enumerate(prompts):
-            alone = model(**collate_prompts([p], pad)).logits[0]
-            torch.testing.assert_close(batched[2 * i + 1, -len(p):], alone, atol=1e-4, rtol=0)
+    generates_and_scores_batched(model, processor, prompts)
 
 
 def test_weight_sync_is_exact(ray_cluster, qwen3, color_data):

@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 
 import pytest
-from test_resume import COMPARED, CONFIG, RTOL, steps, vrft
+from test_resume import COMPARED, CONFIG, RTOL, steps, vrft, wait_for_step_2_checkpoint
 
 
 def _wandb_ids(run_dir) -> set[str]:
@@ -30,12 +29,7 @@ def test_sigkill_then_same_command_resumes_auto(tiny_model, color_data, tmp_path
 
     command = [*common, "--run-dir", str(killed)]
     proc = vrft(*command)
-    latest = killed / "checkpoints" / "latest"
-    deadline = time.time() + 600
-    while time.time() < deadline and proc.poll() is None:
-        if latest.exists() and latest.read_text() == "step_000002":
-            break
-        time.sleep(0.02)
+    wait_for_step_2_checkpoint(proc, killed)
     assert proc.poll() is None, proc.stdout.read()[-3000:]
     os.killpg(proc.pid, signal.SIGKILL)  # a preempted job: no cleanup
     proc.wait(timeout=60)

@@ -84,6 +84,21 @@ def test_seeded_weights(tiny_model, tmp_path):
     assert any(not torch.equal(other[k], ref[k]) for k in ref)
 
 
+def generates_and_scores_batched(model, processor, prompts) -> None:
+    """Sampling works on a left-padded batch of repeated prompts, and each prompt's logits in the
+    batch equal those of the prompt alone (padding and the vision inputs line up)."""
+    pad = processor.tokenizer.pad_token_id
+    batch = collate_prompts(prompts, pad, repeat=2)
+    with torch.no_grad():
+        out = model.generate(**batch, do_sample=True, max_new_tokens=8,
+                             suppress_tokens=vision_special_token_ids(processor.tokenizer))
+        assert out.shape[0] == 2 * len(prompts)
+        batched = model(**batch).logits
+        for i, p in enumerate(prompts):
+            alone = model(**collate_prompts([p], pad)).logits[0]
+            torch.testing.assert_close(batched[2 * i + 1, -len(p):], alone, atol=1e-4, rtol=0)
+
+
 def _prompts(processor, n: int = 2):
     rng = random.Random(1)
     samples = [sample_task(task, rng) for task in ("counting", "detection")][:n]
@@ -113,16 +128,7 @@ def test_qwen2_5_vl_tiny_generates_and_scores(qwen25):
     assert model.config.vision_config.out_hidden_size == model.config.text_config.hidden_size
     processor = load_processor(qwen25)
     prompts = _prompts(processor)
-    pad = processor.tokenizer.pad_token_id
-    batch = collate_prompts(prompts, pad, repeat=2)
-    with torch.no_grad():
-        out = model.generate(**batch, do_sample=True, max_new_tokens=8,
-                             suppress_tokens=vision_special_token_ids(processor.tokenizer))
-        assert out.shape[0] == 4
-        batched = model(**batch).logits
-        for i, p in enumerate(prompts):
-            alone = model(**collate_prompts([p], pad)).logits[0]
-            torch.testing.assert_close(batched[2 * i + 1, -len(p):], alone, atol=1e-4, rtol=0)
+    generates_and_scores_batched(model, processor, prompts)
 
 
 def test_forward_with_completion_and_backward(tiny_model):

@@ -41,6 +41,7 @@ _REGISTRY: dict[str, RewardInfo] = {}
 _BUILTIN_MODULES = (
     "verifiers.rewards_text",
     "verifiers.rewards_detection",
+    "verifiers.rewards_grounding",
     "verifiers.rewards_spatial",
     "verifiers.math_reward",
 )
