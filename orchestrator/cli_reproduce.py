@@ -26,8 +26,9 @@ def run_command(add_commands, argv: list[str]) -> int:
 
 
 def cmd_reproduce(args) -> int:
+    from orchestrator.placement import gpus_needed
     from orchestrator.preflight import load_run_config, preflight
-    from orchestrator.reproduce import check_gpus, gpus_needed, list_recipes, plan, recipe_file, report
+    from orchestrator.reproduce import check_gpus, list_recipes, plan, recipe_file, report
 
     if args.list or not args.name:
         print("\n".join(list_recipes()))

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator.config import TrainConfig
-from orchestrator.placement import gpus_needed  # noqa: F401 (part of this module's interface)
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 

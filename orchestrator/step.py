@@ -143,18 +143,18 @@ def _means(scored: list[ScoredCompletion], accuracy: dict[str, str | None], pref
     `accuracy` (each completion's own task's accuracy component)."""
     sums: dict[str, float] = defaultdict(float)
     counts: dict[str, int] = defaultdict(int)
+    correct: list[float] = []
     for task, c in scored:
         for name, value in c.scores.items():
             sums[name] += value
             counts[name] += 1
         name = accuracy.get(task or "")
         if name is not None:
-            sums["\0accuracy"] += c.scores.get(name, 0.0)
-            counts["\0accuracy"] += 1
-    out = {f"{prefix}{name}": sums[name] / counts[name] for name in sums if not name.startswith("\0")}
+            correct.append(c.scores.get(name, 0.0))
+    out = {f"{prefix}{name}": sums[name] / counts[name] for name in sums}
     out[f"{prefix}mean"] = out.pop(f"{prefix}total", 0.0)
-    if counts["\0accuracy"]:
-        out[f"{prefix}accuracy"] = sums["\0accuracy"] / counts["\0accuracy"]
+    if correct:
+        out[f"{prefix}accuracy"] = sum(correct) / len(correct)
     return out
 
 

@@ -11,7 +11,8 @@ import pytest
 
 from orchestrator.cli import main
 from orchestrator.config import load_config
-from orchestrator.reproduce import CONFIGS, gpus_needed, list_recipes
+from orchestrator.placement import gpus_needed
+from orchestrator.reproduce import CONFIGS, list_recipes
 from verifiers import CompositeReward
 
 RECIPES = list_recipes()
