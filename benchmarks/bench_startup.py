@@ -1,7 +1,7 @@
 """BENCH startup_s: from `vrft train configs/local/test_cpu.yaml` (tiny model) being started to the
 first step's rollout launch, in a fresh process (interpreter start and imports count), with its
-phases: imports, Ray init, rollout actors (engine load), verifier pool, learner actors, learner
-setup (model load + DeepSpeed init + gloo group), weight-sync group. Best of RUNS: the machine is
+phases: imports, Ray init, placement, the actors (rollout engines, verifier pool and learner ranks
+with their model load + DeepSpeed init + gloo group, started at once), weight-sync group. Best of RUNS: the machine is
 shared, and the least disturbed run is the closest to what start-up costs.
 """
 
@@ -49,7 +49,7 @@ def main() -> None:
             print(f"BENCH startup_s{suffix} {best['total']:.2f} s")
             phases = {k: v for k, v in best.items() if k != "total"}
             print(f"# startup{suffix} phases (s): {json.dumps(phases)}", file=sys.stderr)
-            for key in ("start_ray", "learner_deepspeed_init"):
+            for key in ("start_ray", "start_actors"):
                 print(f"BENCH startup{suffix}_{key}_s {best.get(key, float('nan')):.2f} s")
 
 

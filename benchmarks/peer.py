@@ -1,11 +1,14 @@
 """`make bench-peer`: TRL's GRPOTrainer (in .venv-trl, benchmarks/peer_trl.py) and vrft on the same
 random Qwen2-VL-architecture model (orchestrator/assets/tiny_model.py, size small), the same
 synthetic colour prompts in the same order, the same rewards (vrft's verifiers) and settings:
-PROMPTS prompts x G=N, MAX_NEW_TOKENS new tokens, beta 0.04, fp32, the same thread count.
+4 prompts x G=8, 64 new tokens, beta 0.04, fp32, every core as torch threads (configs/local/peer_cpu.yaml,
+checked against TRL's SPEC). vrft runs in the layout a local CPU run picks when its config leaves
+it open (orchestrator/layout.py).
 Mean step time over the steps after the first WARMUP, with each side's generate share;
 the best of ROUNDS alternating runs per side.
 
-    python -m benchmarks.peer [demo]   # demo: also vrft in the demo's layout (2 workers + 2 ranks)
+    python -m benchmarks.peer [demo]   # demo: also vrft in the demo's layout (2 workers + 2 ZeRO-2 ranks)
+    python -m benchmarks.peer learn    # both learning from one warm-started checkpoint (peer_learn.py)
 
 Not in `make bench` (it needs .venv-trl); on a shared machine read the ratios, not the seconds.
 """
@@ -25,18 +28,19 @@ from orchestrator.config import load_config
 from orchestrator.loop import train
 
 ROOT = Path(__file__).parent.parent
-CONFIG = ROOT / "configs" / "local" / "demo_cpu.yaml"
+CONFIG = ROOT / "configs" / "local" / "peer_cpu.yaml"
 TRL_PY = ROOT / ".venv-trl" / "bin" / "python"
 STEPS, WARMUP = int(os.environ.get("VRFT_PEER_STEPS", "6")), 2
 ROUNDS = int(os.environ.get("VRFT_PEER_ROUNDS", "2"))
-SPEC = {"prompts": 4, "n": 8, "max_new_tokens": 64, "beta": 0.04, "lr": 1e-5, "seed": 0, "threads": 2,
-        "rewards": ["classification", "format"]}
+# TRL gets every core as its torch threads; so does each vrft phase under the auto layout.
+SPEC = {"prompts": 4, "n": 8, "max_new_tokens": 64, "beta": 0.04, "lr": 1e-5, "seed": 0,
+        "threads": os.cpu_count() or 1, "rewards": ["classification", "format"]}
 LAYOUTS = {
-    # One rollout worker and one learner rank with 2 threads each: the same 2 cores TRL uses.
-    "1x1": ["rollout.num_workers=1", "rollout.torch_threads=2", "learner.world_size=1",
-            "learner.torch_threads=2", "verifier.num_actors=1"],
+    # The config leaves the layout open: the single-node CPU layout (orchestrator/layout.py).
+    "auto": [],
+    # The demo's distributed layout: 2 workers + a 2-rank ZeRO-2 learner, 1 thread each.
     "demo": ["rollout.num_workers=2", "rollout.torch_threads=1", "learner.world_size=2",
-             "learner.torch_threads=1", "verifier.num_actors=2"],
+             "learner.torch_threads=1", "learner.zero_stage=2", "verifier.num_actors=2"],
 }
 
 
@@ -45,8 +49,8 @@ def mean(xs: list[float]) -> float:
     return sum(xs) / len(xs)
 
 
-def run_trl(model: Path, data: Path) -> dict:
-    spec = {**SPEC, "model": str(model), "data": str(data), "steps": STEPS}
+def run_trl(model: Path, data: Path, steps: int = STEPS, **settings) -> dict:
+    spec = {**SPEC, **settings, "model": str(model), "data": str(data), "steps": steps}
     out = subprocess.run([str(TRL_PY), "-m", "benchmarks.peer_trl", json.dumps(spec)], cwd=ROOT,
                          capture_output=True, text=True, timeout=1800)
     lines = [ln for ln in out.stdout.splitlines() if ln.startswith("PEER ")]
@@ -56,12 +60,11 @@ def run_trl(model: Path, data: Path) -> dict:
 
 
 def run_vrft(model: Path, data: Path, run_dir: Path, layout: list[str]) -> dict:
-    cfg = load_config(CONFIG, [
-        f"model.path={model}", f"data.path={data}", "sft.steps=0", f"run.steps={STEPS}", "run.save_every=0",
-        f"run.seed={SPEC['seed']}", f"data.prompts_per_step={SPEC['prompts']}", f"rollout.n={SPEC['n']}",
-        f"rollout.max_new_tokens={SPEC['max_new_tokens']}", f"rollout.prompts_per_call={SPEC['prompts']}",
-        f"learner.beta={SPEC['beta']}", f"learner.lr={SPEC['lr']}", "learner.micro_batch_size=32",
-        "logging.wandb=false", "logging.progress=false", *layout])
+    cfg = load_config(CONFIG, [f"model.path={model}", f"data.path={data}", f"run.steps={STEPS}", *layout])
+    ours = {"prompts": cfg.data.prompts_per_step, "n": cfg.rollout.n, "max_new_tokens": cfg.rollout.max_new_tokens,
+            "beta": cfg.learner.beta, "lr": cfg.learner.lr, "seed": cfg.run.seed}
+    if any(SPEC[key] != value for key, value in ours.items()):
+        raise SystemExit(f"benchmarks.peer: {CONFIG.name} {ours} differs from TRL's side {SPEC}")
     train(cfg, run_dir)
     records = [json.loads(ln) for ln in (run_dir / "metrics.jsonl").read_text().splitlines()]
     steps = [r for r in records if "step" in r and "time/step" in r]
@@ -76,6 +79,12 @@ def main(argv: list[str] | None = None) -> None:
     argv = argv or []
     if not TRL_PY.exists():
         raise SystemExit("benchmarks.peer: no .venv-trl (make install-trl)")
+    if "learn" in argv:  # the learning run from one warm-started checkpoint (benchmarks/peer_learn.py)
+        from benchmarks import peer_learn
+
+        with tempfile.TemporaryDirectory() as tmp:
+            peer_learn.main(Path(tmp))
+        return
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         model = make_tiny_model(tmp / "model", size="small")
@@ -83,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
         # Alternate the sides ROUNDS times and keep each side's fastest run: on a shared machine
         # the least disturbed run is the closest to what a step costs, and alternating spreads a
         # burst of other load over both sides.
-        layouts = ["1x1", *(["demo"] if "demo" in argv else [])]
+        layouts = ["auto", *(["demo"] if "demo" in argv else [])]
         trls, vrfts = [], {name: [] for name in layouts}
         for r in range(ROUNDS):
             trls.append(run_trl(model, data))
@@ -96,7 +105,7 @@ def main(argv: list[str] | None = None) -> None:
         for name in layouts:
             vrft = min(vrfts[name], key=lambda x: mean(x["step_s"]))
             step = mean(vrft["step_s"])
-            suffix = "" if name == "1x1" else f"_{name}"
+            suffix = "" if name == "auto" else f"_{name}"
             print(f"BENCH vrft{suffix}_step_s {step:.3f} s (generate+score {mean(vrft['generate_s']):.3f} s, "
                   f"learn {mean(vrft['learn_s']):.3f} s, sync {mean(vrft['sync_s']):.3f} s, "
                   f"mean length {mean(vrft['length']):.1f})")

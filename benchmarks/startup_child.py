@@ -31,24 +31,14 @@ def main(argv: list[str]) -> None:
     import json
 
     launched_at, rest = float(argv[0]), argv[1:]
-    import learner.group
     import orchestrator.loop as loop
     from orchestrator.cli import main as vrft
 
     marks.append(("imports", time.time()))
-    for name in ("start_ray", "place", "start_rollout", "start_pool", "connect_weight_sync"):
+    # start_actors starts the rollout workers, the verifier pool and the learner ranks (model load,
+    # DeepSpeed init, gloo group) at once: one phase, as long as the slowest kind.
+    for name in ("start_ray", "place", "start_actors", "connect_weight_sync"):
         setattr(loop, name, timed(name, getattr(loop, name)))
-    # LearnerGroup's start waits twice: for rank 0's address (actors up), then for every rank's
-    # setup (model load, DeepSpeed init, gloo group).
-    group_get, waits = learner.group.LearnerGroup._get, iter(("learner_actors", "learner_deepspeed_init"))
-
-    def get(self, refs, timeout_s=None, late="did not answer"):
-        out = group_get(self, refs, timeout_s, late)
-        if late == "did not start":
-            marks.append((next(waits, "learner_other"), time.time()))
-        return out
-
-    learner.group.LearnerGroup._get = get
 
     def first_launch(*args, **kwargs):
         marks.append(("first_launch", time.time()))

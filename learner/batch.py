@@ -125,6 +125,32 @@ def collate(samples: list[Sample], pad_id: int, mask_truncated: bool = False) ->
     if pixels:
         out["pixel_values"] = torch.cat(pixels, dim=0)
         out["image_grid_thw"] = torch.cat([s.image_grid_thw for s in samples if s.image_grid_thw is not None])
+        out["pixel_counts"] = torch.tensor([0 if s.pixel_values is None else len(s.pixel_values) for s in samples])
+        out["grid_counts"] = torch.tensor([0 if s.image_grid_thw is None else len(s.image_grid_thw) for s in samples])
+    # Which rows share a prompt (tokens and images): learner/shared_prompt.py runs it once for them.
+    out["prompt_lens"] = torch.tensor([len(s.prompt_ids) for s in samples])
+    out["prefix_of"] = torch.tensor(prefix_rows(samples))
+    return out
+
+
+def _same_prompt(a: Sample, b: Sample) -> bool:
+    def same(x, y) -> bool:
+        return x is y or (x is not None and y is not None and x.shape == y.shape and torch.equal(x, y))
+    return (a.prompt_ids == b.prompt_ids and a.prompt_mm_token_type_ids == b.prompt_mm_token_type_ids
+            and same(a.pixel_values, b.pixel_values) and same(a.image_grid_thw, b.image_grid_thw))
+
+
+def prefix_rows(samples: list[Sample]) -> list[int]:
+    """For each row, the first row whose prompt is the same (its own index if none before it is).
+    Rows of one group usually carry the very same prompt objects, so `is` settles most pairs."""
+    firsts: list[int] = []
+    out = []
+    for row, s in enumerate(samples):
+        first = next((f for f in firsts if _same_prompt(samples[f], s)), None)
+        if first is None:
+            firsts.append(row)
+            first = row
+        out.append(first)
     return out
 
 

@@ -45,6 +45,9 @@ class LearnerConfig(BaseModel):
     token_budget: int | None = Field(None, ge=1, description="max padded tokens per micro-batch; "
                                      "samples are sorted by length first (None: micro_batch_size only)")
     gradient_checkpointing: bool = False
+    share_prompts: bool = Field(True, description="run each prompt (and its images) once for the completions "
+                                "that share it, not once per completion (learner/shared_prompt.py); off under "
+                                "gradient_checkpointing, which keeps no KV cache")
     freeze_vision: bool = False
     offload_optimizer: bool = False  # ZeRO-Offload: optimizer states (and step) on the CPU
     offload_params: bool = False  # ZeRO-3 only: parameters live on the CPU between uses

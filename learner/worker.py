@@ -24,9 +24,11 @@ import torch.distributed as dist
 from learner.batch import Sample, collate
 from learner.checkpointing import load_rng, save_rng, weights_only_loads, write_hf_folder, write_meta
 from learner.config import LearnerConfig
+from learner.ds_config import deepspeed_config, lr_lambda, reference_ds_config
 from learner.lora import is_peft, plain_entries
 from learner.model import load_model, load_policy, sequence_logprobs
 from learner.objective import grpo_objective, sequence_kl, sft_objective
+from learner.shared_prompt import agrees, shared_prompt_logprobs, worth_sharing
 from learner.weight_sync import (
     iter_buckets,
     iter_tensors,
@@ -37,54 +39,6 @@ from learner.weight_sync import (
 )
 
 ADAPTERS_OFF = "adapters-off"  # the reference is the LoRA policy with its adapters disabled
-
-
-def deepspeed_config(cfg: LearnerConfig, bf16: bool, zero_stage: int, cuda: bool = False) -> dict:
-    zero: dict = {"stage": zero_stage, "overlap_comm": False, "contiguous_gradients": True}
-    if cfg.offload_optimizer and zero_stage > 0:
-        zero["offload_optimizer"] = {"device": "cpu", "pin_memory": cuda}
-    if cfg.offload_params and zero_stage == 3:
-        zero["offload_param"] = {"device": "cpu", "pin_memory": cuda}
-    config = {
-        "train_micro_batch_size_per_gpu": 1,
-        "gradient_accumulation_steps": 1,
-        # Micro-batches vary in number per step (token budget): we call backward() per micro-batch
-        # and step() once, which is DeepSpeed's unmanaged accumulation mode.
-        "managed_gradient_accumulation": False,
-        "gradient_clipping": cfg.grad_clip,
-        "zero_optimization": zero,
-        # A NaN/inf gradient norm skips the update (ZeRO 1-3 and bf16 check it; fp32 ZeRO-0 is
-        # checked in LearnerRank._update).
-        "bf16": {"enabled": bf16, "check_grad_overflow": True},
-        "steps_per_print": 2**31,
-        "wall_clock_breakdown": False,
-    }
-    if cfg.offload_optimizer and not cuda:
-        # On a CPU-only machine the client torch AdamW already steps on the CPU.
-        config["zero_force_ds_cpu_optimizer"] = False
-    return config
-
-
-def reference_ds_config(cfg: LearnerConfig, bf16: bool) -> dict:
-    """ZeRO-3 inference engine for a separate reference model: partitioned like the policy."""
-    zero: dict = {"stage": 3}
-    if cfg.offload_params:
-        zero["offload_param"] = {"device": "cpu"}
-    return {"train_micro_batch_size_per_gpu": 1, "zero_optimization": zero, "bf16": {"enabled": bf16},
-            "steps_per_print": 2**31}
-
-
-def lr_lambda(cfg: LearnerConfig, total_steps: int):
-    def factor(step: int) -> float:
-        if step < cfg.warmup_steps:
-            return (step + 1) / cfg.warmup_steps
-        if cfg.lr_schedule == "constant":
-            return 1.0
-        progress = min(1.0, (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps))
-        if cfg.lr_schedule == "linear":
-            return 1.0 - progress
-        return 0.5 * (1.0 + math.cos(math.pi * progress))
-    return factor
 
 
 def average_iterations(results: list[dict[str, float]]) -> dict[str, float]:
@@ -118,6 +72,10 @@ class LearnerRank:
         self.version = 0
         self._listeners: dict[int, socket.socket] = {}  # port -> reserved socket (address())
         self._nonfinite_in_row = 0
+        self._grad_norm: float | None = None  # ZeRO-0's, which DeepSpeed does not keep (_step)
+        # Shared prompts: on until the first real batch shows the two paths disagree (_logprobs).
+        self.share_prompts: bool | None = None if self.cfg.share_prompts and not self.cfg.gradient_checkpointing \
+            else False
         self._micro: list[dict[str, torch.Tensor]] = []
         self._old: list[torch.Tensor | None] = []
         self._ref: list[torch.Tensor | None] = []
@@ -162,6 +120,8 @@ class LearnerRank:
                                           weight_decay=self.cfg.weight_decay)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(self.cfg, total_steps))
         self.zero3 = self.cfg.zero_stage == 3
+        if self.zero3:  # ZeRO-3 gathers weights per forward: every rank must run the same forwards
+            self.share_prompts = False
         self.engine, _, _, _ = deepspeed.initialize(
             model=model, optimizer=optimizer, lr_scheduler=scheduler,
             config=deepspeed_config(self.cfg, bf16, self.cfg.zero_stage, self.cuda))
@@ -224,6 +184,29 @@ class LearnerRank:
             out["pixel_values"] = out["pixel_values"].to(self.compute_dtype)
         return out
 
+    def _logprobs(self, model, batch: dict[str, torch.Tensor], temperature: float, entropy: str = "none"):
+        """`sequence_logprobs`, with shared prompts where the batch has them (learner/shared_prompt.py).
+        The first time, both paths run without gradients and must agree, or sharing stays off."""
+        if self.share_prompts is False or not worth_sharing(batch):
+            return sequence_logprobs(model, batch, temperature, entropy)
+        if self.share_prompts is None:
+            with torch.no_grad(), self._eval():
+                plain = sequence_logprobs(model, batch, temperature)[0]
+                try:
+                    diff = agrees(shared_prompt_logprobs(model, batch, temperature)[0], plain,
+                                  batch["loss_mask"], self.compute_dtype)
+                    self.share_prompts = True
+                    self.log(f"shared prompts: on (max |Δ log p| {diff:.2g} against the plain forward)")
+                except Exception as err:  # a model whose cache or positions do not continue as Qwen-VL's
+                    self.share_prompts = False
+                    self.log(f"shared prompts: off for this model ({type(err).__name__}: {err})", warn=True)
+                    return sequence_logprobs(model, batch, temperature, entropy)
+        return shared_prompt_logprobs(model, batch, temperature, entropy)
+
+    def log(self, message: str, warn: bool = False) -> None:
+        if self.rank == 0:
+            print(f"{'WARNING ' if warn else ''}learner: {message}", flush=True)
+
     @contextmanager
     def _eval(self):
         """No dropout for the log-probs of the policy that sampled (and of the reference)."""
@@ -239,8 +222,8 @@ class LearnerRank:
         with self._eval():
             if self.ref == ADAPTERS_OFF:
                 with self.engine.module.disable_adapter():
-                    return sequence_logprobs(self.engine, batch, temperature)[0]
-            return sequence_logprobs(self.ref, batch, temperature)[0]
+                    return self._logprobs(self.engine, batch, temperature)[0]
+            return self._logprobs(self.ref, batch, temperature)[0]
 
     # ---- training -------------------------------------------------------------------------
     def prepare(self, micro_batches: list[list[Sample]], pad_id: int, mode: str = "grpo",
@@ -260,7 +243,7 @@ class LearnerRank:
         with torch.no_grad(), self._eval():
             for i, micro in enumerate(self._micro):
                 batch = self._to_device(micro)
-                self._old[i] = sequence_logprobs(self.engine, batch, temperature)[0]
+                self._old[i] = self._logprobs(self.engine, batch, temperature)[0]
                 if self.ref is not None:
                     self._ref[i] = self._ref_logprobs(batch, temperature)
                 if self.cfg.kl_in_reward and self._ref[i] is not None:
@@ -296,14 +279,14 @@ class LearnerRank:
         for i, micro in enumerate(self._micro):
             batch = self._to_device(micro)
             if mode == "sft":
-                logp, _ = sequence_logprobs(self.engine, batch, temperature)
+                logp, _ = self._logprobs(self.engine, batch, temperature)
                 loss, stats = sft_objective(logp, batch, norms)
             else:
                 ref_logp = self._ref[i]
                 if ref_logp is None and inline_ref:  # before the policy's graph exists: less memory
                     ref_logp = self._ref_logprobs(batch, temperature)
-                logp, entropy = sequence_logprobs(self.engine, batch, temperature,
-                                                  "grad" if self.cfg.entropy_coef > 0 else "value")
+                logp, entropy = self._logprobs(self.engine, batch, temperature,
+                                               "grad" if self.cfg.entropy_coef > 0 else "value")
                 loss, stats = grpo_objective(logp, batch, self.cfg, norms, old_logp=self._old[i],
                                              ref_logp=ref_logp if inline_ref else None, entropy=entropy)
             finite = finite and bool(torch.isfinite(loss.detach()))
@@ -323,6 +306,8 @@ class LearnerRank:
         out.update(maxima)
         out["tokens"] = tokens_seen
         grad_norm = self.engine.get_global_grad_norm()
+        if grad_norm is None:
+            grad_norm = self._grad_norm
         if grad_norm is not None:
             out["grad_norm"] = float(grad_norm)
         out["lr"] = float(self.engine.get_lr()[0])
@@ -341,9 +326,12 @@ class LearnerRank:
         # cleared, LR schedule not advanced); fp32 ZeRO-0 steps the client optimizer blindly.
         ds_checks = hasattr(self.engine.optimizer, "overflow")
         bad = not loss_finite
-        if not ds_checks and not bad:
-            bad = any(p.grad is not None and not bool(torch.isfinite(p.grad).all())
-                      for p in self.engine.module.parameters())
+        self._grad_norm = None
+        if not ds_checks:  # DeepSpeed clips ZeRO-0's gradients but keeps no norm: ours, before clipping
+            grads = [p.grad.detach() for p in self.engine.module.parameters() if p.grad is not None]
+            self._grad_norm = float(torch.linalg.vector_norm(torch.stack(
+                [torch.linalg.vector_norm(g.float()) for g in grads]))) if grads else 0.0
+            bad = bad or not math.isfinite(self._grad_norm)
         if self._any_rank(bad) and not ds_checks:
             # Not engine.step(): its all-reduce would turn missing grads into zeros and AdamW would
             # still move the weights (momentum, weight decay).
@@ -370,7 +358,7 @@ class LearnerRank:
         """The policy's per-token log-probs of each sample's completion (collective under ZeRO-3)."""
         batch = self._to_device(collate(samples, pad_id))
         with self._eval():
-            logp = sequence_logprobs(self.engine, batch, temperature)[0].float().cpu()
+            logp = self._logprobs(self.engine, batch, temperature)[0].float().cpu()
         mask = batch["loss_mask"].cpu().bool()
         return [logp[i][mask[i]].tolist() for i in range(len(samples))]
 

@@ -45,6 +45,9 @@ class RunConfig(_Strict):
     keep_best_mode: Literal["max", "min"] = "max"
     start_timeout_s: float = Field(900.0, gt=0, description="each actor's start-up (model load, DeepSpeed "
                                    "init, engine start): past it the run stops, naming the actor")
+    layout: Literal["auto", "as_set"] = Field("auto", description="auto: a local CPU-only run fills the layout "
+                                              "keys its config leaves unset with the single-node CPU layout "
+                                              "(orchestrator/layout.py); as_set: the schema's defaults")
 
     @field_validator("name")
     @classmethod

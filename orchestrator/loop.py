@@ -31,18 +31,17 @@ from orchestrator.checkpoint import (
 from orchestrator.config import TrainConfig
 from orchestrator.data import PromptSource
 from orchestrator.faults import RunStopped, describe
+from orchestrator.layout import cpu_layout
 from orchestrator.placement import place
 from orchestrator.records import to_sample
 from orchestrator.rollout_log import Observer
 from orchestrator.schedule import LaunchSchedule
 from orchestrator.session import (
-    Actors,
     connect_weight_sync,
     shutdown,
+    start_actors,
     start_learner,
-    start_pool,
     start_ray,
-    start_rollout,
     sync_weights,
 )
 from orchestrator.step import PendingRollout, grpo_step, launch_rollout
@@ -99,6 +98,9 @@ def summarize(history: list[float], minutes: float) -> dict[str, float]:
 
 def train(cfg: TrainConfig, run_dir: Path, resume: bool = False) -> dict[str, float]:
     started = time.perf_counter()
+    cfg, layout = cpu_layout(cfg)  # what the run uses is what config.yaml records
+    if layout:
+        log.info(layout)
     run_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
     processor = load_processor(cfg.model.path, cfg.model.min_pixels, cfg.model.max_pixels,
@@ -134,10 +136,7 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False) -> dict[str, fl
             return summarize([], (time.perf_counter() - started) / 60)
         if state:
             data.load_state(state["data"])
-        actors = Actors(workers=start_rollout(cfg, model_path, placement.rollout), pool=None)
-        actors.pool = start_pool(cfg, routes)
-        pad = processor.tokenizer.pad_token_id
-        actors.learner = start_learner(cfg, cfg.learner, model_path, cfg.run.steps, pad, placement.learner)
+        actors = start_actors(cfg, model_path, routes, processor.tokenizer.pad_token_id, placement)
         connect_weight_sync(actors, cfg)
         log.info("actors: %s", ", ".join(  # which process is which, for an operator (and the fault tests)
             [f"learner rank {r} pid {pid}" for r, pid in enumerate(actors.learner.pids)]

@@ -32,10 +32,17 @@ class Placement:
                 pass
 
 
-def _in(pg, index: int, **resources) -> dict:
+def _in(pg, index: int, threads: int | None = None, **resources) -> dict:
+    """Actor options for bundle `index` of `pg`. With `threads`, the process starts with
+    OMP_NUM_THREADS = threads: Ray sets it to the actor's num_cpus, and some CPU kernels keep the
+    OpenMP team size they started with whatever torch.set_num_threads says later (a learner step
+    on 2 threads was 20% slower under OMP_NUM_THREADS=1; docs/measurements.md)."""
     strategy = PlacementGroupSchedulingStrategy(placement_group=pg, placement_group_bundle_index=index,
                                                 placement_group_capture_child_tasks=True)
-    return {"scheduling_strategy": strategy, **resources}
+    options = {"scheduling_strategy": strategy, **resources}
+    if threads and threads != resources.get("num_cpus"):  # Ray's own setting is right otherwise
+        options["runtime_env"] = {"env_vars": {"OMP_NUM_THREADS": str(threads)}}
+    return options
 
 
 def _bundle(cpus: float, gpus: float) -> dict:
@@ -114,7 +121,7 @@ def place(cfg: TrainConfig, timeout_s: float = 600.0) -> Placement:
         pg = placement_group([_bundle(lc.num_cpus_per_rank, lc.num_gpus_per_rank) for _ in range(lc.world_size)],
                              strategy="PACK")
         ray.get(pg.ready(), timeout=timeout_s)
-        return Placement(learner=[_in(pg, i, num_cpus=lc.num_cpus_per_rank, num_gpus=lc.num_gpus_per_rank)
+        return Placement(learner=[_in(pg, i, lc.torch_threads, num_cpus=lc.num_cpus_per_rank, num_gpus=lc.num_gpus_per_rank)
                                   for i in range(lc.world_size)], rollout=[], groups=[pg])
     if rc.placement == "colocated":
         gpus = 1.0 if lc.num_gpus_per_rank or rc.num_gpus_per_worker else 0.0
@@ -123,8 +130,8 @@ def place(cfg: TrainConfig, timeout_s: float = 600.0) -> Placement:
         ray.get(pg.ready(), timeout=timeout_s)
         share = 0.5 if gpus else 0.0
         return Placement(
-            learner=[_in(pg, i, num_cpus=lc.num_cpus_per_rank, num_gpus=share) for i in range(lc.world_size)],
-            rollout=[_in(pg, i, num_cpus=rc.num_cpus_per_worker, num_gpus=share) for i in range(rc.num_workers)],
+            learner=[_in(pg, i, lc.torch_threads, num_cpus=lc.num_cpus_per_rank, num_gpus=share) for i in range(lc.world_size)],
+            rollout=[_in(pg, i, rc.torch_threads, num_cpus=rc.num_cpus_per_worker, num_gpus=share) for i in range(rc.num_workers)],
             groups=[pg])
     learner_pg = placement_group([_bundle(lc.num_cpus_per_rank, lc.num_gpus_per_rank)
                                   for _ in range(lc.world_size)], strategy="PACK")
@@ -133,8 +140,8 @@ def place(cfg: TrainConfig, timeout_s: float = 600.0) -> Placement:
                                   for _ in range(rc.num_workers)], strategy="PACK")
     ray.get([learner_pg.ready(), rollout_pg.ready()], timeout=timeout_s)
     return Placement(
-        learner=[_in(learner_pg, i, num_cpus=lc.num_cpus_per_rank, num_gpus=lc.num_gpus_per_rank)
+        learner=[_in(learner_pg, i, lc.torch_threads, num_cpus=lc.num_cpus_per_rank, num_gpus=lc.num_gpus_per_rank)
                  for i in range(lc.world_size)],
-        rollout=[_in(rollout_pg, i, num_cpus=rc.num_cpus_per_worker, num_gpus=engine_gpus)
+        rollout=[_in(rollout_pg, i, rc.torch_threads, num_cpus=rc.num_cpus_per_worker, num_gpus=engine_gpus)
                  for i in range(rc.num_workers)],
         groups=[learner_pg, rollout_pg])

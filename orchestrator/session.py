@@ -8,6 +8,7 @@ import os
 import signal
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import ray
@@ -98,6 +99,32 @@ class Actors:
     learner: LearnerGroup | None = None
     backend: str = "gloo"
     version: int = 0
+
+
+def start_actors(cfg: TrainConfig, model_path: str, routes: dict[str, list[RewardSpec]], pad_id: int,
+                 placement) -> Actors:
+    """The rollout workers, the verifier pool and the learner ranks, started at once: each kind
+    waits for its own processes (imports, model load, DeepSpeed init), so start-up costs the
+    slowest kind, not their sum. If one kind fails, the others are stopped and its error raised."""
+    with ThreadPoolExecutor(3, thread_name_prefix="vrft-start") as threads:
+        futures = {"workers": threads.submit(start_rollout, cfg, model_path, placement.rollout),
+                   "pool": threads.submit(start_pool, cfg, routes),
+                   "learner": threads.submit(start_learner, cfg, cfg.learner, model_path, cfg.run.steps, pad_id,
+                                             placement.learner)}
+    started, errors = {}, []
+    for name, future in futures.items():
+        try:
+            started[name] = future.result()
+        except BaseException as err:  # noqa: BLE001 - re-raised below, once the others are stopped
+            errors.append(err)
+    if errors:
+        for kind in started.values():
+            try:
+                kind.kill() if isinstance(kind, RolloutWorkers) else kind.shutdown()
+            except Exception as err:
+                log.warning("shutdown: %s", err)
+        raise errors[0]
+    return Actors(**started)
 
 
 def start_rollout(cfg: TrainConfig, model_path: str, placement: list[dict]) -> RolloutWorkers:
