@@ -121,8 +121,9 @@ def place(cfg: TrainConfig, timeout_s: float = 600.0) -> Placement:
         pg = placement_group([_bundle(lc.num_cpus_per_rank, lc.num_gpus_per_rank) for _ in range(lc.world_size)],
                              strategy="PACK")
         ray.get(pg.ready(), timeout=timeout_s)
-        return Placement(learner=[_in(pg, i, lc.torch_threads, num_cpus=lc.num_cpus_per_rank, num_gpus=lc.num_gpus_per_rank)
-                                  for i in range(lc.world_size)], rollout=[], groups=[pg])
+        return Placement(learner=[_in(pg, i, lc.torch_threads, num_cpus=lc.num_cpus_per_rank,
+                                      num_gpus=lc.num_gpus_per_rank) for i in range(lc.world_size)],
+                         rollout=[], groups=[pg])
     if rc.placement == "colocated":
         gpus = 1.0 if lc.num_gpus_per_rank or rc.num_gpus_per_worker else 0.0
         pg = placement_group([_bundle(lc.num_cpus_per_rank + rc.num_cpus_per_worker, gpus)
@@ -130,8 +131,10 @@ def place(cfg: TrainConfig, timeout_s: float = 600.0) -> Placement:
         ray.get(pg.ready(), timeout=timeout_s)
         share = 0.5 if gpus else 0.0
         return Placement(
-            learner=[_in(pg, i, lc.torch_threads, num_cpus=lc.num_cpus_per_rank, num_gpus=share) for i in range(lc.world_size)],
-            rollout=[_in(pg, i, rc.torch_threads, num_cpus=rc.num_cpus_per_worker, num_gpus=share) for i in range(rc.num_workers)],
+            learner=[_in(pg, i, lc.torch_threads, num_cpus=lc.num_cpus_per_rank, num_gpus=share)
+                     for i in range(lc.world_size)],
+            rollout=[_in(pg, i, rc.torch_threads, num_cpus=rc.num_cpus_per_worker, num_gpus=share)
+                     for i in range(rc.num_workers)],
             groups=[pg])
     learner_pg = placement_group([_bundle(lc.num_cpus_per_rank, lc.num_gpus_per_rank)
                                   for _ in range(lc.world_size)], strategy="PACK")
@@ -140,8 +143,8 @@ def place(cfg: TrainConfig, timeout_s: float = 600.0) -> Placement:
                                   for _ in range(rc.num_workers)], strategy="PACK")
     ray.get([learner_pg.ready(), rollout_pg.ready()], timeout=timeout_s)
     return Placement(
-        learner=[_in(learner_pg, i, lc.torch_threads, num_cpus=lc.num_cpus_per_rank, num_gpus=lc.num_gpus_per_rank)
-                 for i in range(lc.world_size)],
+        learner=[_in(learner_pg, i, lc.torch_threads, num_cpus=lc.num_cpus_per_rank,
+                     num_gpus=lc.num_gpus_per_rank) for i in range(lc.world_size)],
         rollout=[_in(rollout_pg, i, rc.torch_threads, num_cpus=rc.num_cpus_per_worker, num_gpus=engine_gpus)
                  for i in range(rc.num_workers)],
         groups=[learner_pg, rollout_pg])
