@@ -21,13 +21,12 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.peer import ROOT, SPEC, run_trl
+from benchmarks.peer import CONFIG, ROOT, SPEC, run_trl
 from orchestrator.assets.synthetic import make_synthetic_data
 from orchestrator.assets.tiny_model import make_tiny_model
 
 STEPS = int(os.environ.get("VRFT_PEER_LEARN_STEPS", "60"))
 SETTINGS = {"max_new_tokens": 40, "lr": 5e-5}
-CONFIG = ROOT / "configs" / "local" / "peer_cpu.yaml"
 SFT = ["sft.steps=40", "sft.prompts_per_step=16", "sft.lr=1e-3", "sft.lr_schedule=constant", "sft.weight_decay=0"]
 
 

@@ -23,7 +23,7 @@ def deepspeed_config(cfg: LearnerConfig, bf16: bool, zero_stage: int, cuda: bool
         "gradient_clipping": cfg.grad_clip,
         "zero_optimization": zero,
         # A NaN/inf gradient norm skips the update (ZeRO 1-3 and bf16 check it; fp32 ZeRO-0 is
-        # checked in LearnerRank._update).
+        # checked in LearnerRank._step).
         "bf16": {"enabled": bf16, "check_grad_overflow": True},
         "steps_per_print": 2**31,
         "wall_clock_breakdown": False,

@@ -54,21 +54,22 @@ def _offsets(counts: list[int]) -> list[int]:
     return out
 
 
-def _prompt_inputs(batch: dict[str, torch.Tensor], row: int, length: int) -> dict[str, torch.Tensor]:
+def _prompt_inputs(batch: dict[str, torch.Tensor], row: int, length: int, pix: list[int],
+                   grid: list[int]) -> dict[str, torch.Tensor]:
+    """Row `row`'s prompt, with its images: rows `pix[row]:pix[row + 1]` of the pixel values and
+    `grid[row]:grid[row + 1]` of the grids."""
     inputs = {k: batch[k][row:row + 1, :length] for k in PROMPT_INPUTS if k in batch}
     if "pixel_values" in batch:
-        pix = _offsets(batch["pixel_counts"].tolist())
-        grid = _offsets(batch["grid_counts"].tolist())
         if grid[row + 1] > grid[row]:
             inputs["pixel_values"] = batch["pixel_values"][pix[row]:pix[row + 1]]
             inputs["image_grid_thw"] = batch["image_grid_thw"][grid[row]:grid[row + 1]]
     return inputs
 
 
-def _continuation_positions(model: torch.nn.Module, prompt_len: int, steps: int, rows: int,
+def _continuation_positions(owner: torch.nn.Module | None, prompt_len: int, steps: int, rows: int,
                             had_images: bool, device: torch.device) -> torch.Tensor:
+    """`owner`: the model's `_rope_owner`, read after the prompt's forward."""
     positions = torch.arange(prompt_len, prompt_len + steps, device=device)
-    owner = _rope_owner(model)
     if owner is None:  # a text-only model: 1-D positions
         return positions.view(1, -1).expand(rows, -1)
     delta = owner.rope_deltas.reshape(-1)[0].to(device) if had_images and owner.rope_deltas is not None else 0
@@ -85,10 +86,14 @@ def shared_prompt_logprobs(model: torch.nn.Module, batch: dict[str, torch.Tensor
     lengths = mask.sum(dim=1).tolist()
     logp_rows: list[torch.Tensor | None] = [None] * n
     ent_rows: list[torch.Tensor | None] = [None] * n
+    owner = _rope_owner(model)
+    has_pixels = "pixel_values" in batch
+    pix = _offsets(batch["pixel_counts"].tolist()) if has_pixels else []
+    grid = _offsets(batch["grid_counts"].tolist()) if has_pixels else []
     for first, rows in prompt_groups(batch).items():
         p = prompt_lens[first]
         span = max(lengths[r] - p for r in rows)  # the longest completion of the group
-        prompt = _prompt_inputs(batch, first, p)
+        prompt = _prompt_inputs(batch, first, p, pix, grid)
         out = model(**prompt, use_cache=True, logits_to_keep=1)
         logits = out.logits[:, -1:].expand(len(rows), 1, -1)  # predicts every row's first token
         index = torch.tensor(rows, device=ids.device)
@@ -98,7 +103,7 @@ def shared_prompt_logprobs(model: torch.nn.Module, batch: dict[str, torch.Tensor
             cache.batch_repeat_interleave(len(rows))
             steps = span - 1  # the last token's logits predict nothing we score
             attention = torch.cat([mask[index, :p], mask[index, p:p + steps]], dim=1)
-            positions = _continuation_positions(model, p, steps, len(rows), "pixel_values" in prompt, ids.device)
+            positions = _continuation_positions(owner, p, steps, len(rows), "pixel_values" in prompt, ids.device)
             rest = model(input_ids=completions[:, :steps], attention_mask=attention, position_ids=positions,
                          past_key_values=cache, use_cache=True).logits
             logits = torch.cat([logits, rest], dim=1)
