@@ -40,7 +40,7 @@ def engine_options(cfg: TrainConfig) -> dict:
     rc = cfg.rollout
     options = {"dtype": rc.dtype, "trust_remote_code": cfg.model.trust_remote_code}
     if rc.engine == "hf":
-        options["max_batch_size"] = rc.max_batch_size
+        options.update(max_batch_size=rc.max_batch_size, share_prefill=rc.share_prefill)
     else:
         options.update(tensor_parallel_size=rc.tensor_parallel_size, min_pixels=cfg.model.min_pixels,
                        max_pixels=cfg.model.max_pixels, **rc.vllm)

@@ -18,6 +18,8 @@ class RolloutConfig(BaseModel):
     top_k: int = Field(0, ge=0)
     max_new_tokens: int = Field(256, ge=1)
     max_batch_size: int = Field(64, ge=1, description="sequences per generate call")
+    share_prefill: bool = Field(True, description="hf engine: each prompt (image included) is prefilled "
+                                "once and its KV cache serves its n samples (vLLM caches prefixes itself)")
     prompts_per_call: int = Field(2, ge=1, description="prompts per actor call: completions stream "
                                                          "to the verifiers call by call")
     placement: Literal["separate", "colocated"] = Field(
@@ -40,4 +42,7 @@ class RolloutConfig(BaseModel):
                 raise ValueError(f"rollout.vllm {sorted(self.vllm)} is set but rollout.engine is hf")
             if self.tensor_parallel_size != 1:
                 raise ValueError("rollout.tensor_parallel_size > 1 needs rollout.engine=vllm")
+        elif not self.share_prefill:
+            raise ValueError("rollout.share_prefill is an hf engine option; vLLM's prefix caching is "
+                             "rollout.vllm.enable_prefix_caching")
         return self

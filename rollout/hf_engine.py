@@ -15,6 +15,10 @@ from rollout.processor import vision_special_token_ids
 from rollout.weight_sync import WeightReceiver
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# Model types whose generate() continues from a given KV cache with the right positions (Qwen-VL's
+# M-RoPE offsets included, transformers' `_prepare_position_ids_for_generation`): for these the
+# engine prefills each prompt once and gives its cache to all n samples (`_shared_prefill`).
+SHARED_PREFILL_TYPES = {"qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen2", "qwen3", "llama"}
 
 
 def resolve_dtype(name: str) -> torch.dtype:
@@ -31,9 +35,15 @@ def load_causal_model(path: str, dtype: torch.dtype, trust_remote_code: bool = F
     return cls.from_pretrained(path, dtype=dtype, trust_remote_code=trust_remote_code)
 
 
+def real_token_positions(attention_mask: torch.Tensor) -> torch.Tensor:
+    """A left-padded row's positions count its real tokens only, as generate() counts them for
+    the steps after a given cache."""
+    return (attention_mask.cumsum(-1) - 1).masked_fill(attention_mask == 0, 1)
+
+
 class TransformersEngine:
     def __init__(self, model_path: str, dtype: str = "auto", trust_remote_code: bool = False,
-                 max_batch_size: int = 64, device: str | None = None):
+                 max_batch_size: int = 64, device: str | None = None, share_prefill: bool = True):
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.dtype = resolve_dtype(dtype)
         self.model = load_causal_model(model_path, self.dtype, trust_remote_code).to(self.device).eval()
@@ -49,6 +59,7 @@ class TransformersEngine:
         # A text-only model's generate() refuses the VLM-only `mm_token_type_ids`.
         self.multimodal = hasattr(self.model.config, "vision_config")
         self._params = dict(self.model.named_parameters())
+        self.share_prefill = share_prefill and self.model.config.model_type in SHARED_PREFILL_TYPES
         self.sync_world_size = 1
         self._receiver = WeightReceiver(self.device)
 
@@ -69,8 +80,36 @@ class TransformersEngine:
             batch.pop("mm_token_type_ids")
         return batch
 
+    def _shared_prefill(self, prompts, n: int) -> dict:
+        """Each prompt's KV cache computed once and repeated for its n samples: generate() then
+        runs only the prompts' last token and the new ones. The n samples of a group share their
+        whole prompt (image included), so this removes (n-1)/n of the prefill and vision work,
+        which dominates for image-heavy prompts. Same tokens and log-probs as prefilling every row
+        (tests/test_hf_engine_prefill.py); vLLM's prefix caching does the same on GPU."""
+        once = {k: v.to(self.device) for k, v in self._collate(prompts, 1).items()}
+        head = {k: once[k][:, :-1] for k in ("input_ids", "attention_mask", "mm_token_type_ids") if k in once}
+        vision = {k: once[k] for k in ("pixel_values", "image_grid_thw") if k in once}
+        rope = self.model.model if hasattr(getattr(self.model, "model", None), "rope_deltas") else None
+        if rope is not None:  # M-RoPE keeps each row's position offset on the model between calls
+            rope.rope_deltas = None
+        else:
+            head["position_ids"] = real_token_positions(head["attention_mask"])
+        cache = self.model(**head, **vision, use_cache=True, logits_to_keep=1).past_key_values
+        cache.batch_repeat_interleave(n)
+        if rope is not None:
+            rope.rope_deltas = rope.rope_deltas.repeat_interleave(n, dim=0)
+        rows = {k: v.repeat_interleave(n, dim=0) for k, v in once.items() if k not in vision}
+        # The image sits in the cache: generate() neither sees pixels nor needs their grid.
+        return {**rows, "past_key_values": cache}
+
     def _generate_chunk(self, prompts, sampling: SamplingParams):
-        batch = {k: v.to(self.device) for k, v in self._collate(prompts, sampling.n).items()}
+        # A VLM given no image at all takes the plain path: its forward then leaves the 3-D
+        # positions to defaults that count left padding, which generate()'s later steps do not.
+        if self.share_prefill and sampling.n > 1 and (
+                not self.multimodal or any(p.pixel_values is not None for p in prompts)):
+            batch = self._shared_prefill(prompts, sampling.n)
+        else:
+            batch = {k: v.to(self.device) for k, v in self._collate(prompts, sampling.n).items()}
         # temperature 0 is greedy decoding (as in vLLM): the papers' evaluation protocols use it.
         greedy = sampling.temperature == 0
         scale = 1.0 if greedy else sampling.temperature
@@ -92,6 +131,7 @@ class TransformersEngine:
             return_dict_in_generate=True,
         )
         new_tokens = gen.sequences[:, batch["input_ids"].shape[1]:]
+        del batch  # the shared cache's memory
         # Log-probs step by step: holding one [B, V] slice at a time, not [B, L, V].
         logprobs = torch.stack([
             torch.log_softmax(step.float() / scale, dim=-1)
