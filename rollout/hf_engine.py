@@ -16,9 +16,10 @@ from rollout.weight_sync import WeightReceiver
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 # Model types whose generate() continues from a given KV cache with the right positions (Qwen-VL's
-# M-RoPE offsets included, transformers' `_prepare_position_ids_for_generation`): for these the
-# engine prefills each prompt once and gives its cache to all n samples (`_shared_prefill`).
-SHARED_PREFILL_TYPES = {"qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen2", "qwen3", "llama"}
+# M-RoPE offsets included, transformers' `_prepare_position_ids_for_generation`), each checked in
+# tests/test_hf_engine_prefill.py: for these the engine prefills each prompt once and gives its
+# cache to all n samples (`_shared_prefill`). Other models prefill every row, as before.
+SHARED_PREFILL_TYPES = {"qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen2"}
 
 
 def resolve_dtype(name: str) -> torch.dtype:
@@ -105,7 +106,8 @@ class TransformersEngine:
     def _generate_chunk(self, prompts, sampling: SamplingParams):
         # A VLM given no image at all takes the plain path: its forward then leaves the 3-D
         # positions to defaults that count left padding, which generate()'s later steps do not.
-        if self.share_prefill and sampling.n > 1 and (
+        # A one-token prompt leaves nothing to prefill before generate()'s first step.
+        if self.share_prefill and sampling.n > 1 and min(len(p.input_ids) for p in prompts) > 1 and (
                 not self.multimodal or any(p.pixel_values is not None for p in prompts)):
             batch = self._shared_prefill(prompts, sampling.n)
         else:
