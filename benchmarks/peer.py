@@ -7,7 +7,8 @@ it open (orchestrator/layout.py).
 Mean step time over the steps after the first WARMUP, with each side's generate share;
 the best of ROUNDS alternating runs per side.
 
-    python -m benchmarks.peer [demo]   # demo: also vrft in the demo's layout (2 workers + 2 ZeRO-2 ranks)
+    python -m benchmarks.peer [demo] [plain_prefill]   # also vrft in the demo's layout (2 workers +
+                                                       # 2 ZeRO-2 ranks) / with rollout.share_prefill off
     python -m benchmarks.peer learn    # both learning from one warm-started checkpoint (peer_learn.py)
 
 Not in `make bench` (it needs .venv-trl); on a shared machine read the ratios, not the seconds.
@@ -41,6 +42,8 @@ LAYOUTS = {
     # The demo's distributed layout: 2 workers + a 2-rank ZeRO-2 learner, 1 thread each.
     "demo": ["rollout.num_workers=2", "rollout.torch_threads=1", "learner.world_size=2",
              "learner.torch_threads=1", "learner.zero_stage=2", "verifier.num_actors=2"],
+    # The engine prefilling every row, as before rollout.share_prefill (its before/after).
+    "plain_prefill": ["rollout.share_prefill=false"],
 }
 
 
@@ -92,7 +95,7 @@ def main(argv: list[str] | None = None) -> None:
         # Alternate the sides ROUNDS times and keep each side's fastest run: on a shared machine
         # the least disturbed run is the closest to what a step costs, and alternating spreads a
         # burst of other load over both sides.
-        layouts = ["auto", *(["demo"] if "demo" in argv else [])]
+        layouts = ["auto", *(name for name in LAYOUTS if name != "auto" and name in argv)]
         trls, vrfts = [], {name: [] for name in layouts}
         for r in range(ROUNDS):
             trls.append(run_trl(model, data))
