@@ -19,7 +19,7 @@ class RolloutConfig(BaseModel):
     max_new_tokens: int = Field(256, ge=1)
     max_batch_size: int = Field(64, ge=1, description="sequences per generate call")
     share_prefill: bool = Field(True, description="hf engine: each prompt (image included) is prefilled "
-                                "once and its KV cache serves its n samples (vLLM caches prefixes itself)")
+                                "once and its KV cache serves its n samples (rollout/decode.py; vLLM caches prefixes itself)")
     prompts_per_call: int = Field(2, ge=1, description="prompts per actor call: completions stream "
                                                          "to the verifiers call by call")
     placement: Literal["separate", "colocated"] = Field(

@@ -9,18 +9,17 @@ from __future__ import annotations
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText, AutoTokenizer
 
+from rollout.decode import decode
 from rollout.engine import Completion, SamplingParams
 from rollout.inputs import PromptInputs, collate_prompts
 from rollout.processor import vision_special_token_ids
 from rollout.weight_sync import WeightReceiver
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-# Model types whose generate() continues from a given KV cache with the right positions (Qwen-VL's
-# M-RoPE offsets included, transformers' `_prepare_position_ids_for_generation`), each checked in
-# tests/test_hf_engine_prefill.py: for these the engine prefills each prompt once and gives its
-# cache to all n samples (`_shared_prefill`). Other models prefill every row, as before.
-SHARED_PREFILL_TYPES = {"qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen2"}
-
+# Model types the engine's own sampling loop (rollout/decode.py) continues with generate()'s positions
+# (Qwen-VL's M-RoPE offsets included), each checked against generate() in tests/test_hf_decode.py.
+# Other models sample with generate(), every row prefilled.
+DECODE_TYPES = {"qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen2"}
 
 def resolve_dtype(name: str) -> torch.dtype:
     """'auto' is bf16 on GPU and fp32 on CPU (bf16 matmuls on CPU are slow and inexact)."""
@@ -34,12 +33,6 @@ def load_causal_model(path: str, dtype: torch.dtype, trust_remote_code: bool = F
     config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
     cls = AutoModelForImageTextToText if hasattr(config, "vision_config") else AutoModelForCausalLM
     return cls.from_pretrained(path, dtype=dtype, trust_remote_code=trust_remote_code)
-
-
-def real_token_positions(attention_mask: torch.Tensor) -> torch.Tensor:
-    """A left-padded row's positions count its real tokens only, as generate() counts them for
-    the steps after a given cache."""
-    return (attention_mask.cumsum(-1) - 1).masked_fill(attention_mask == 0, 1)
 
 
 class TransformersEngine:
@@ -60,7 +53,8 @@ class TransformersEngine:
         # A text-only model's generate() refuses the VLM-only `mm_token_type_ids`.
         self.multimodal = hasattr(self.model.config, "vision_config")
         self._params = dict(self.model.named_parameters())
-        self.share_prefill = share_prefill and self.model.config.model_type in SHARED_PREFILL_TYPES
+        self.own_loop = self.model.config.model_type in DECODE_TYPES
+        self.share_prefill = share_prefill and self.own_loop
         self.sync_world_size = 1
         self._receiver = WeightReceiver(self.device)
 
@@ -81,37 +75,34 @@ class TransformersEngine:
             batch.pop("mm_token_type_ids")
         return batch
 
-    def _shared_prefill(self, prompts, n: int) -> dict:
-        """Each prompt's KV cache computed once and repeated for its n samples: generate() then
-        runs only the prompts' last token and the new ones. The n samples of a group share their
-        whole prompt (image included), so this removes (n-1)/n of the prefill and vision work,
-        which dominates for image-heavy prompts. Same tokens and log-probs as prefilling every row
-        (tests/test_hf_engine_prefill.py); vLLM's prefix caching does the same on GPU."""
-        once = {k: v.to(self.device) for k, v in self._collate(prompts, 1).items()}
-        head = {k: once[k][:, :-1] for k in ("input_ids", "attention_mask", "mm_token_type_ids") if k in once}
-        vision = {k: once[k] for k in ("pixel_values", "image_grid_thw") if k in once}
-        rope = self.model.model if hasattr(getattr(self.model, "model", None), "rope_deltas") else None
-        if rope is not None:  # M-RoPE keeps each row's position offset on the model between calls
-            rope.rope_deltas = None
+    def _generate_chunk(self, prompts, sampling: SamplingParams) -> list[list[Completion]]:
+        n = sampling.n
+        if self.own_loop:
+            # Shared prefill: each prompt once, its cache repeated for its n samples.
+            repeat = n if self.share_prefill else 1
+            batch = {k: v.to(self.device) for k, v in self._collate(prompts, n // repeat).items()}
+            out = decode(self.model, batch, repeat, sampling, self.eos_ids, self.suppress)
+            rows = zip(out.token_ids, out.logprobs, out.stopped, strict=True)
         else:
-            head["position_ids"] = real_token_positions(head["attention_mask"])
-        cache = self.model(**head, **vision, use_cache=True, logits_to_keep=1).past_key_values
-        cache.batch_repeat_interleave(n)
-        if rope is not None:
-            rope.rope_deltas = rope.rope_deltas.repeat_interleave(n, dim=0)
-        rows = {k: v.repeat_interleave(n, dim=0) for k, v in once.items() if k not in vision}
-        # The image sits in the cache: generate() neither sees pixels nor needs their grid.
-        return {**rows, "past_key_values": cache}
+            rows = self._hf_generate(prompts, sampling)
+        groups: list[list[Completion]] = []
+        for row, (ids, logprobs, stopped) in enumerate(rows):
+            if row % n == 0:
+                groups.append([])
+            groups[-1].append(Completion(
+                sample_index=row % n,
+                text=self.tokenizer.decode(ids, skip_special_tokens=True),
+                token_ids=ids,
+                logprobs=logprobs,
+                finish_reason="stop" if stopped else "length",
+                policy_version=self.policy_version,
+            ))
+        return groups
 
-    def _generate_chunk(self, prompts, sampling: SamplingParams):
-        # A VLM given no image at all takes the plain path: its forward then leaves the 3-D
-        # positions to defaults that count left padding, which generate()'s later steps do not.
-        # A one-token prompt leaves nothing to prefill before generate()'s first step.
-        if self.share_prefill and sampling.n > 1 and min(len(p.input_ids) for p in prompts) > 1 and (
-                not self.multimodal or any(p.pixel_values is not None for p in prompts)):
-            batch = self._shared_prefill(prompts, sampling.n)
-        else:
-            batch = {k: v.to(self.device) for k, v in self._collate(prompts, sampling.n).items()}
+    def _hf_generate(self, prompts, sampling: SamplingParams) -> list[tuple[list[int], list[float], bool]]:
+        """transformers' generate(), every row prefilled: (token ids up to and with the stop token,
+        their log-probs, whether it stopped) per row."""
+        batch = {k: v.to(self.device) for k, v in self._collate(prompts, sampling.n).items()}
         # temperature 0 is greedy decoding (as in vLLM): the papers' evaluation protocols use it.
         greedy = sampling.temperature == 0
         scale = 1.0 if greedy else sampling.temperature
@@ -133,32 +124,17 @@ class TransformersEngine:
             return_dict_in_generate=True,
         )
         new_tokens = gen.sequences[:, batch["input_ids"].shape[1]:]
-        del batch  # the shared cache's memory
         # Log-probs step by step: holding one [B, V] slice at a time, not [B, L, V].
         logprobs = torch.stack([
             torch.log_softmax(step.float() / scale, dim=-1)
             .gather(-1, new_tokens[:, t:t + 1]).squeeze(-1)
             for t, step in enumerate(gen.logits)
         ], dim=1).cpu()
-        new_tokens = new_tokens.cpu()
-        groups: list[list[Completion]] = []
-        for row in range(new_tokens.shape[0]):
-            ids = new_tokens[row].tolist()
+        rows = []
+        for row, ids in enumerate(new_tokens.cpu().tolist()):
             end = next((i + 1 for i, tok in enumerate(ids) if tok in self.eos_ids), None)
-            finish = "stop" if end is not None else "length"
-            end = end or len(ids)
-            sample_i = row % sampling.n
-            if sample_i == 0:
-                groups.append([])
-            groups[-1].append(Completion(
-                sample_index=sample_i,
-                text=self.tokenizer.decode(ids[:end], skip_special_tokens=True),
-                token_ids=ids[:end],
-                logprobs=logprobs[row, :end].tolist(),
-                finish_reason=finish,
-                policy_version=self.policy_version,
-            ))
-        return groups
+            rows.append((ids[:end or len(ids)], logprobs[row, :end or len(ids)].tolist(), end is not None))
+        return rows
 
     @torch.no_grad()
     def score(self, prompt: PromptInputs, token_ids: list[int], temperature: float = 1.0) -> list[float]:
