@@ -60,8 +60,10 @@ class ReservedLayer(DynamicLayer):
 
 
 def reserve(cache: DynamicCache, extra: int) -> DynamicCache:
-    """The cache's layers moved into buffers with room for `extra` more tokens each."""
-    cache.layers = [ReservedLayer(layer.keys, layer.values, extra) for layer in cache.layers]
+    """The cache's full-attention layers moved into buffers with room for `extra` more tokens each.
+    Other layers (a sliding window's, which drops old tokens) keep their own update."""
+    cache.layers = [ReservedLayer(layer.keys, layer.values, extra) if type(layer) is DynamicLayer else layer
+                    for layer in cache.layers]
     return cache
 
 
@@ -171,7 +173,10 @@ def decode(model, batch: dict[str, torch.Tensor], repeat: int, sampling: Samplin
         if alive.sum() <= COMPACT_AT * len(running):
             keep = alive.nonzero().squeeze(-1)
             for layer in cache.layers:
-                layer.keep_rows(keep)
+                if isinstance(layer, ReservedLayer):
+                    layer.keep_rows(keep)
+                else:
+                    layer.batch_select_indices(keep)
             running, chosen, next_position = running[keep], chosen[keep], next_position.index_select(-2, keep)
             mask = mask[keep]
         logits = model(input_ids=chosen[:, None], attention_mask=mask[:, :prompt_len + t + 1],

@@ -1,4 +1,6 @@
-"""Rollout engine on transformers' `generate`: runs anywhere, including CPU-only machines.
+"""Rollout engine on transformers: runs anywhere, including CPU-only machines. The Qwen families
+sample with the engine's own loop (decode.py: each prompt prefilled once, the KV cache written in
+place, finished rows dropped); other models with transformers' `generate()`.
 
 vLLM is faster on GPU (vllm_engine.py); this engine is the reference the tests and the CPU demo use,
 and the fallback where vLLM cannot run (vLLM's Qwen2-VL needs a GPU build).
@@ -20,6 +22,7 @@ _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torc
 # (Qwen-VL's M-RoPE offsets included), each checked against generate() in tests/test_hf_decode.py.
 # Other models sample with generate(), every row prefilled.
 DECODE_TYPES = {"qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen2"}
+
 
 def resolve_dtype(name: str) -> torch.dtype:
     """'auto' is bf16 on GPU and fp32 on CPU (bf16 matmuls on CPU are slow and inexact)."""

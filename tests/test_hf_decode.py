@@ -168,3 +168,24 @@ def test_inverse_cdf_draw_follows_the_distribution():
     assert set(freq) == {1, 3, 4}
     assert all(abs(freq[t] / 20_000 - probs[t].item()) < 0.015 for t in (1, 3, 4))
     assert decode.pick(logits, edges, greedy=True).tolist() == [1] * 4
+
+
+def test_a_sliding_window_model_decodes_as_generate(tmp_path):
+    """A Qwen2 with sliding-window layers (which drop old tokens from their cache) beside full ones:
+    the loop leaves the window layers' own update in place and still samples generate()'s tokens."""
+    import json
+
+    model = make_tiny_text_model(tmp_path / "m")
+    config = json.loads((model / "config.json").read_text())
+    config.update(use_sliding_window=True, sliding_window=6, max_window_layers=1, layer_types=None)
+    (model / "config.json").write_text(json.dumps(config))
+    engine = TransformersEngine(str(model), max_batch_size=ROWS_A_CALL)
+    assert "sliding_attention" in engine.model.config.layer_types and engine.own_loop
+    prompts = _prompts(str(model), vision=False)
+    sampling = SamplingParams(n=3, temperature=0.0, max_new_tokens=12)
+    _stop_midway(engine, prompts, sampling)  # rows dropped midway: the window layers' rows too
+    ours, theirs = _flat(engine.generate(prompts, sampling)), _hf_rows(engine, prompts, sampling)
+    assert [c.token_ids for c in ours] == [ids for ids, _, _ in theirs]
+    assert len({len(c.token_ids) for c in ours}) > 1
+    assert max(abs(a - b) for c, (_, logprobs, _) in zip(ours, theirs, strict=True)
+               for a, b in zip(c.logprobs, logprobs, strict=True)) < TOL
