@@ -222,8 +222,10 @@ def test_slurm_script_waits_for_gpus_runs_resume_auto_and_stops_ray(tmp_path):
 
 
 def test_slurm_script_gives_up_when_gpus_are_missing(tmp_path):
-    done, state = _fake_slurm(tmp_path, VRFT_GPUS_PER_NODE="8", VRFT_RAY_WAIT_S="1", FAKE_BROKEN_WORKER="1")
+    # The same bound covers the head's start, which must pass: 6 s, not 1 (a busy CI machine once
+    # took over the 1 s plus one 2 s poll to start the stub head: "0 of 8 GPUs").
+    done, state = _fake_slurm(tmp_path, VRFT_GPUS_PER_NODE="8", VRFT_RAY_WAIT_S="6", FAKE_BROKEN_WORKER="1")
     assert done.returncode == 1
-    assert "vrft: error: Ray shows 8 of 16 GPUs after 1s (VRFT_RAY_WAIT_S)" in done.stderr
+    assert "vrft: error: Ray shows 8 of 16 GPUs after 6s (VRFT_RAY_WAIT_S)" in done.stderr
     assert not (state / "log").exists() or "vrft train" not in (state / "log").read_text()
     assert not _alive(state), "Ray left running after the job"
