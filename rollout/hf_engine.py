@@ -81,9 +81,9 @@ class TransformersEngine:
     def _generate_chunk(self, prompts, sampling: SamplingParams) -> list[list[Completion]]:
         n = sampling.n
         if self.own_loop:
-            # Shared prefill: each prompt once, its cache repeated for its n samples.
-            repeat = n if self.share_prefill else 1
-            batch = {k: v.to(self.device) for k, v in self._collate(prompts, n // repeat).items()}
+            # Shared prefill: each prompt collated once and its cache repeated n times; else n copies.
+            copies, repeat = (1, n) if self.share_prefill else (n, 1)
+            batch = {k: v.to(self.device) for k, v in self._collate(prompts, copies).items()}
             out = decode(self.model, batch, repeat, sampling, self.eos_ids, self.suppress)
             rows = zip(out.token_ids, out.logprobs, out.stopped, strict=True)
         else:
