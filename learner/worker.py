@@ -116,8 +116,10 @@ class LearnerRank:
             optimizer = DeepSpeedCPUAdam(trainable, lr=self.cfg.lr, betas=self.cfg.betas,
                                          weight_decay=self.cfg.weight_decay, adamw_mode=True)
         else:
+            # fused: one kernel over all tensors instead of a dozen elementwise passes (CPU and GPU);
+            # 6 ms against 34 ms per step for a 13M model on 2 cores (docs/measurements.md).
             optimizer = torch.optim.AdamW(trainable, lr=self.cfg.lr, betas=self.cfg.betas,
-                                          weight_decay=self.cfg.weight_decay)
+                                          weight_decay=self.cfg.weight_decay, fused=True)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(self.cfg, total_steps))
         self.zero3 = self.cfg.zero_stage == 3
         if self.zero3:  # ZeRO-3 gathers weights per forward: every rank must run the same forwards
