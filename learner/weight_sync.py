@@ -70,14 +70,25 @@ def _gathered(members: list[Entry], zero3: bool):
     return deepspeed.zero.GatheredParameters(sources, modifier_rank=None)
 
 
-def iter_buckets(entries: list[Entry], plan: list[dict], zero3: bool) -> Iterator[torch.Tensor]:
-    """Yield each bucket's flat tensor (on every rank; under ZeRO-3 all ranks must iterate)."""
+def iter_buckets(entries: list[Entry], plan: list[dict], zero3: bool,
+                 buffers: dict[torch.dtype, torch.Tensor] | None = None) -> Iterator[torch.Tensor]:
+    """Yield each bucket's flat tensor (on every rank; under ZeRO-3 all ranks must iterate). With
+    `buffers`, a CPU bucket is written into a buffer kept there and reused by the next bucket and
+    the next sync (each tensor is valid until the next is asked for): a fresh one per bucket costs
+    its page faults (rollout/weight_sync.py `bucket_buffer`, the receiving end's twin)."""
     by_name = {e.name: e for e in entries}
     for bucket in plan:
         members = [by_name[name] for name, _ in bucket["entries"]]
         with _gathered(members, zero3), torch.no_grad():
             dtype = getattr(torch, bucket["dtype"])
-            yield torch.cat([e.value().reshape(-1).to(dtype) for e in members])
+            parts = [e.value().reshape(-1).to(dtype) for e in members]
+            if buffers is None or parts[0].device.type != "cpu":
+                yield torch.cat(parts)
+                continue
+            buffer = buffers.get(dtype)
+            if buffer is None or buffer.numel() < bucket["numel"]:  # grows to the largest bucket
+                buffer = buffers[dtype] = torch.empty(bucket["numel"], dtype=dtype)
+            yield torch.cat(parts, out=buffer[:bucket["numel"]])
 
 
 def iter_tensors(entries: list[Entry], zero3: bool, keep: bool = True, bucket_mb: float = 512.0,

@@ -69,6 +69,7 @@ class LearnerRank:
         self.cuda = torch.cuda.is_available()
         self.device = torch.device("cuda", 0) if self.cuda else torch.device("cpu")
         self.sync_group = None
+        self._sync_buffers: dict[torch.dtype, torch.Tensor] = {}  # weight sync's CPU bucket, reused
         self.version = 0
         self._listeners: dict[int, socket.socket] = {}  # port -> reserved socket (address())
         self._nonfinite_in_row = 0
@@ -367,7 +368,8 @@ class LearnerRank:
     # ---- weight sync ----------------------------------------------------------------------
     def broadcast_weights(self, plan: list[dict], version: int) -> int:
         """Send every bucket to the rollout workers (rank 0); other ranks help gather under ZeRO-3."""
-        buckets = iter_buckets(plain_entries(self.engine.module, changing_only=True), plan, self.zero3)
+        buckets = iter_buckets(plain_entries(self.engine.module, changing_only=True), plan, self.zero3,
+                               self._sync_buffers)
         self.version = version
         if self.rank == 0:
             return send_buckets(self.sync_group, buckets, self.device)

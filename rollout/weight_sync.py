@@ -41,10 +41,26 @@ def unpack_bucket(flat: torch.Tensor, entries: list[tuple[str, list[int]]]) -> d
     return out
 
 
+def bucket_buffer(buffers: dict[torch.dtype, torch.Tensor], dtype: torch.dtype, numel: int,
+                  device: torch.device) -> torch.Tensor:
+    """A flat tensor for one bucket. On CPU, one buffer per dtype kept for every bucket and every
+    sync (it grows to the largest bucket, at most sync.bucket_mb): a fresh one per bucket is a
+    fresh mmap whose page faults, on both ends, made up half of a sync's time (docs/measurements.md).
+    On a GPU, torch's caching allocator already reuses the memory, and a kept buffer would hold a
+    bucket of GPU memory through rollouts and training."""
+    if device.type != "cpu":
+        return torch.empty(numel, dtype=dtype, device=device)
+    buffer = buffers.get(dtype)
+    if buffer is None or buffer.numel() < numel:
+        buffer = buffers[dtype] = torch.empty(numel, dtype=dtype, device=device)
+    return buffer[:numel]
+
+
 class WeightReceiver:
     def __init__(self, device: torch.device):
         self.device = device
         self.group: dist.ProcessGroup | None = None
+        self._buffers: dict[torch.dtype, torch.Tensor] = {}
 
     def join(self, master_addr: str, port: int, rank: int, world_size: int, backend: str,
              timeout_s: float = 300.0) -> None:
@@ -52,10 +68,11 @@ class WeightReceiver:
         self.group = join_group(master_addr, port, rank, world_size, backend, timeout_s)
 
     def receive(self, plan: list[dict]):
-        """Yield one dict of named tensors per bucket as it arrives (the caller loads each)."""
+        """Yield one dict of named tensors per bucket as it arrives: views of a reused buffer, valid
+        until the next bucket is asked for (the caller copies each into its model first)."""
         if self.group is None:
             raise RuntimeError("weight sync: receive() before join()")
         for bucket in plan:
-            flat = torch.empty(bucket["numel"], dtype=getattr(torch, bucket["dtype"]), device=self.device)
+            flat = bucket_buffer(self._buffers, getattr(torch, bucket["dtype"]), bucket["numel"], self.device)
             self.group.broadcast(flat, 0).wait()
             yield unpack_bucket(flat, bucket["entries"])
