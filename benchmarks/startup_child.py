@@ -5,6 +5,11 @@ timed, stopped at the first step's rollout launch. Prints one JSON line of phase
 
 LAUNCHED_AT: the parent's time.time() just before it started this process, so the interpreter's
 own start and the imports count, as they do for a user typing `vrft train`.
+
+At the first launch it also adds up the CPU seconds every process of the run has used so far: this
+one and its descendants (Ray's GCS, raylet, agents and dashboard, and every actor's worker
+process), grouped by kind. On a machine with few cores that sum, not the order of the phases,
+bounds the wall time: start-up cannot take less than cpu_s / cores.
 """
 
 from __future__ import annotations
@@ -40,8 +45,11 @@ def main(argv: list[str]) -> None:
     for name in ("start_ray", "place", "start_actors", "connect_weight_sync"):
         setattr(loop, name, timed(name, getattr(loop, name)))
 
+    cpu: dict[str, float] = {}
+
     def first_launch(*args, **kwargs):
         marks.append(("first_launch", time.time()))
+        cpu.update(cpu_by_kind())
         raise FirstLaunch
 
     loop.launch_rollout = first_launch
@@ -55,7 +63,25 @@ def main(argv: list[str]) -> None:
         phases[key] = round(at - last, 3)
         last = at
     total = next(at for name, at in marks if name == "first_launch") - launched_at
-    print("STARTUP " + json.dumps({"total": round(total, 3), **phases}), flush=True)
+    print("STARTUP " + json.dumps({"total": round(total, 3), **phases, "cpu": cpu}), flush=True)
+
+
+def cpu_by_kind() -> dict[str, float]:
+    """CPU seconds (user + system) of this process and every live descendant, by kind: `driver`,
+    an actor's class (`ray::LearnerRank`), `ray` for Ray's own processes; `total` of them all."""
+    import psutil
+
+    me = psutil.Process()
+    out: dict[str, float] = {}
+    for proc in [me, *me.children(recursive=True)]:
+        try:
+            times, title = proc.cpu_times(), " ".join(proc.cmdline()) or proc.name()
+        except psutil.Error:  # exited since the listing
+            continue
+        kind = ("driver" if proc.pid == me.pid else title.split()[0] if title.startswith("ray::") else "ray")
+        out[kind] = out.get(kind, 0.0) + times.user + times.system
+    out = {kind: round(seconds, 2) for kind, seconds in sorted(out.items())}
+    return {**out, "total": round(sum(out.values()), 2)}
 
 
 if __name__ == "__main__":
