@@ -65,14 +65,25 @@ def cmd_train(args) -> int:
         cfg = cfg.model_copy(update={"run": cfg.run.model_copy(update={"steps": 0})})
         if cfg.sft.steps == 0:
             raise SystemExit("vrft: error: sft.steps is 0: nothing to do")
+    import ray
+
+    from orchestrator.cluster import start_ray_while_importing
     from orchestrator.faults import RunStopped
-    from orchestrator.loop import train
+    from orchestrator.layout import cpu_layout
 
     print(f"run dir: {run_dir}", file=sys.stderr)
+    # The inputs passed preflight: Ray starts now, sized for the layout the run will use, while
+    # another thread imports the training loop (the two overlap: docs/measurements.md).
+    started_ray = start_ray_while_importing(cpu_layout(cfg)[0], "orchestrator.loop")
+    from orchestrator.loop import train
+
     try:
         summary = train(cfg, run_dir, resume=bool(args.resume))
     except RunStopped as err:  # actors stopped, Ray gone, the latest checkpoint as it was
         raise SystemExit(f"vrft: error: {err}; run stopped (continue: vrft train --resume {run_dir})") from None
+    finally:
+        if started_ray and ray.is_initialized():
+            ray.shutdown()
     if args.sft_only:
         print(f"SFT model: {run_dir / 'sft_model'}")
     else:

@@ -106,8 +106,9 @@ def cmd_eval(args) -> int:
 def _run(cfg, eval_set, args):
     import ray
 
+    from orchestrator.cluster import start_ray
     from orchestrator.evaluation import generate, score
-    from orchestrator.session import start_ray, start_rollout
+    from orchestrator.session import start_rollout
     from rollout.processor import load_processor
 
     processor = load_processor(cfg.model.path, cfg.model.min_pixels, cfg.model.max_pixels,

@@ -28,6 +28,7 @@ from orchestrator.checkpoint import (
     write_checkpoint,
     write_text_atomic,
 )
+from orchestrator.cluster import start_ray
 from orchestrator.config import TrainConfig
 from orchestrator.data import PromptSource
 from orchestrator.faults import RunStopped, describe
@@ -41,7 +42,6 @@ from orchestrator.session import (
     shutdown,
     start_actors,
     start_learner,
-    start_ray,
     sync_weights,
 )
 from orchestrator.step import PendingRollout, grpo_step, launch_rollout

@@ -10,7 +10,7 @@ from pathlib import Path
 import psutil
 import ray
 
-from orchestrator import session
+from orchestrator import cluster, session
 from orchestrator.config import load_config
 from orchestrator.placement import place
 from rollout.processor import load_processor
@@ -42,7 +42,7 @@ def test_every_listener_of_a_local_run_is_on_loopback(tiny_model, color_data):
     cfg = load_config(CONFIG, [f"model.path={tiny_model}", f"data.path={color_data}",
                                "rollout.num_workers=1", "verifier.num_actors=1", "logging.wandb=false"])
     assert not ray.is_initialized()
-    started = session.start_ray(cfg)
+    started = cluster.start_ray(cfg)
     actors, placement = None, None
     try:
         assert started

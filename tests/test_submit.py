@@ -150,18 +150,18 @@ def test_joined_cluster_waits_for_autoscaling_then_gives_up(monkeypatch):
     """run.cluster_wait_s: a cluster that grows in time is used; one that does not fails in one line."""
     import ray
 
-    from orchestrator import session
+    from orchestrator import cluster
     from orchestrator.config import load_config
 
     cfg = load_config(REPO / CONFIG, [*LEAN, "run.cluster_wait_s=0.5"])
     monkeypatch.setattr(ray, "shutdown", lambda: None)
     growing = iter([{"CPU": 1.0}, {"CPU": 2.0}, {"CPU": 3.0}])
     monkeypatch.setattr(ray, "cluster_resources", lambda: next(growing))
-    session.wait_for_cluster(cfg, poll_s=0.01)  # 3 CPUs arrive on the third look
+    cluster.wait_for_cluster(cfg, poll_s=0.01)  # 3 CPUs arrive on the third look
 
     monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 2.0})
     with pytest.raises(SystemExit) as err:
-        session.wait_for_cluster(cfg, poll_s=0.05)
+        cluster.wait_for_cluster(cfg, poll_s=0.05)
     assert str(err.value) == ("vrft: error: the Ray cluster cannot hold this run after waiting 0.5s "
                               "(run.cluster_wait_s): needs 3 CPUs (1 learner ranks x 1, 1 engines x 1, "
                               "1 verifiers x 1), cluster has 2")
