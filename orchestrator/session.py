@@ -1,5 +1,5 @@
-"""The actors of a run: Ray itself, the rollout workers, the verifier pool, the learner group, and
-the weight-sync group that joins learner rank 0 to every rollout worker."""
+"""The actors of a run: the rollout workers, the verifier pool, the learner group, and the
+weight-sync group that joins learner rank 0 to every rollout worker (Ray itself: cluster.py)."""
 
 from __future__ import annotations
 
