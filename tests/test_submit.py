@@ -165,3 +165,29 @@ def test_joined_cluster_waits_for_autoscaling_then_gives_up(monkeypatch):
     assert str(err.value) == ("vrft: error: the Ray cluster cannot hold this run after waiting 0.5s "
                               "(run.cluster_wait_s): needs 3 CPUs (1 learner ranks x 1, 1 engines x 1, "
                               "1 verifiers x 1), cluster has 2")
+
+
+def test_ray_starts_while_the_loop_imports(monkeypatch):
+    """`vrft train`'s overlap: Ray's start on the calling thread, the import on another; an import
+    error is raised to the caller after stopping a Ray this call started, never swallowed."""
+    import sys
+
+    import ray
+
+    from orchestrator import cluster
+    from orchestrator.config import load_config
+
+    cfg = load_config(REPO / CONFIG, LEAN)
+    stopped = []
+    monkeypatch.setattr(ray, "shutdown", lambda: stopped.append(True))
+    monkeypatch.setattr(cluster, "start_ray", lambda _cfg: True)
+    monkeypatch.delitem(sys.modules, "orchestrator.layout", raising=False)
+    assert cluster.start_ray_while_importing(cfg, "orchestrator.layout") is True
+    assert "orchestrator.layout" in sys.modules and not stopped
+    with pytest.raises(ModuleNotFoundError, match="no_such_vrft_module"):
+        cluster.start_ray_while_importing(cfg, "no_such_vrft_module")
+    assert stopped == [True]
+    monkeypatch.setattr(cluster, "start_ray", lambda _cfg: False)  # a Ray someone else started
+    with pytest.raises(ModuleNotFoundError):
+        cluster.start_ray_while_importing(cfg, "no_such_vrft_module")
+    assert stopped == [True]
