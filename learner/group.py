@@ -19,6 +19,9 @@ from learner.batch import Sample, TrainBatch, counted, split_micro_batches
 from learner.config import LearnerConfig
 from learner.worker import LearnerRank
 
+# Each rank is a Ray actor; the class itself stays plain (the GPU check runs one without Ray).
+RemoteLearnerRank = ray.remote(LearnerRank)
+
 # After one rank's call fails, how long the others get to report: a rank that died makes its
 # peers' collectives fail too, and the dead one, not a peer, is what the error should name.
 BLAME_GRACE_S = 5.0
@@ -86,7 +89,7 @@ class LearnerGroup:
         self.cfg, self.pad_id, self.temperature = cfg, pad_id, temperature
         default = {"num_cpus": cfg.num_cpus_per_rank, "num_gpus": cfg.num_gpus_per_rank}
         options = rank_options or [default] * cfg.world_size
-        self.ranks = [LearnerRank.options(**options[r]).remote(r, cfg.world_size, cfg.model_dump())
+        self.ranks = [RemoteLearnerRank.options(**options[r]).remote(r, cfg.world_size, cfg.model_dump())
                       for r in range(cfg.world_size)]
         self.pids: list[int | None] = [None] * cfg.world_size
         self._plan: list[dict] | None = None

@@ -1,4 +1,7 @@
-"""`LearnerRank`: one DeepSpeed data-parallel rank as a Ray actor (policy, reference, optimizer).
+"""`LearnerRank`: one DeepSpeed data-parallel rank (policy, reference, optimizer).
+
+A plain class: `LearnerGroup` runs each rank as a Ray actor (`ray.remote(LearnerRank)`), and the GPU
+check (benchmarks/gpu_check.py) runs one in a plain process where Ray is not installed.
 
 All ranks are driven together by `LearnerGroup`; every method that runs a collective (prepare,
 train_step, logprobs and broadcast_weights under ZeRO-3, save, load, save_hf) must be called on
@@ -17,7 +20,6 @@ from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
-import ray
 import torch
 import torch.distributed as dist
 
@@ -52,6 +54,16 @@ def average_iterations(results: list[dict[str, float]]) -> dict[str, float]:
     return out
 
 
+def _node_ip() -> str:
+    """The IP Ray gives this node (127.0.0.1 in local mode); without Ray (the GPU check's plain
+    process), the loopback address."""
+    try:
+        import ray
+    except ImportError:
+        return "127.0.0.1"
+    return ray.util.get_node_ip_address() if ray.is_initialized() else "127.0.0.1"
+
+
 def _is_loopback(host: str) -> bool:
     try:
         return ipaddress.ip_address(host).is_loopback
@@ -59,7 +71,6 @@ def _is_loopback(host: str) -> bool:
         return host == "localhost"
 
 
-@ray.remote
 class LearnerRank:
     def __init__(self, rank: int, world_size: int, cfg: dict):
         self.cfg = LearnerConfig.model_validate(cfg)
@@ -154,7 +165,7 @@ class LearnerRank:
         """This node's IP and a port for a rendezvous this rank hosts (torch's or weight sync's).
         The socket stays open, bound to the node's IP only (127.0.0.1 in local mode), and becomes
         the TCPStore's listener: a store that binds its own port listens on every interface."""
-        ip = ray.util.get_node_ip_address()
+        ip = _node_ip()
         listener = socket.create_server((ip, 0), family=socket.AF_INET6 if ":" in ip else socket.AF_INET)
         port = listener.getsockname()[1]
         self._listeners[port] = listener
