@@ -2,7 +2,8 @@
 
     group = LearnerGroup(model_path, cfg, total_steps, pad_id)
     metrics = group.train_step(TrainBatch(samples))      # num_iterations optimizer steps
-    group.broadcast_weights(version)                     # while rollout workers receive
+    group.init_weight_transfer(backend, client, options)  # once, and again after a worker is replaced
+    group.send_weights(version)                          # rank 0 drives the engines through `client`
 """
 
 from __future__ import annotations
@@ -194,23 +195,24 @@ class LearnerGroup:
         """A fresh address for a new weight-sync group (each formation gets its own store)."""
         return self._get([self.ranks[0].address.remote()])[0]
 
-    def join_weight_sync(self, addr: str, port: int, world_size: int, backend: str,
-                         timeout_s: float = 300.0) -> ray.ObjectRef:
-        """Non-blocking: the group forms once every rollout worker joins too (`wait_joined`)."""
-        return self.ranks[0].join_weight_sync.remote(addr, port, world_size, backend, timeout_s)
-
-    def wait_joined(self, ref: ray.ObjectRef) -> None:
-        self._get([ref])
+    def init_weight_transfer(self, backend: str, client, options: dict, timeout_s: float | None = None) -> None:
+        """Every rank joins a new weight transfer (learner/transfer.py); rank 0 drives `client`, the
+        rollout side's four calls, so this returns once the engines have joined too."""
+        self._plan = None
+        self._get([r.init_weight_transfer.remote(backend, client, options) for r in self.ranks], timeout_s,
+                  "did not join the weight transfer")
 
     def plan(self, bucket_mb: float) -> list[dict]:
         if self._plan is None:
             self._plan = self._get([self.ranks[0].sync_plan.remote(bucket_mb)])[0]
         return self._plan
 
-    def broadcast_weights(self, version: int, bucket_mb: float = 256.0) -> int:
-        """Blocks until rank 0 has sent every bucket; the receivers must be listening."""
-        plan = self.plan(bucket_mb)
-        return self._get([r.broadcast_weights.remote(plan, version) for r in self.ranks])[0]
+    def send_weights(self, version: int, timeout_s: float | None = None) -> dict[str, float]:
+        """Every rank sends (rank 0) or helps gather (ZeRO-3); returns rank 0's bytes, buckets and
+        seconds. `timeout_s` bounds the whole send: a transport that cannot notice a lost peer
+        (NCCL) fails here, named, instead of hanging."""
+        return self._get([r.send_weights.remote(version) for r in self.ranks], timeout_s,
+                         "did not finish the weight sync")[0]
 
     # ---- checkpoints ----------------------------------------------------------------------
     def save(self, path: str, tag: str = "latest") -> None:

@@ -71,15 +71,20 @@ def _gathered(members: list[Entry], zero3: bool):
 
 
 def iter_buckets(entries: list[Entry], plan: list[dict], zero3: bool,
-                 buffers: dict[torch.dtype, torch.Tensor] | None = None) -> Iterator[torch.Tensor]:
+                 buffers: dict[torch.dtype, torch.Tensor] | None = None, keep: bool = True,
+                 ) -> Iterator[torch.Tensor | None]:
     """Yield each bucket's flat tensor (on every rank; under ZeRO-3 all ranks must iterate). With
     `buffers`, a CPU bucket is written into a buffer kept there and reused by the next bucket and
     the next sync (each tensor is valid until the next is asked for): a fresh one per bucket costs
-    its page faults (rollout/weight_sync.py `bucket_buffer`, the receiving end's twin)."""
-    by_name = {e.name: e for e in entries}
-    for bucket in plan:
-        members = [by_name[name] for name, _ in bucket["entries"]]
+    its page faults (rollout/weight_sync.py `bucket_buffer`, the receiving end's twin). A rank with
+    `keep=False` (ZeRO-3's non-sending ranks) takes part in each gather and yields None: only the
+    sender pays for the concatenation. Plan entries are looked up by position, so a plan whose
+    names were renamed for the receiver (transfer.py) still finds its entries."""
+    for bucket, members in zip(plan, _plan_members(entries, plan), strict=True):
         with _gathered(members, zero3), torch.no_grad():
+            if not keep:
+                yield None
+                continue
             dtype = getattr(torch, bucket["dtype"])
             parts = [e.value().reshape(-1).to(dtype) for e in members]
             if buffers is None or parts[0].device.type != "cpu":
@@ -103,13 +108,24 @@ def iter_tensors(entries: list[Entry], zero3: bool, keep: bool = True, bucket_mb
         yield from copies
 
 
+def _plan_members(entries: list[Entry], plan: list[dict]) -> list[list[Entry]]:
+    """Each bucket's entries, in plan order (a plan is made from `entries` in their order)."""
+    out, i = [], 0
+    for bucket in plan:
+        out.append(entries[i:i + len(bucket["entries"])])
+        i += len(bucket["entries"])
+    if i != len(entries):
+        raise ValueError(f"weight sync: the plan holds {i} tensors, the model {len(entries)}")
+    return out
+
+
 def send_buckets(group: dist.ProcessGroup, buckets: Iterator[torch.Tensor], device: torch.device) -> int:
     """Broadcast every bucket; bytes sent. After a failed send (a receiver died) the remaining
     buckets are still walked, unsent, before the error is raised: under ZeRO-3 the other learner
     ranks gather each bucket with this one, and would otherwise wait for it until their timeout."""
     sent, failure = 0, None
     for flat in buckets:
-        if failure is not None:
+        if failure is not None or flat is None:
             continue
         try:
             flat = flat.to(device).contiguous()

@@ -4,7 +4,7 @@ A plain class: `LearnerGroup` runs each rank as a Ray actor (`ray.remote(Learner
 check (benchmarks/gpu_check.py) runs one in a plain process where Ray is not installed.
 
 All ranks are driven together by `LearnerGroup`; every method that runs a collective (prepare,
-train_step, logprobs and broadcast_weights under ZeRO-3, save, load, save_hf) must be called on
+train_step, logprobs and send_weights under ZeRO-3, save, load, save_hf) must be called on
 all ranks at once, with the same number of micro-batches on each.
 """
 
@@ -31,14 +31,8 @@ from learner.lora import is_peft, plain_entries
 from learner.model import load_model, load_policy, sequence_logprobs
 from learner.objective import grpo_objective, sequence_kl, sft_objective
 from learner.shared_prompt import agrees, shared_prompt_logprobs, worth_sharing
-from learner.weight_sync import (
-    iter_buckets,
-    iter_tensors,
-    join_group,
-    loopback_interface,
-    make_plan,
-    send_buckets,
-)
+from learner.transfer import BucketTransfer, EntrySource, VLLMTransfer
+from learner.weight_sync import iter_tensors, loopback_interface
 
 ADAPTERS_OFF = "adapters-off"  # the reference is the LoRA policy with its adapters disabled
 
@@ -79,8 +73,7 @@ class LearnerRank:
             torch.set_num_threads(self.cfg.torch_threads)
         self.cuda = torch.cuda.is_available()
         self.device = torch.device("cuda", 0) if self.cuda else torch.device("cpu")
-        self.sync_group = None
-        self._sync_buffers: dict[torch.dtype, torch.Tensor] = {}  # weight sync's CPU bucket, reused
+        self.transfer: BucketTransfer | VLLMTransfer | None = None  # weight sync (learner/transfer.py)
         self.version = 0
         self._listeners: dict[int, socket.socket] = {}  # port -> reserved socket (address())
         self._nonfinite_in_row = 0
@@ -121,7 +114,8 @@ class LearnerRank:
         model = load_policy(model_path, self.cfg, trust_remote_code)
         trainable = [p for p in model.parameters() if p.requires_grad]
         info = {"trainable_params": sum(p.numel() for p in trainable),
-                "total_params": sum(p.numel() for p in model.parameters()), "pid": os.getpid()}
+                "total_params": sum(p.numel() for p in model.parameters()), "pid": os.getpid(),
+                "model_type": model.config.model_type, "is_vlm": hasattr(model.config, "vision_config")}
         if self.cfg.offload_optimizer and self.cuda:
             from deepspeed.ops.adam import DeepSpeedCPUAdam  # torch's AdamW would step on the CPU slowly
 
@@ -178,18 +172,38 @@ class LearnerRank:
         return dist.TCPStore(addr, port, self.world_size, is_master=self.rank == 0, timeout=timeout,
                              wait_for_workers=False, **extra)
 
-    def sync_plan(self, bucket_mb: float) -> list[dict]:
-        return make_plan(plain_entries(self.engine.module, changing_only=True), self.compute_dtype, bucket_mb)
+    def init_weight_transfer(self, backend: str, client, options: dict) -> None:
+        """Join a new weight transfer (all ranks at once; a re-formed one replaces the old). Rank 0
+        drives `client` (the rollout side's four calls). `options`: `engine` ("hf" or "vllm"),
+        `bucket_mb`, `timeout_s`, `rename` (prefix pairs for the receiver's names), and for
+        gloo/nccl `endpoint` (rank 0's address(), reserved for the rendezvous) and `world_size`."""
+        self.shutdown_weight_transfer()
+        keep = self.rank == 0 or backend == "ipc"  # IPC: every colocated rank exports its copy
+        source = EntrySource(plain_entries(self.engine.module, changing_only=True), self.compute_dtype,
+                             self.zero3, options["bucket_mb"], options.get("rename"), keep=keep)
+        endpoint = tuple(options["endpoint"]) if options.get("endpoint") else None
+        listener = self._listeners.pop(endpoint[1], None) if endpoint and self.rank == 0 else None
+        if options["engine"] == "vllm" and backend in ("nccl", "ipc"):
+            if listener is not None:
+                listener.close()  # vLLM's rendezvous binds the port itself
+            self.transfer = VLLMTransfer(backend, self.rank, client, source, endpoint,
+                                         options.get("world_size", 0), options["bucket_mb"])
+            return
+        self.transfer = BucketTransfer.trainer_init(
+            backend, self.rank, client, source, self.device, options["timeout_s"], endpoint,
+            options.get("world_size", 0), listen_fd=listener.detach() if listener is not None else None)
 
-    def join_weight_sync(self, master_addr: str, port: int, world_size: int, backend: str,
-                         timeout_s: float = 300.0) -> None:
-        """Host a new weight-sync group (a fresh store on the port address() reserved); a group
-        re-formed after a rollout worker was replaced replaces the old one."""
-        assert self.rank == 0, "only learner rank 0 joins the weight-sync group"
-        listener = self._listeners.pop(port, None)
-        self.sync_group = None  # the old group (and its store) go before the new one forms
-        self.sync_group = join_group(master_addr, port, 0, world_size, backend, timeout_s,
-                                     listen_fd=listener.detach() if listener is not None else None)
+    def shutdown_weight_transfer(self) -> None:
+        if self.transfer is not None:
+            transfer, self.transfer = self.transfer, None
+            transfer.shutdown()
+
+    def sync_plan(self, bucket_mb: float) -> list[dict]:
+        """The buckets a sync sends (the transfer's own, once it exists)."""
+        if self.transfer is not None:
+            return self.transfer.source.plan
+        return EntrySource(plain_entries(self.engine.module, changing_only=True), self.compute_dtype,
+                           self.zero3, bucket_mb).plan
 
     # ---- forward passes -------------------------------------------------------------------
     def _to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -377,16 +391,13 @@ class LearnerRank:
         return [logp[i][mask[i]].tolist() for i in range(len(samples))]
 
     # ---- weight sync ----------------------------------------------------------------------
-    def broadcast_weights(self, plan: list[dict], version: int) -> int:
-        """Send every bucket to the rollout workers (rank 0); other ranks help gather under ZeRO-3."""
-        buckets = iter_buckets(plain_entries(self.engine.module, changing_only=True), plan, self.zero3,
-                               self._sync_buffers)
+    def send_weights(self, version: int) -> dict[str, float]:
+        """Send the weights as `version` to every engine (rank 0; under ZeRO-3 every rank gathers).
+        Rank 0 returns bytes, buckets and seconds."""
+        if self.transfer is None:
+            raise RuntimeError("weight sync: send_weights before init_weight_transfer")
         self.version = version
-        if self.rank == 0:
-            return send_buckets(self.sync_group, buckets, self.device)
-        for _ in buckets:  # ZeRO-3: the gather is collective, so every rank walks the buckets
-            pass
-        return 0
+        return self.transfer.send_weights(version)
 
     # ---- checkpoints ----------------------------------------------------------------------
     def save(self, path: str, tag: str) -> None:

@@ -97,7 +97,9 @@ class VerifierConfig(_Strict):
 
 
 class SyncConfig(_Strict):
-    backend: Literal["auto", "gloo", "nccl"] = "auto"  # auto: nccl on GPU, gloo on CPU
+    backend: Literal["auto", "gloo", "nccl", "ipc"] = Field(
+        "auto", description="auto: gloo on CPU; on GPUs NCCL between separate engines and learner, CUDA IPC "
+                            "when colocated (NCCL refuses two ranks on one GPU)")
     bucket_mb: float = Field(256.0, gt=0)
     # Bounds the group's rendezvous and each broadcast: a worker lost mid-sync costs at most this
     # before it is replaced (the in-flight rollouts are waited for first, so it need not cover them).

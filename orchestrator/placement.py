@@ -55,6 +55,16 @@ def _bundle(cpus: float, gpus: float) -> dict:
 def check_placement(cfg: TrainConfig) -> None:
     """Config errors that placement would only find after minutes of waiting for resources."""
     rc, lc = cfg.rollout, cfg.learner
+    on_gpus = rc.num_gpus_per_worker > 0 and lc.num_gpus_per_rank > 0
+    if cfg.sync.backend == "nccl" and rc.placement == "colocated":
+        raise ValueError("sync.backend=nccl with rollout.placement=colocated: NCCL refuses two ranks on one GPU "
+                         "(learner rank i and engine i share it); use sync.backend=ipc or auto")
+    if cfg.sync.backend == "ipc" and (rc.placement != "colocated" or not on_gpus):
+        raise ValueError("sync.backend=ipc needs rollout.placement=colocated on GPUs (CUDA IPC maps memory "
+                         "of the same GPU); use sync.backend=auto")
+    if cfg.sync.backend == "nccl" and not on_gpus:
+        raise ValueError("sync.backend=nccl needs GPUs for the rollout workers and the learner "
+                         "(rollout.num_gpus_per_worker, learner.num_gpus_per_rank); use sync.backend=auto")
     if rc.placement == "colocated":
         if rc.num_workers != lc.world_size:
             raise ValueError(f"rollout.placement=colocated needs rollout.num_workers "

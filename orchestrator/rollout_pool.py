@@ -8,14 +8,19 @@ completions are scored only when the call returns, so none is lost and none coun
 `rollout.max_worker_restarts` replacements the run stops (`RunStopped`).
 
 A replacement starts with the checkpoint's weights, so it takes no rollout until it has the
-current ones. The weight-sync group (learner rank 0 + every engine, over one TCPStore) cannot
-admit one new member, so the next `sync` re-forms it whole, on a fresh store, once the in-flight
-rollouts have returned (a join queued behind them would hold the rendezvous), then broadcasts.
+current ones. The weight transfer (learner rank 0 + every engine; learner/transfer.py) cannot
+admit one new member, so the next `sync` re-forms it whole, on a fresh rendezvous, once the
+in-flight rollouts have returned (a join queued behind them would hold the rendezvous), then sends.
 If no live worker is left to take a call, that happens at once, with the workers' current version
 (`take` runs only between syncs, while the learner holds exactly those weights).
 
-Ops inside the group are bounded by `sync.timeout_s`; a sync that fails because a worker died
-is retried with its replacement; one that fails with every worker alive stops the run.
+Learner rank 0 drives the engines through a `WorkerClient` (rollout/client.py); a call that fails
+on some workers comes back as `UpdateFailed` naming each. A worker whose update failed holds
+half-updated weights and is never sampled from again: if any worker died, every failed one is
+replaced (the dead count as restarts, the others in `rollout/replaced_after_failed_update`) and the
+sync retried; a sync that fails with every worker alive stops the run, named. Ops inside the group
+are bounded by `sync.timeout_s`, and the whole send by a multiple of it: NCCL cannot notice a lost
+peer, so a transfer it holds stops the run, named, instead of hanging.
 """
 
 from __future__ import annotations
@@ -29,11 +34,24 @@ from ray.exceptions import RayActorError, RayError
 from learner.group import RankFailed
 from orchestrator.config import TrainConfig
 from orchestrator.faults import RunStopped, describe, reason, wait_started
+from rollout.client import UpdateFailed, WorkerClient
 from rollout.engine import SamplingParams
 from rollout.inputs import PromptInputs
 from rollout.worker import RolloutWorker
 
 log = logging.getLogger("vrft")
+
+
+def sync_backend(cfg: TrainConfig) -> str:
+    """How weights travel: `sync.backend`, or by placement: gloo where the actors have no GPUs,
+    NCCL between separate GPUs, CUDA IPC where engine i shares learner rank i's GPU (NCCL refuses
+    two ranks on one device)."""
+    if cfg.sync.backend != "auto":
+        return cfg.sync.backend
+    # The driver may sit on a CPU-only head node: decide from where the actors are placed.
+    if not (cfg.rollout.num_gpus_per_worker > 0 and cfg.learner.num_gpus_per_rank > 0):
+        return "gloo"
+    return "ipc" if cfg.rollout.placement == "colocated" else "nccl"
 
 
 def engine_options(cfg: TrainConfig) -> dict:
@@ -42,8 +60,11 @@ def engine_options(cfg: TrainConfig) -> dict:
     if rc.engine == "hf":
         options.update(max_batch_size=rc.max_batch_size, share_prefill=rc.share_prefill)
     else:
+        # Sleep mode forces vLLM's CuMem allocator: only where the engine sleeps (colocated).
         options.update(tensor_parallel_size=rc.tensor_parallel_size, min_pixels=cfg.model.min_pixels,
-                       max_pixels=cfg.model.max_pixels, **rc.vllm)
+                       max_pixels=cfg.model.max_pixels, weight_transfer=sync_backend(cfg),
+                       enable_sleep_mode=rc.placement == "colocated")
+        options.update(rc.vllm)
     return options
 
 
@@ -65,7 +86,9 @@ class RolloutWorkers:
         self._starting: dict[int, ray.ObjectRef] = {}  # replacements still loading: their ready()
         self._stale: set[int] = set()  # started, not yet holding the current weights
         self.learner, self.backend, self.bucket_mb, self.version = None, "gloo", 256.0, 0
+        self.engine_kind, self.rename = rc.engine, None
         self.needs_group = True
+        self.replaced_after_failed_update = 0  # alive, but their update failed (never sampled again)
         try:
             self.info = wait_started([h.ready.remote() for h in self.handles],
                                      [f"rollout worker {i}" for i in range(len(self.handles))], self.start_timeout_s)
@@ -131,13 +154,19 @@ class RolloutWorkers:
         except RayError as err:  # the engine raised: a bug or bad input, not a lost process
             raise RunStopped(f"{self.name(i)}: {reason(err)}") from None
 
-    def _replace(self, i: int, err: BaseException) -> None:
-        self.restarts += 1
-        who = self.name(i)
-        if self.restarts > self.max_restarts:
-            raise RunStopped(f"{who}: {reason(err)}; rollout.max_worker_restarts={self.max_restarts} reached")
-        log.warning("%s: %s; starting a replacement (restart %d of at most %d)", who, reason(err),
-                    self.restarts, self.max_restarts)
+    def _replace(self, i: int, err: BaseException | str, died: bool = True) -> None:
+        """Kill worker i and start another in its bundle. `died=False`: it lives, but its weights
+        were half-updated by a failed sync (a peer's death), which is not a restart of its own."""
+        who, why = self.name(i), err if isinstance(err, str) else reason(err)
+        if died:
+            self.restarts += 1
+            if self.restarts > self.max_restarts:
+                raise RunStopped(f"{who}: {why}; rollout.max_worker_restarts={self.max_restarts} reached")
+            log.warning("%s: %s; starting a replacement (restart %d of at most %d)", who, why,
+                        self.restarts, self.max_restarts)
+        else:
+            self.replaced_after_failed_update += 1
+            log.warning("%s: its weight update failed (%s): replaced, never sampled from again", who, why)
         try:
             ray.kill(self.handles[i], no_restart=True)  # a hung one too; a dead one is gone already
         except Exception:
@@ -154,34 +183,40 @@ class RolloutWorkers:
         self.sync(self.version, self.bucket_mb)
 
     # ---- weight sync ----------------------------------------------------------------------
-    def connect(self, learner, backend: str, bucket_mb: float) -> None:
-        """Form the weight-sync group with learner rank 0 (group rank 0; worker i follows)."""
-        self.learner, self.backend, self.bucket_mb = learner, backend, bucket_mb
+    def connect(self, learner, backend: str, bucket_mb: float, rename: list | None = None) -> None:
+        """Form the weight transfer with the learner (rank 0; worker i's engine follows). `rename`:
+        the model family's name prefixes for vLLM's loaders (rollout/vllm_inputs.py)."""
+        self.learner, self.backend, self.bucket_mb, self.rename = learner, backend, bucket_mb, rename
         lost = self._form_group()
         while lost:  # a worker lost while joining: replace it and form again
-            for i, err in lost.items():
-                self._replace(i, err)
+            self._replace_failed(lost)
             self._settle()
             lost = self._form_group()
 
     def sync(self, version: int, bucket_mb: float) -> dict[str, float]:
-        """Broadcast the learner's weights as `version` to every worker, replacements included."""
+        """Send the learner's weights as `version` to every worker, replacements included."""
         start = time.perf_counter()
-        self.bucket_mb = bucket_mb
-        plan = self.learner.plan(bucket_mb)
+        if bucket_mb != self.bucket_mb:
+            self.bucket_mb, self.needs_group = bucket_mb, True
         while True:
             self._settle()
             lost = self._form_group() if self.needs_group else {}
             if not lost:
-                lost, sent = self._broadcast(plan, version, bucket_mb)
+                lost, stats = self._learner_call(
+                    lambda: self.learner.send_weights(version, self._send_timeout()))
                 if not lost:
                     break
-            for i, err in lost.items():
-                self._replace(i, err)
+            self.needs_group = True
+            self._replace_failed(lost)
         self.version = version
         self._stale.clear()
-        return {"time/sync": time.perf_counter() - start, "sync/bytes": float(sent),
-                "sync/buckets": float(len(plan))}
+        return {"time/sync": time.perf_counter() - start, "sync/bytes": float(stats.get("bytes", 0.0)),
+                "sync/buckets": float(stats.get("buckets", 0.0)),
+                "rollout/replaced_after_failed_update": float(self.replaced_after_failed_update)}
+
+    def _send_timeout(self) -> float:
+        """A bound on the whole send: each bucket's transfer is bounded by sync.timeout_s."""
+        return self.sync_timeout_s * (2 + len(self.learner.plan(self.bucket_mb)))
 
     def _settle(self) -> None:
         """Every worker idle, answering and started: in-flight rollouts returned, the dead replaced."""
@@ -213,46 +248,38 @@ class RolloutWorkers:
                 failed[i] = err
         return failed
 
-    def _collective(self, learner_call, refs: dict[int, ray.ObjectRef]) -> tuple[dict, object]:
-        """Run learner rank 0's side and the workers' of one group operation. Returns the workers
-        that died (to replace, then retry) and the learner's result; any other failure stops the run."""
-        learner_error = result = None
+    def _learner_call(self, call) -> tuple[dict[int, tuple[bool, str]], dict]:
+        """Run a learner-group call that drives the engines. Returns the workers to replace (index ->
+        (died, reason)) if any died, else the call's result; any other failure stops the run."""
         try:
-            result = learner_call()
+            return {}, call() or {}
         except RankFailed as err:
             if err.died:
                 raise
-            learner_error = err  # a peer gone mid-op: the workers' errors say which
-        failed = self._failures(refs, None)  # each bounded by sync.timeout_s inside the actor
-        dead = {i: err for i, err in failed.items() if isinstance(err, RayActorError)}
-        if dead:
-            self.needs_group = True
-            return dead, result
-        if learner_error is not None:
-            raise RunStopped(f"weight sync: {describe(learner_error)}")
-        if failed:
-            i, err = next(iter(failed.items()))
-            raise RunStopped(f"weight sync: {self.name(i)}: {reason(err)}")
-        return {}, result
+            cause = getattr(err.error, "cause", None)
+            if isinstance(cause, UpdateFailed) and cause.died:
+                return dict(cause.failures), {}
+            probes = {i: h.version.remote() for i, h in enumerate(self.handles)}
+            dead = {i: (True, reason(e)) for i, e in self._failures(probes, self.sync_timeout_s).items()
+                    if isinstance(e, RayActorError)}
+            if dead:  # the learner saw the group break before the client heard of the death
+                return dead, {}
+            raise RunStopped(f"weight sync: {cause if isinstance(cause, UpdateFailed) else describe(err)}") from None
 
-    def _form_group(self) -> dict[int, BaseException]:
+    def _replace_failed(self, failed: dict[int, tuple[bool, str]]) -> None:
+        self.needs_group = True
+        for i, (died, why) in sorted(failed.items()):
+            self._replace(i, why, died=died)
+
+    def _form_group(self) -> dict[int, tuple[bool, str]]:
         ranks = [int(info.get("sync_ranks", 1)) for info in self.info]
-        world = 1 + sum(ranks)
-        addr, port = self.learner.sync_endpoint()  # a fresh store each time the group forms
-        joined = self.learner.join_weight_sync(addr, port, world, self.backend, self.sync_timeout_s)
-        refs, first = {}, 1
-        for i, handle in enumerate(self.handles):
-            refs[i] = handle.join_weight_sync.remote(addr, port, first, world, self.backend, self.sync_timeout_s)
-            first += ranks[i]
-        lost, _ = self._collective(lambda: self.learner.wait_joined(joined), refs)
+        offsets = [1 + sum(ranks[:i]) for i in range(len(ranks))]
+        options = {"engine": self.engine_kind, "bucket_mb": self.bucket_mb, "timeout_s": self.sync_timeout_s,
+                   "rename": self.rename, "world_size": 1 + sum(ranks)}
+        if self.backend != "ipc":  # a group transport: a fresh rendezvous each time it forms
+            options["endpoint"] = self.learner.sync_endpoint()
+        client = WorkerClient(self.handles, offsets)
+        lost, _ = self._learner_call(lambda: self.learner.init_weight_transfer(
+            self.backend, client, options, timeout_s=2 * self.sync_timeout_s))
         self.needs_group = bool(lost)
         return lost
-
-    def _broadcast(self, plan: list[dict], version: int, bucket_mb: float) -> tuple[dict, int]:
-        receiving = {i: h.receive_weights.remote(plan, version) for i, h in enumerate(self.handles)}
-        lost, sent = self._collective(lambda: self.learner.broadcast_weights(version, bucket_mb), receiving)
-        if not lost:
-            versions = ray.get(list(receiving.values()))
-            if any(v != version for v in versions):
-                raise RunStopped(f"weight sync: workers report versions {versions}, expected {version}")
-        return lost, int(sent or 0)

@@ -13,7 +13,8 @@ from learner import LearnerGroup
 from learner.config import LearnerConfig
 from orchestrator.config import TrainConfig
 from orchestrator.faults import RunStopped, wait_started
-from orchestrator.rollout_pool import RolloutWorkers
+from orchestrator.rollout_pool import RolloutWorkers, sync_backend
+from rollout.vllm_inputs import vllm_weight_prefixes
 from verifiers import RewardSpec, VerifierPool
 
 log = logging.getLogger("vrft")
@@ -89,24 +90,22 @@ def start_learner(cfg: TrainConfig, learner_cfg: LearnerConfig, model_path: str,
                         rank_options=placement, start_timeout_s=cfg.run.start_timeout_s)
 
 
-def sync_backend(cfg: TrainConfig) -> str:
-    if cfg.sync.backend != "auto":
-        return cfg.sync.backend
-    # The driver may sit on a CPU-only head node: decide from where the actors are placed.
-    on_gpus = cfg.rollout.num_gpus_per_worker > 0 and cfg.learner.num_gpus_per_rank > 0
-    return "nccl" if on_gpus else "gloo"
-
-
 def connect_weight_sync(actors: Actors, cfg: TrainConfig) -> None:
-    """Learner rank 0 is rank 0 of the group; rollout worker i follows (one rank per engine
-    process). The group is re-formed whole when a worker is replaced (rollout_pool.py)."""
+    """Learner rank 0 and every rollout worker's engine join one weight transfer (learner/transfer.py):
+    vLLM's NCCL or CUDA-IPC engine on GPUs, vrft's gloo one on CPU. It is re-formed whole when a
+    worker is replaced (rollout_pool.py). vLLM loads checkpoint names: the learner sends the
+    model family's."""
     actors.backend = sync_backend(cfg)
-    actors.workers.connect(actors.learner, actors.backend, cfg.sync.bucket_mb)
+    rename = None
+    if cfg.rollout.engine == "vllm":
+        info = actors.learner.info
+        rename = vllm_weight_prefixes(info["model_type"], info["is_vlm"])
+    actors.workers.connect(actors.learner, actors.backend, cfg.sync.bucket_mb, rename)
 
 
 def sync_weights(actors: Actors, version: int, bucket_mb: float) -> dict[str, float]:
-    """Broadcast the learner's weights to every worker (replacements included); every worker
-    must report the new version."""
+    """Send the learner's weights to every worker (replacements included); every worker must
+    report the new version."""
     metrics = actors.workers.sync(version, bucket_mb)
     actors.version = version
     return metrics

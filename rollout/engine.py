@@ -38,7 +38,8 @@ class Completion:
 
 class Engine(Protocol):
     """What `RolloutWorker` calls. Weight sync is the engine's own business: the transformers engine
-    receives buckets in its own process (`rollout.weight_sync.WeightReceiver`), vLLM in its workers."""
+    receives buckets in its own process (`rollout.weight_sync.WeightReceiver`), vLLM in its workers
+    through vLLM's weight-transfer engines (rollout/vllm_engine.py)."""
     policy_version: int
     sync_world_size: int  # ranks this engine takes in the weight-sync group (vLLM: one per TP worker)
 
@@ -48,16 +49,24 @@ class Engine(Protocol):
     def score(self, prompt: PromptInputs, token_ids: list[int], temperature: float = 1.0) -> list[float]:
         """Teacher-forced per-token log-probs of `token_ids` after `prompt` (for checks and IS)."""
 
-    def update_weights(self, named_tensors: dict[str, Any], version: int) -> None:
-        """Load new weights in place (names as the transformers model's named_parameters)."""
+    def load_weights(self, named_tensors: dict[str, Any], version: int) -> None:
+        """Load the tensors given (transformers names) in place, as `version`: tests, small models."""
 
-    def join_weight_sync(self, master_addr: str, port: int, rank: int, world_size: int, backend: str,
-                         timeout_s: float = 300.0) -> None:
-        """Join the learner's side group as ranks rank .. rank + sync_world_size - 1 (leaving any
-        earlier group); `timeout_s` bounds the rendezvous and each broadcast."""
+    # Weight sync: the four calls of vLLM's weight-sync client protocol, driven by learner rank 0
+    # (learner/transfer.py) through the orchestrator's fan-out (rollout/client.py).
+    def init_weight_transfer_engine(self, init_info: dict) -> None:
+        """Join the learner's transfer: `backend`, and for gloo/nccl the rendezvous (`master_address`,
+        `master_port`, `world_size`, this engine's first rank `rank_offset`, `timeout_s`)."""
 
-    def receive_weights(self, plan: list[dict], version: int) -> int:
-        """Receive one broadcast of the bucket plan, load it, and return the new policy version."""
+    def start_weight_update(self) -> None:
+        """From here until `finish_weight_update` the engine refuses to sample."""
+
+    def update_weights(self, update_info: dict) -> None:
+        """Receive and load one payload of the update (a plan's buckets, or an IPC bucket)."""
+
+    def finish_weight_update(self, weight_version: int) -> int:
+        """Make the update live as `weight_version` (caches of the old weights dropped); returns it.
+        An engine whose update failed is never sampled from again: the orchestrator replaces it."""
 
     def sleep(self) -> None: ...
 

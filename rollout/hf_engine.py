@@ -60,9 +60,11 @@ class TransformersEngine:
         self.share_prefill = share_prefill and self.own_loop
         self.sync_world_size = 1
         self._receiver = WeightReceiver(self.device)
+        self._updating = False  # a weight update started and not finished (or failed midway)
 
     @torch.no_grad()
     def generate(self, prompts: list[PromptInputs], sampling: SamplingParams) -> list[list[Completion]]:
+        self._check_weights_whole()
         if sampling.seed is not None:
             torch.manual_seed(sampling.seed)
         per_chunk = max(1, self.max_batch_size // sampling.n)
@@ -154,7 +156,13 @@ class TransformersEngine:
         return logp.gather(-1, completion[0].to(self.device)[:, None]).squeeze(-1).cpu().tolist()
 
     @torch.no_grad()
-    def update_weights(self, named_tensors: dict[str, torch.Tensor], version: int) -> None:
+    def load_weights(self, named_tensors: dict[str, torch.Tensor], version: int) -> None:
+        """Load the tensors given here (transformers names) as `version`: tests and small models."""
+        self._copy_in(named_tensors)
+        self.policy_version = version
+
+    @torch.no_grad()
+    def _copy_in(self, named_tensors: dict[str, torch.Tensor]) -> None:
         for name, tensor in named_tensors.items():
             param = self._params.get(name)
             if param is None:
@@ -163,16 +171,31 @@ class TransformersEngine:
                 raise ValueError(f"weight sync: {name} has shape {tuple(tensor.shape)}, "
                                  f"the rollout model expects {tuple(param.shape)}")
             param.copy_(tensor.to(device=param.device, dtype=param.dtype))
-        self.policy_version = version
 
-    def join_weight_sync(self, master_addr: str, port: int, rank: int, world_size: int, backend: str,
-                         timeout_s: float = 300.0) -> None:
-        self._receiver.join(master_addr, port, rank, world_size, backend, timeout_s)
+    # ---- weight sync: the four calls of vLLM's weight-sync client protocol (learner/transfer.py) ----
+    def init_weight_transfer_engine(self, init_info: dict) -> None:
+        """Join the learner's transfer (gloo/nccl: rank `rank_offset` of its group; ipc: nothing)."""
+        self._receiver.init(init_info)
 
-    def receive_weights(self, plan: list[dict], version: int) -> int:
-        for named in self._receiver.receive(plan):
-            self.update_weights(named, version)
+    def start_weight_update(self) -> None:
+        self._updating = True  # until finish_weight_update: sampling half-updated weights is refused
+
+    def update_weights(self, update_info: dict) -> None:
+        """One payload of the learner's update: every bucket of a plan, or one bucket by IPC."""
+        if not self._updating:
+            raise RuntimeError("weight sync: update_weights before start_weight_update")
+        for named in self._receiver.receive(update_info):
+            self._copy_in(named)
+
+    def finish_weight_update(self, weight_version: int) -> int:
+        self._updating = False
+        self.policy_version = int(weight_version)
         return self.policy_version
+
+    def _check_weights_whole(self) -> None:
+        if self._updating:
+            raise RuntimeError("the weights are half-updated (a weight sync started and did not finish): "
+                               "this engine is not sampled from again; the orchestrator replaces it")
 
     def sleep(self) -> None:
         """Free accelerator memory while the learner trains (a no-op on CPU)."""

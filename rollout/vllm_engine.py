@@ -3,8 +3,10 @@
 One engine per Ray actor (`RolloutWorker`); `tensor_parallel_size` GPUs per engine. Prompts go in as
 token ids (image pads collapsed, see vllm_inputs.py) plus `multi_modal_data`, images are preprocessed
 by vLLM with the learner's `min_pixels`/`max_pixels`, and the engine checks that the prompt vLLM ran
-is token for token the learner's. Weight updates happen in place inside vLLM's worker processes
-(vllm_worker_ext.py) from the learner's flat buckets; the prefix cache is reset after each.
+is token for token the learner's. Weights arrive through vLLM's own weight-transfer engines (NCCL
+between separate GPUs, CUDA IPC when colocated; on CPU vrft's gloo engine registered beside them,
+vllm_worker_ext.py), in place inside vLLM's worker processes; the prefix and encoder caches are
+reset after each update.
 
 Log-probs. The learner computes log_softmax(logits / T). vLLM 0.32 offers `raw_logprobs`
 (log_softmax(logits), before temperature) and `processed_logprobs` (after temperature, logit bias
@@ -38,6 +40,9 @@ from rollout.vllm_inputs import build_request, multimodal_engine_args, sampling_
 log = logging.getLogger(__name__)
 
 WORKER_EXTENSION = "rollout.vllm_worker_ext.WeightSyncExtension"
+# vrft's transport name -> vLLM's weight-transfer engine: vLLM's own on CUDA; on CPU vrft's gloo
+# engine, registered in vLLM's factory by rollout/vllm_worker_ext.py (imported in every worker).
+TRANSFER_BACKENDS = {"nccl": "nccl", "ipc": "ipc", "gloo": "vrft_gloo"}
 
 
 def _eos_ids(model_path: str, tokenizer: Any, trust_remote_code: bool) -> list[int]:
@@ -53,10 +58,14 @@ def _eos_ids(model_path: str, tokenizer: Any, trust_remote_code: bool) -> list[i
 class VLLMEngine:
     def __init__(self, model_path: str, dtype: str = "auto", trust_remote_code: bool = False,
                  tensor_parallel_size: int = 1, gpu_memory_utilization: float = 0.7,
-                 enable_sleep_mode: bool | None = None, sleep_level: int = 1,
+                 enable_sleep_mode: bool = False, sleep_level: int = 1,
                  min_pixels: int | None = None, max_pixels: int | None = None, limit_images: int = 1,
-                 seed: int = 0, check_prompt_tokens: bool = True, **extra: Any):
-        """`enable_sleep_mode=None` turns it on where vLLM supports it; `extra` goes to `vllm.LLM`."""
+                 seed: int = 0, check_prompt_tokens: bool = True, weight_transfer: str | None = None,
+                 **extra: Any):
+        """`enable_sleep_mode`: only where the engine shares its GPU with a learner rank (colocated):
+        it forces vLLM's CuMem allocator. `weight_transfer`: how weights arrive (`nccl`: separate
+        GPUs; `ipc`: colocated; `gloo`: CPU); default nccl on CUDA, gloo elsewhere. `extra` goes
+        to `vllm.LLM`."""
         cuda = torch.cuda.is_available()
         if not cuda:
             # vLLM's CPU backend sizes its KV cache from this (GiB); 1 GiB is plenty for rollouts of
@@ -66,14 +75,17 @@ class VLLMEngine:
         from vllm.platforms import current_platform
 
         sleep_ok = current_platform.is_sleep_mode_available()
-        if enable_sleep_mode is None:
-            enable_sleep_mode = sleep_ok
-        elif enable_sleep_mode and not sleep_ok:
+        if enable_sleep_mode and not sleep_ok:
             # Fail before the engine start, with the reason (vLLM's own error says only "platform").
             raise ValueError(f"vLLM sleep mode needs CUDA/ROCm/XPU (its CuMem allocator); this platform "
                              f"is {current_platform.device_type!r}. Use enable_sleep_mode=False here.")
         if sleep_level not in (1, 2):
             raise ValueError(f"sleep_level must be 1 or 2, got {sleep_level}")
+        weight_transfer = weight_transfer or ("nccl" if cuda else "gloo")
+        if weight_transfer not in TRANSFER_BACKENDS:
+            raise ValueError(f"weight_transfer must be one of {sorted(TRANSFER_BACKENDS)}, got {weight_transfer!r}")
+        if weight_transfer in ("nccl", "ipc") and not cuda:
+            raise ValueError(f"vLLM's {weight_transfer} weight transfer needs CUDA; on CPU use gloo")
 
         config = AutoConfig.from_pretrained(model_path, trust_remote_code=trust_remote_code)
         self.is_vlm = hasattr(config, "vision_config")
@@ -92,6 +104,7 @@ class VLLMEngine:
             seed=seed,
             enable_sleep_mode=enable_sleep_mode,
             worker_extension_cls=WORKER_EXTENSION,
+            weight_transfer_config={"backend": TRANSFER_BACKENDS[weight_transfer]},
             logprobs_mode="processed_logprobs",
             max_logprobs=-1,  # score() at T != 1 asks for the whole distribution
         )
@@ -116,6 +129,8 @@ class VLLMEngine:
         self.sleep_level = sleep_level
         self.check_prompt_tokens = check_prompt_tokens
         self.policy_version = 0
+        self.weight_transfer = weight_transfer
+        self._updating = False  # a weight update started and not finished: never sampled again
         self._asleep: set[str] = set()  # vLLM memory tags now released ("weights", "kv_cache")
         self.weights_discarded = False  # after a level-2 sleep, until the next weight sync
         self.last_sync: dict[str, float] = {}
@@ -188,23 +203,42 @@ class VLLMEngine:
         """Ranks this engine takes in the weight-sync group: one per tensor-parallel worker."""
         return self.tensor_parallel_size
 
-    def join_weight_sync(self, master_addr: str, port: int, rank: int, world_size: int, backend: str,
-                         timeout_s: float = 300.0) -> None:
-        """Ranks rank .. rank + tensor_parallel_size - 1; blocks until the whole group has joined."""
-        self.llm.collective_rpc("vrft_join_weight_sync",
-                                args=(master_addr, port, rank, world_size, backend, timeout_s))
+    # vLLM's own weight-transfer lifecycle on every worker (vllm/distributed/weight_transfer),
+    # driven by learner rank 0 through rollout/client.py. vLLM reloads layer by layer in place:
+    # start_weight_update moves each layer's parameters aside, finish rebuilds them. An update that
+    # fails midway leaves the model half-reloaded, so this engine never samples again after it
+    # (`_updating` stays set) and the orchestrator replaces its worker.
+    def init_weight_transfer_engine(self, init_info: dict) -> None:
+        info = dict(init_info)
+        backend = info.pop("backend", self.weight_transfer)
+        if backend != self.weight_transfer:
+            raise ValueError(f"weight sync: the learner sends over {backend}, this engine was built for "
+                             f"{self.weight_transfer} (rollout weight_transfer)")
+        if self.weight_transfer != "gloo":
+            info.pop("timeout_s", None)  # vLLM's own init infos have no such field
+        self.llm.collective_rpc("init_weight_transfer_engine", kwargs={"init_info": info})
 
-    def receive_weights(self, plan: list[dict], version: int) -> int:
-        """Receive one broadcast of the learner's weights (call while the learner sends)."""
+    def start_weight_update(self) -> None:
         self._check_weights_resident()
-        stats = self.llm.collective_rpc("vrft_receive_weights", args=(plan,))
-        self._after_update(version)
-        self.last_sync = stats[0]
+        self._updating = True
+        self.llm.collective_rpc("start_weight_update")
+
+    def update_weights(self, update_info: dict) -> None:
+        if not self._updating:
+            raise RuntimeError("weight sync: update_weights before start_weight_update")
+        self.llm.collective_rpc("update_weights", kwargs={"update_info": update_info})
+
+    def finish_weight_update(self, weight_version: int) -> int:
+        if not self._updating:
+            raise RuntimeError("weight sync: finish_weight_update before start_weight_update")
+        self.llm.collective_rpc("finish_weight_update")
+        self._after_update(int(weight_version))
+        self._updating = False
         return self.policy_version
 
-    def update_weights(self, named_tensors: dict[str, torch.Tensor], version: int) -> None:
+    def load_weights(self, named_tensors: dict[str, torch.Tensor], version: int) -> None:
         """Load tensors given here (transformers names). Ships them through vLLM's RPC as bytes:
-        for tests and small models; training runs use the bucketed `receive_weights`."""
+        for tests and small models; training runs use the weight transfer above."""
         self._check_weights_resident()
         entries = []
         for name, tensor in named_tensors.items():
@@ -215,10 +249,15 @@ class VLLMEngine:
         self._after_update(version)
 
     def _after_update(self, version: int) -> None:
-        # Cached KV blocks were computed by the old weights: reusing them would mix policies.
+        # Cached KV blocks and encoder outputs (image embeddings) were computed by the old weights:
+        # reusing them would mix policies. The encoder cache must be reset through the engine, which
+        # clears the scheduler's record of it too: a reload clears only the worker's copy, and the
+        # next prompt with an image seen before then dies with "Encoder cache miss".
         if not self.llm.reset_prefix_cache():
             raise RuntimeError("vLLM refused to reset its prefix cache (requests still running?): "
                                "cached KV blocks of the old weights would be reused")
+        if self.is_vlm:
+            self.llm.llm_engine.reset_encoder_cache()
         self.weights_discarded = False
         self.policy_version = version
         engine = getattr(self.llm, "llm_engine", None)
@@ -256,6 +295,9 @@ class VLLMEngine:
         return bool(self._asleep)
 
     def _check_awake(self) -> None:
+        if self._updating:
+            raise RuntimeError("the weights are half-updated (a weight sync started and did not finish): "
+                               "this engine is not sampled from again; the orchestrator replaces it")
         if self._asleep:
             raise RuntimeError(f"the vLLM engine is asleep ({sorted(self._asleep)}): call wake_up() first")
         if self.weights_discarded:

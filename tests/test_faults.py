@@ -36,15 +36,15 @@ def test_rollout_workers_killed_mid_step_are_replaced(ray_cluster, tiny_model, c
             killed[3] = actors.workers.pids[0]
             os.kill(killed[3], signal.SIGKILL)
         if step == 5:  # kill worker 1 as step 5's weights go out (its receive call is in flight)
-            broadcast = actors.learner.broadcast_weights
+            send = actors.learner.send_weights
 
-            def broadcast_weights(*a, **kw):
+            def send_weights(*a, **kw):
                 if 5 not in killed:
                     killed[5] = actors.workers.pids[1]
                     os.kill(killed[5], signal.SIGKILL)
-                return broadcast(*a, **kw)
+                return send(*a, **kw)
 
-            monkeypatch.setattr(actors.learner, "broadcast_weights", broadcast_weights)
+            monkeypatch.setattr(actors.learner, "send_weights", send_weights)
         return real_step(cfg, actors, pending, step, *args, **kwargs)
 
     monkeypatch.setattr(loop, "grpo_step", grpo_step)

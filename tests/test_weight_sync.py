@@ -1,5 +1,7 @@
-"""After a learner step and a broadcast, every rollout worker scores a fixed sequence exactly as the
-learner does (within 1e-5) and reports the learner's policy version."""
+"""After a learner step and a weight sync (learner/transfer.py driving the workers through
+rollout/client.py, gloo on CPU), every rollout worker scores a fixed sequence exactly as the
+learner does (within 1e-5) and reports the learner's policy version; a worker whose update fails is
+refused for sampling."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from learner import LearnerConfig, LearnerGroup, Sample, TrainBatch
 from learner.lora import plain_entries
 from learner.weight_sync import iter_buckets, make_plan
 from orchestrator.sources import decode_image, load_task_dataset
+from rollout.client import UpdateFailed, WorkerClient
 from rollout.engine import SamplingParams
 from rollout.inputs import build_prompt_inputs
 from rollout.processor import load_processor
@@ -27,9 +30,9 @@ def test_broadcast_makes_workers_match_learner(ray_cluster, tiny_model, color_da
     cfg = LearnerConfig(world_size=2, zero_stage=zero_stage, lr=1e-2, torch_threads=1)
     learner = LearnerGroup(tiny_model, cfg, total_steps=1, pad_id=processor.tokenizer.pad_token_id)
     try:
-        addr, port = learner.sync_endpoint()
-        ray.get([learner.join_weight_sync(addr, port, 3, "gloo")]
-                + [w.join_weight_sync.remote(addr, port, i + 1, 3, "gloo") for i, w in enumerate(workers)])
+        options = {"engine": "hf", "bucket_mb": 0.05, "timeout_s": 60.0, "world_size": 3,
+                   "endpoint": learner.sync_endpoint()}
+        learner.init_weight_transfer("gloo", WorkerClient(workers, [1, 2]), options, timeout_s=120)
         groups, _ = ray.get(workers[0].generate.remote([prompt], SamplingParams(n=4, max_new_tokens=12, seed=3)))
         samples = [Sample(prompt_ids=prompt.input_ids, completion_ids=c.token_ids, reward=float(i % 2),
                           pixel_values=prompt.pixel_values, image_grid_thw=prompt.image_grid_thw,
@@ -50,9 +53,8 @@ def test_broadcast_makes_workers_match_learner(ray_cluster, tiny_model, color_da
             if version == 2:
                 learner.train_step(TrainBatch(samples))
                 after = learner.logprobs([fixed])[0]
-            receiving = [w.receive_weights.remote(plan, version) for w in workers]
-            learner.broadcast_weights(version, bucket_mb=0.05)
-            assert ray.get(receiving) == [version, version]
+            stats = learner.send_weights(version, timeout_s=120)
+            assert stats["buckets"] == len(plan) and stats["bytes"] == 4 * sum(b["numel"] for b in plan)
             for worker in workers:
                 scored = ray.get(worker.score.remote(prompt, fixed.completion_ids))
                 assert max(abs(a - b) for a, b in zip(after, scored, strict=True)) < 1e-5
@@ -83,3 +85,30 @@ def test_cpu_bucket_buffers_are_reused_and_grow():
     assert views[2].data_ptr() == views[1].data_ptr() and received[torch.float32].numel() == 16
     bucket_buffer(received, torch.float32, 8, torch.device("meta"))  # off the CPU: nothing kept
     assert received[torch.float32].numel() == 16 and len(received) == 1
+
+
+def test_a_failed_update_is_named_and_the_engine_never_samples_again(ray_cluster, tiny_model, color_data):
+    """A worker whose update fails midway (here: it never joined a transfer) comes back as
+    UpdateFailed naming it, alive; its engine then refuses to sample (its weights may be
+    half-updated), while a worker whose update finished serves at the new version."""
+    processor = load_processor(tiny_model)
+    row = next(r for r in load_task_dataset(color_data) if decode_image(r["image"]) is not None)
+    prompt = build_prompt_inputs(processor, row["problem"], [decode_image(row["image"])])
+    workers = [RolloutWorker.options(num_cpus=0.5).remote("hf", tiny_model, {}, 1) for _ in range(2)]
+    sampling = SamplingParams(n=1, max_new_tokens=2, seed=0)
+    try:
+        WorkerClient(workers, [1, 2]).start_weight_update()
+        plan = [{"dtype": "float32", "numel": 4, "entries": [("lm_head.weight", [4])]}]
+        with pytest.raises(UpdateFailed) as failed:
+            WorkerClient(workers[:1], [1]).update_weights({"plan": plan})
+        assert failed.value.failures == {0: (False, "RuntimeError: weight sync: update_weights before "
+                                                    "init_weight_transfer_engine")}
+        assert not failed.value.died and str(failed.value).startswith("rollout worker 0: RuntimeError")
+        with pytest.raises(ray.exceptions.RayTaskError, match="half-updated"):
+            ray.get(workers[0].generate.remote([prompt], sampling))
+        assert ray.get(workers[1].finish_weight_update.remote(1)) == 1
+        groups, _ = ray.get(workers[1].generate.remote([prompt], sampling))
+        assert groups[0][0].policy_version == 1
+    finally:
+        for w in workers:
+            ray.kill(w)
