@@ -43,7 +43,11 @@ def join_group(master_addr: str, port: int, rank: int, world_size: int, backend:
     if backend == "nccl":
         opts = dist.ProcessGroupNCCL.Options()
         opts._timeout = timeout
-        return dist.ProcessGroupNCCL(store, rank, world_size, opts)
+        group = dist.ProcessGroupNCCL(store, rank, world_size, opts)
+        # NCCL builds its communicator at the first collective: one now, so a peer that cannot
+        # join fails here, within the rendezvous's bound, not at the first weight sync.
+        group.broadcast(torch.zeros(1, device="cuda"), 0).wait()
+        return group
     raise ValueError(f"unknown weight-sync backend {backend!r}; choose gloo or nccl")
 
 

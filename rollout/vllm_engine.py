@@ -24,8 +24,10 @@ CUDA/ROCm/XPU only; on CPU the engine says so (`supports_sleep` is False, `sleep
 
 from __future__ import annotations
 
+import base64
 import logging
 import os
+import pickle
 import time
 from typing import Any
 
@@ -86,6 +88,12 @@ class VLLMEngine:
             raise ValueError(f"weight_transfer must be one of {sorted(TRANSFER_BACKENDS)}, got {weight_transfer!r}")
         if weight_transfer in ("nccl", "ipc") and not cuda:
             raise ValueError(f"vLLM's {weight_transfer} weight transfer needs CUDA; on CPU use gloo")
+        if weight_transfer == "ipc":
+            # CUDA IPC handles are torch's rebuild arguments (types, dtypes, bytes): vLLM carries them
+            # from this actor to its workers only pickled, which it allows only with this switch
+            # (its own HTTP route does the same). The channel is local: this actor and the engine
+            # processes it spawns; the handles come from the learner rank on the same GPU.
+            os.environ["VLLM_ALLOW_INSECURE_SERIALIZATION"] = "1"
 
         config = AutoConfig.from_pretrained(model_path, trust_remote_code=trust_remote_code)
         self.is_vlm = hasattr(config, "vision_config")
@@ -226,6 +234,10 @@ class VLLMEngine:
     def update_weights(self, update_info: dict) -> None:
         if not self._updating:
             raise RuntimeError("weight sync: update_weights before start_weight_update")
+        if "ipc_handles" in update_info:  # see __init__: handles travel pickled, as vLLM's HTTP route sends them
+            handles = update_info["ipc_handles"]
+            update_info = {k: v for k, v in update_info.items() if k != "ipc_handles"}
+            update_info["ipc_handles_pickled"] = base64.b64encode(pickle.dumps(handles)).decode()
         self.llm.collective_rpc("update_weights", kwargs={"update_info": update_info})
 
     def finish_weight_update(self, weight_version: int) -> int:

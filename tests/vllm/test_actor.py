@@ -1,6 +1,7 @@
 """vLLM on CPU behind the RolloutWorker Ray actor: G samples per prompt with log-probs and seeds, a
-weight update from a DeepSpeed learner through the bucketed gloo group, and the CPU backend's answer
-to sleep. Log-probs are compared with a tolerance of 1e-5 (fp32 on both sides; measured ~5e-7)."""
+weight update from a DeepSpeed learner through vLLM's weight-transfer API (vrft's gloo engine
+registered in vLLM's factory: vLLM's own worker-side lifecycle, only the transport is ours), and
+the CPU backend's answer to sleep. Log-probs are compared with a tolerance of 1e-5 (fp32 on both sides; measured ~5e-7)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import pytest
 import ray
 
 from learner import LearnerConfig, LearnerGroup, Sample, TrainBatch
+from rollout.client import WorkerClient
 from rollout.engine import SamplingParams
 from rollout.hf_engine import TransformersEngine
 from rollout.worker import RolloutWorker
@@ -79,10 +81,10 @@ def test_weight_update_from_deepspeed_learner(worker, tiny_text_model, text_prom
     cfg = LearnerConfig(world_size=1, zero_stage=2, lr=1e-2, beta=0.0, torch_threads=1)
     learner = LearnerGroup(tiny_text_model, cfg, total_steps=2, pad_id=0)
     try:
-        addr, port = learner.sync_endpoint()
         world = 1 + ray.get(worker.sync_ranks.remote())
-        ray.get([learner.join_weight_sync(addr, port, world, "gloo"),
-                 worker.join_weight_sync.remote(addr, port, 1, world, "gloo")], timeout=120)
+        options = {"engine": "vllm", "bucket_mb": 0.05, "timeout_s": 60.0, "world_size": world,
+                   "endpoint": learner.sync_endpoint(), "rename": None}  # a text model: names as they are
+        learner.init_weight_transfer("gloo", WorkerClient([worker], [1]), options, timeout_s=120)
         groups, _ = ray.get(worker.generate.remote([prompt], SamplingParams(n=4, max_new_tokens=16, seed=3)))
         samples = [Sample(prompt_ids=prompt.input_ids, completion_ids=c.token_ids, reward=float(i % 2))
                    for i, c in enumerate(groups[0])]
@@ -96,9 +98,8 @@ def test_weight_update_from_deepspeed_learner(worker, tiny_text_model, text_prom
 
         plan = learner.plan(bucket_mb=0.05)
         assert len(plan) > 1  # several buckets even for this tiny model
-        receiving = worker.receive_weights.remote(plan, 1)
-        learner.broadcast_weights(1, bucket_mb=0.05)
-        assert ray.get(receiving, timeout=120) == 1
+        stats = learner.send_weights(1, timeout_s=120)
+        assert stats["buckets"] == len(plan)
         assert ray.get(worker.version.remote()) == 1
         assert max_diff(ray.get(worker.score.remote(prompt, fixed.completion_ids)), after) < TOL
 

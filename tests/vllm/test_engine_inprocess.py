@@ -1,5 +1,5 @@
 """The VLLMEngine itself, in this process: log-probs at T != 1 (sampled and teacher-forced) against
-the transformers engine, loading named tensors (`update_weights`), and construction refusals."""
+the transformers engine, loading named tensors (`load_weights`), and construction refusals."""
 
 from __future__ import annotations
 
@@ -37,15 +37,15 @@ def test_logprobs_follow_the_temperature(engines, text_prompts):
         assert max_diff(c.logprobs, reference.score(prompt, c.token_ids, 1.0)) > 1e-3
 
 
-def test_update_weights_with_named_tensors(engines, text_prompts):
+def test_load_weights_with_named_tensors(engines, text_prompts):
     engine, reference = engines
     prompt = text_prompts[0]
     ids = engine.generate([prompt], SamplingParams(n=1, max_new_tokens=12, seed=2))[0][0].token_ids
     gen = torch.Generator().manual_seed(0)
     named = {n: p.detach() + 0.05 * torch.randn(p.shape, generator=gen) for n, p in reference.model.named_parameters()}
     checksum = engine.param_checksum()
-    engine.update_weights(named, version=7)
-    reference.update_weights(named, version=7)
+    engine.load_weights(named, version=7)
+    reference.load_weights(named, version=7)
     assert engine.policy_version == 7
     assert abs(engine.param_checksum() - checksum) > 1.0
     assert max_diff(engine.score(prompt, ids), reference.score(prompt, ids)) < TOL
