@@ -28,6 +28,12 @@ def deepspeed_config(cfg: LearnerConfig, bf16: bool, zero_stage: int, cuda: bool
         "steps_per_print": 2**31,
         "wall_clock_breakdown": False,
     }
+    if bf16 and zero_stage > 0:
+        # Gradients summed over a step's micro-batches in fp32, not bf16 (DeepSpeed's default is the
+        # model's dtype): ZeRO-1 takes DeepSpeed's BF16_Optimizer, ZeRO-2/3 keep fp32 gradient
+        # partitions. DeepSpeed 0.19.8 refuses it without ZeRO (NotImplementedError): ZeRO-0 bf16
+        # accumulates in bf16 (docs/gpu-recipe.md).
+        config["data_types"] = {"grad_accum_dtype": "fp32"}
     if cfg.offload_optimizer and not cuda:
         # On a CPU-only machine the client torch AdamW already steps on the CPU.
         config["zero_force_ds_cpu_optimizer"] = False
