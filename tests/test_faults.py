@@ -101,3 +101,60 @@ def test_start_up_timeout_names_the_actor(ray_cluster, tiny_model, color_data):
     with pytest.raises(Exception) as failed:
         session.start_learner(cfg, cfg.learner, tiny_model, 1, 0, [{"num_cpus": 1}])
     assert describe(failed.value).startswith("learner rank 0: did not start within 0.001 s"), describe(failed.value)
+
+
+class _SendFailed(RuntimeError):
+    """What LearnerGroup raises when learner rank 0's send failed in the client (RayTaskError's shape)."""
+
+    def __init__(self, cause: BaseException):
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+class _Learner:
+    """The learner group's weight-sync calls; the first send fails as a sync does when worker 1 died
+    mid-update and worker 0's update failed with it."""
+
+    def __init__(self):
+        self.calls: list[str] = []
+
+    def sync_endpoint(self):
+        return "127.0.0.1", 0
+
+    def init_weight_transfer(self, backend, client, options, timeout_s=None):
+        self.calls.append("init")
+
+    def plan(self, bucket_mb):
+        return [{"dtype": "float32", "numel": 1, "entries": []}]
+
+    def send_weights(self, version, timeout_s=None):
+        from learner.group import RankFailed
+        from rollout.client import UpdateFailed
+
+        self.calls.append("send")
+        if self.calls.count("send") == 1:
+            failed = UpdateFailed("update_weights", {0: (False, "RuntimeError: gloo: connection closed"),
+                                                     1: (True, "died")})
+            raise RankFailed(0, None, _SendFailed(failed))
+        return {"bytes": 4.0, "buckets": 1.0}
+
+
+def test_a_sync_failed_by_a_death_replaces_every_worker_whose_update_failed(ray_cluster, tiny_model, color_data):
+    """Worker 0 lived, but its update failed beside worker 1's death: its weights may be half-updated,
+    so it is replaced too (not counted as a restart), and the sync re-forms the transfer and retries."""
+    from orchestrator.rollout_pool import RolloutWorkers
+
+    cfg = load_config(CONFIG, [f"model.path={tiny_model}", f"data.path={color_data}", "rollout.num_workers=2",
+                               "rollout.max_worker_restarts=1", "learner.world_size=1"])
+    workers = RolloutWorkers(cfg, tiny_model, [{"num_cpus": 0.5}] * 2)
+    try:
+        before = list(workers.pids)
+        learner = _Learner()
+        workers.connect(learner, "gloo", 1.0)
+        metrics = workers.sync(1, 1.0)
+        assert learner.calls == ["init", "send", "init", "send"]  # re-formed whole, then sent again
+        assert workers.restarts == 1 and metrics["rollout/replaced_after_failed_update"] == 1.0
+        assert all(a != b for a, b in zip(before, workers.pids, strict=True)), (before, workers.pids)
+        assert workers.version == 1 and workers.live() == [0, 1]
+    finally:
+        workers.kill()
