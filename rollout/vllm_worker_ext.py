@@ -18,6 +18,7 @@ extension whose names clash with the Worker's.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -96,6 +97,20 @@ class GlooWeightTransferEngine(WeightTransferEngine[GlooInitInfo, GlooUpdateInfo
 
 if GLOO_BACKEND not in WeightTransferEngineFactory._registry:  # imported once per worker process
     WeightTransferEngineFactory.register_engine(GLOO_BACKEND, GlooWeightTransferEngine)
+
+
+class _FrozenLayersNotLoaded(logging.Filter):
+    """vLLM's layerwise reload warns "<Layer>: Failed to load weights" for every layer an update
+    did not touch, at every sync. The learner sends only what training changes (a frozen vision
+    tower, LoRA's frozen base outside the fused blocks), so those layers are left out on purpose
+    and vLLM puts their weights back itself: the warning would fill the log for nothing. A layer
+    wrongly left out shows in the engine/learner log-prob parity metrics instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.msg != "%s: Failed to load weights"
+
+
+logging.getLogger("vllm.model_executor.model_loader.reload.layerwise").addFilter(_FrozenLayersNotLoaded())
 
 
 class WeightSyncExtension:

@@ -17,6 +17,12 @@ CONFIG = Path(__file__).parent.parent / "configs" / "local" / "test_cpu.yaml"
     (["rollout.placement=colocated", "run.mode=async"], "run.mode=async"),
     (["rollout.placement=colocated", "rollout.engine=vllm", "rollout.tensor_parallel_size=2"], "tensor_parallel_size"),
     (["rollout.placement=colocated", "rollout.engine=vllm"], "cannot sleep"),
+    # NCCL refuses two ranks on one GPU: colocated weights go by CUDA IPC.
+    (["rollout.placement=colocated", "sync.backend=nccl", "rollout.num_gpus_per_worker=0.5",
+      "learner.num_gpus_per_rank=0.5"], "NCCL refuses two ranks on one GPU"),
+    (["sync.backend=ipc", "rollout.num_gpus_per_worker=1", "learner.num_gpus_per_rank=1"], "ipc needs"),
+    (["rollout.placement=colocated", "sync.backend=ipc"], "ipc needs"),  # no GPUs
+    (["sync.backend=nccl"], "nccl needs GPUs"),
 ])
 def test_bad_placement_is_refused(overrides, needle):
     cfg = load_config(CONFIG, ["model.path=m", "data.path=d", *overrides])
@@ -28,3 +34,18 @@ def test_bad_placement_is_refused(overrides, needle):
 def test_good_placements_pass():
     for placement in ("separate", "colocated"):
         check_placement(load_config(CONFIG, ["model.path=m", "data.path=d", f"rollout.placement={placement}"]))
+
+
+def test_auto_backend_by_placement():
+    from orchestrator.rollout_pool import engine_options, sync_backend
+
+    def backend(*overrides):
+        return sync_backend(load_config(CONFIG, ["model.path=m", "data.path=d", *overrides]))
+
+    gpus = ["rollout.num_gpus_per_worker=0.5", "learner.num_gpus_per_rank=0.5"]
+    assert backend() == "gloo"
+    assert backend(*gpus) == "nccl"
+    assert backend(*gpus, "rollout.placement=colocated") == "ipc"
+    vllm = load_config(CONFIG, ["model.path=m", "data.path=d", "rollout.engine=vllm", *gpus])
+    # vLLM's CuMem allocator (sleep mode) only where the engine sleeps.
+    assert engine_options(vllm)["enable_sleep_mode"] is False and engine_options(vllm)["weight_transfer"] == "nccl"
