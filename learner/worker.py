@@ -179,8 +179,10 @@ class LearnerRank:
         gloo/nccl `endpoint` (rank 0's address(), reserved for the rendezvous) and `world_size`."""
         self.shutdown_weight_transfer()
         keep = self.rank == 0 or backend == "ipc"  # IPC: every colocated rank exports its copy
-        source = EntrySource(plain_entries(self.engine.module, changing_only=True), self.compute_dtype,
-                             self.zero3, options["bucket_mb"], options.get("rename"), keep=keep)
+        # vLLM loads what it receives as a checkpoint: names (`rename`) and layout as the model's.
+        entries = plain_entries(self.engine.module, changing_only=True, checkpoint=options["engine"] == "vllm")
+        source = EntrySource(entries, self.compute_dtype, self.zero3, options["bucket_mb"], options.get("rename"),
+                             keep=keep)
         endpoint = tuple(options["endpoint"]) if options.get("endpoint") else None
         listener = self._listeners.pop(endpoint[1], None) if endpoint and self.rank == 0 else None
         if options["engine"] == "vllm" and backend in ("nccl", "ipc"):
@@ -432,7 +434,7 @@ class LearnerRank:
         if not self._weights_finite():
             raise RuntimeError("learner: the weights are not finite; refusing to write a model")
         module = self.engine.module
-        state = dict(iter_tensors(plain_entries(module, changing_only=False), self.zero3,
+        state = dict(iter_tensors(plain_entries(module, changing_only=False, checkpoint=True), self.zero3,
                                   keep=self.rank == 0))
         if self.rank == 0:
             base = module.get_base_model() if is_peft(module) else module

@@ -74,6 +74,7 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, dtype: str = "aut
     import torch
     from transformers import AutoConfig, GenerationConfig
 
+    from learner.checkpoint_layout import to_checkpoint_layout
     from learner.checkpointing import consolidated_state_dict, read_meta, write_hf_folder
     from learner.lora import merge_state_dict
 
@@ -93,6 +94,7 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, dtype: str = "aut
         state = merge_state_dict(state, float(meta["lora"]["scaling"]))
     config = AutoConfig.from_pretrained(meta["model_path"], trust_remote_code=trust)
     _check_names(state, meta["model_path"], config, trust)
+    state = to_checkpoint_layout(getattr(config, "model_type", None), state)  # as the checkpoint lays them out
     target = dtypes.get(dtype) or getattr(config, "dtype", None) or torch.float32
     if isinstance(target, str):
         target = dtypes.get(target, torch.float32)
