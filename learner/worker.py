@@ -27,6 +27,7 @@ from learner.batch import Sample, collate
 from learner.checkpointing import load_rng, save_rng, weights_only_loads, write_hf_folder, write_meta
 from learner.config import LearnerConfig
 from learner.ds_config import deepspeed_config, lr_lambda, reference_ds_config
+from learner.gpu import release_cached_memory, strict_fp32
 from learner.lora import is_peft, plain_entries
 from learner.model import load_model, load_policy, sequence_logprobs
 from learner.objective import grpo_objective, sequence_kl, sft_objective
@@ -134,6 +135,8 @@ class LearnerRank:
             model=model, optimizer=optimizer, lr_scheduler=scheduler,
             config=deepspeed_config(self.cfg, bf16, self.cfg.zero_stage, self.cuda))
         self.compute_dtype = torch.bfloat16 if bf16 else torch.float32
+        if self.cuda and not bf16:
+            strict_fp32()  # no TF32 in an fp32 learner's matmuls and convolutions
         self.ref = self._build_reference(model_path, trust_remote_code, bf16)
         info["reference"] = ("none" if self.ref is None else
                              ADAPTERS_OFF if isinstance(self.ref, str) else "copy")
@@ -297,6 +300,8 @@ class LearnerRank:
             results = [self._update(norms, mode, temperature) for _ in range(iterations)]
         finally:
             self._micro, self._old, self._ref = [], [], []
+            if self.cuda:  # a colocated engine wakes after the step into what the allocator keeps
+                release_cached_memory()
         return average_iterations(results)
 
     def _update(self, norms: dict[str, float], mode: str, temperature: float) -> dict[str, float]:
