@@ -243,6 +243,17 @@ class TrainConfig(_Strict):
         return {t for t in named if t not in TASK_REWARDS and t not in ALIASES}
 
     @model_validator(mode="after")
+    def _check_sleep_level(self) -> TrainConfig:
+        # Level 2 drops the engine's weights while it sleeps and wakes them uninitialised; the sync
+        # that follows sends only what training changes, so frozen weights would stay garbage.
+        frozen = [key for key, on in (("learner.lora_rank > 0", self.learner.lora_rank > 0),
+                                      ("learner.freeze_vision", self.learner.freeze_vision)) if on]
+        if self.rollout.vllm.get("sleep_level") == 2 and frozen:
+            raise ValueError(f"rollout.vllm.sleep_level=2 with {' and '.join(frozen)}: the engine would wake "
+                             "its frozen weights uninitialised (the sync sends only trained ones); use sleep_level 1")
+        return self
+
+    @model_validator(mode="after")
     def _check_templates(self) -> TrainConfig:
         task = self.data.task
         if task is not None and task not in TASK_REWARDS and task not in ALIASES and task not in self.custom_tasks():

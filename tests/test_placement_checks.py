@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.config import load_config
+from orchestrator.config import ConfigError, load_config
 from orchestrator.placement import check_placement
 
 CONFIG = Path(__file__).parent.parent / "configs" / "local" / "test_cpu.yaml"
@@ -49,3 +49,15 @@ def test_auto_backend_by_placement():
     vllm = load_config(CONFIG, ["model.path=m", "data.path=d", "rollout.engine=vllm", *gpus])
     # vLLM's CuMem allocator (sleep mode) only where the engine sleeps.
     assert engine_options(vllm)["enable_sleep_mode"] is False and engine_options(vllm)["weight_transfer"] == "nccl"
+
+
+@pytest.mark.parametrize("frozen", ["learner.lora_rank=8", "learner.freeze_vision=true"])
+def test_sleep_level_2_with_frozen_weights_is_refused_at_load(frozen):
+    """Level 2 wakes the engine's weights uninitialised and the sync refills only trained ones."""
+    vllm = ["model.path=m", "data.path=d", "rollout.engine=vllm", "rollout.placement=colocated",
+            "rollout.num_workers=2", "learner.world_size=2"]
+    with pytest.raises(ConfigError, match=r"rollout.vllm.sleep_level=2 with learner\.") as err:
+        load_config(CONFIG, [*vllm, "rollout.vllm.sleep_level=2", frozen])
+    assert "\n" not in str(err.value)
+    load_config(CONFIG, [*vllm, "rollout.vllm.sleep_level=1", frozen])  # level 1 keeps them
+    load_config(CONFIG, [*vllm, "rollout.vllm.sleep_level=2"])  # full fine-tuning sends them all
