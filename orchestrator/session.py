@@ -33,12 +33,18 @@ def start_actors(cfg: TrainConfig, model_path: str, routes: dict[str, list[Rewar
                  placement) -> Actors:
     """The rollout workers, the verifier pool and the learner ranks, started at once: each kind
     waits for its own processes (imports, model load, DeepSpeed init), so start-up costs the
-    slowest kind, not their sum. If one kind fails, the others are stopped and its error raised."""
+    slowest kind, not their sum. If one kind fails, the others are stopped and its error raised.
+
+    Colocated, the learner starts only once the engines are up: a vLLM engine measures the GPU's
+    free memory as it starts (its profiling run) and takes any change by another process in the
+    meantime as its own, or finds its share gone; after an engine failed no learner is started."""
+    colocated = cfg.rollout.placement == "colocated"
     with ThreadPoolExecutor(3, thread_name_prefix="vrft-start") as threads:
         futures = {"workers": threads.submit(start_rollout, cfg, model_path, placement.rollout),
-                   "pool": threads.submit(start_pool, cfg, routes),
-                   "learner": threads.submit(start_learner, cfg, cfg.learner, model_path, cfg.run.steps, pad_id,
-                                             placement.learner)}
+                   "pool": threads.submit(start_pool, cfg, routes)}
+        if not colocated or futures["workers"].exception() is None:  # exception() waits for it
+            futures["learner"] = threads.submit(start_learner, cfg, cfg.learner, model_path, cfg.run.steps,
+                                                pad_id, placement.learner)
     started, errors = {}, []
     for name, future in futures.items():
         try:
