@@ -66,6 +66,12 @@ class AlarmThresholds(BaseModel):
     truncated: float | None = Field(0.3, ge=0)
     answer_length_drift: float | None = Field(3.0, gt=1, description="answer length against the first "
                                               "steps', above t or below 1/t")
+    # Engine/learner parity (orchestrator/parity.py): crossed at start-up, the run stops; later, a warning.
+    parity_logprob_kl: float | None = Field(0.02, ge=0, description="parity/logprob_kl: KL(engine || learner) "
+                                            "per token (fp32 on both sides: 0 to rounding)")
+    parity_max_abs_logprob_diff: float | None = Field(None, gt=0, description="parity/max_abs_logprob_diff; "
+                                                      "off by default: bf16's largest per-token gap is heavy-"
+                                                      "tailed (fp32 on both sides: 1e-3 is safe)")
 
 
 def answer_of(completion: str) -> str:

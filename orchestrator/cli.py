@@ -80,7 +80,8 @@ def cmd_train(args) -> int:
     try:
         summary = train(cfg, run_dir, resume=bool(args.resume))
     except RunStopped as err:  # actors stopped, Ray gone, the latest checkpoint as it was
-        raise SystemExit(f"vrft: error: {err}; run stopped (continue: vrft train --resume {run_dir})") from None
+        then = f" (continue: vrft train --resume {run_dir})" if err.resumable else ""
+        raise SystemExit(f"vrft: error: {err}; run stopped{then}") from None
     finally:
         if started_ray and ray.is_initialized():
             ray.shutdown()

@@ -16,6 +16,8 @@ import time
 class RunStopped(RuntimeError):
     """An unrecoverable fault; the message is the one line the user sees (actor: reason)."""
 
+    resumable = True  # False: a resume would stop the same way (the config must change first)
+
 
 def _first_line(text: str) -> str:
     lines = [line.strip() for line in str(text).splitlines() if line.strip()]

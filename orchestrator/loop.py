@@ -33,6 +33,7 @@ from orchestrator.config import TrainConfig
 from orchestrator.data import PromptSource
 from orchestrator.faults import RunStopped, describe
 from orchestrator.layout import cpu_layout
+from orchestrator.parity import ParityWatch
 from orchestrator.placement import place
 from orchestrator.records import to_sample
 from orchestrator.rollout_log import Observer
@@ -153,6 +154,7 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False) -> dict[str, fl
         schedule = LaunchSchedule(cfg.run.mode, cfg.run.max_staleness, start_step, cfg.run.steps)
         ahead = schedule.ahead
         queue: deque[PendingRollout] = deque()
+        parity = ParityWatch(cfg)  # the first step of this process checks engine/learner parity
 
         def launch_upto(last_step: int) -> None:
             for launch_step in schedule.due(last_step):  # orchestrator/schedule.py, simulated in tests
@@ -166,7 +168,7 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False) -> dict[str, fl
             metrics = grpo_step(cfg, actors, queue.popleft(), step, accuracy,
                                 launch_next=(lambda s=step: launch_upto(s + ahead)) if ahead else None,
                                 refill=lambda n, r, s=step: launch_rollout(cfg, actors, data.next_batch(n), s, r),
-                                observe=lambda groups, s=step: observer(s, groups))
+                                observe=lambda groups, s=step: observer(s, groups), parity=parity)
             metrics["data/skipped_images"] = float(data.skipped)
             if cfg.data.max_prompt_length:
                 metrics["data/skipped_long_prompts"] = float(data.skipped_long)

@@ -20,6 +20,7 @@ import torch
 from learner import TrainBatch
 from learner.algorithms import dynamic_sampling_mask, overlong_penalty
 from orchestrator.config import TrainConfig
+from orchestrator.parity import incomparable, parity_metrics
 from orchestrator.records import PromptGroup, PromptItem, ScoredCompletion, to_sample
 from orchestrator.schedule import check_staleness
 from orchestrator.session import Actors, sync_weights
@@ -214,13 +215,16 @@ def group_metrics(cfg: TrainConfig, groups: list[PromptGroup], actors: Actors) -
 
 def grpo_step(cfg: TrainConfig, actors: Actors, pending: PendingRollout, step: int,
               accuracy: dict[str, str | None], launch_next=None, refill=None,
-              observe=None) -> dict[str, float]:
+              observe=None, parity=None) -> dict[str, float]:
     """Train on `pending` (launched earlier). `launch_next()`, if given, is called once this step's
     rollouts are collected and before learning, so the next rollouts overlap with it (async).
     `accuracy`: each task route's accuracy component. `refill`: see `collect_with_refill`. A batch left empty by dynamic sampling trains nothing
-    (the policy version stays) and is counted in `dapo/skipped_steps`."""
+    (the policy version stays) and is counted in `dapo/skipped_steps`. `parity`: the run's
+    `parity.ParityWatch` (start-up checks; the `parity/*` metrics are logged without it too)."""
     start = time.perf_counter()
     groups, metrics = collect_with_refill(cfg, actors, pending, refill)
+    if parity is not None:  # start-up: before the next rollouts queue on the workers
+        parity.check_prompts(actors.workers, groups)
     if launch_next is not None:
         launch_next()
     kept = select_groups(cfg, groups, max_groups=len(pending.items))
@@ -240,6 +244,9 @@ def grpo_step(cfg: TrainConfig, actors: Actors, pending: PendingRollout, step: i
         ray.get([w.wake_up.remote() for w in actors.workers])
     record_advantages(groups, batch)
     metrics.update({f"learner/{k}": v for k, v in learner_metrics.items()})
+    metrics.update(parity_metrics(cfg, groups, learner_metrics, actors.version))
+    if parity is not None:  # may stop the run at start-up, before the weights go out
+        parity.check_step(step, metrics, incomparable(cfg, groups, actors.version))
     if batch.samples:
         metrics.update(sync_weights(actors, actors.version + 1, cfg.sync.bucket_mb))
     else:

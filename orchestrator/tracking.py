@@ -123,7 +123,7 @@ def _init_wandb(run_dir: Path, config: dict, project: str):
         run.define_metric("sft/*", step_metric="sft_step")
         run.define_metric("step")
         for prefix in ("reward", "learner", "time", "rollout", "response", "groups", "throughput",
-                       "verifier", "data", "sync", "policy_version", "async"):
+                       "verifier", "data", "sync", "policy_version", "async", "parity"):
             run.define_metric(f"{prefix}*", step_metric="step")
         return run
     except Exception as err:  # no network, bad key…: keep training, say so once

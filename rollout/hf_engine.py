@@ -80,6 +80,16 @@ class TransformersEngine:
             batch.pop("mm_token_type_ids")
         return batch
 
+    def prompt_view(self, prompt: PromptInputs) -> dict:
+        """The inputs this engine's model runs for `prompt` (one row, so unpadded), for the start-up
+        parity check: token ids, image placeholder tokens (by the model's own image token), the
+        image grid and pixel values."""
+        batch = self._collate([prompt], 1)
+        ids = batch["input_ids"][0].tolist()
+        image_token = getattr(self.model.config, "image_token_id", None)
+        return {"input_ids": ids, "image_tokens": sum(t == image_token for t in ids) if image_token is not None else 0,
+                "image_grid_thw": batch.get("image_grid_thw"), "pixel_values": batch.get("pixel_values")}
+
     def _generate_chunk(self, prompts, sampling: SamplingParams) -> list[list[Completion]]:
         n = sampling.n
         if self.own_loop:

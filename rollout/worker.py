@@ -39,6 +39,12 @@ class RolloutWorker:
         groups = self.engine.generate(prompts, sampling)
         return groups, time.perf_counter() - start
 
+    def prompt_view(self, prompts: list[PromptInputs]) -> list[dict] | None:
+        """The model inputs the engine runs for each prompt (`TransformersEngine.prompt_view`), for
+        the start-up parity check; None from an engine that does not expose them."""
+        view = getattr(self.engine, "prompt_view", None)
+        return None if view is None else [view(p) for p in prompts]
+
     def score(self, prompt: PromptInputs, token_ids: list[int], temperature: float = 1.0) -> list[float]:
         return self.engine.score(prompt, token_ids, temperature)
 
