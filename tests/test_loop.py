@@ -65,6 +65,8 @@ def test_async_rollouts_stay_within_max_staleness(ray_cluster, tiny_model, color
         # learner version before the step's update, minus the version the rollouts came from
         assert r["policy_version"] - 1 - r["rollout/policy_version_min"] == r["async/staleness"]
         assert "learner/is/mismatch_kl" in r
+        # engine/learner parity only where the learner holds the weights that sampled (step 1)
+        assert ("parity/logprob_kl" in r) == (r["async/staleness"] == 0.0)
     assert [r["policy_version"] for r in steps] == [1.0, 2.0, 3.0, 4.0]
 
 
