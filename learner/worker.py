@@ -204,11 +204,10 @@ class LearnerRank:
             transfer.shutdown()
 
     def sync_plan(self, bucket_mb: float) -> list[dict]:
-        """The buckets a sync sends (the transfer's own, once it exists)."""
-        if self.transfer is not None:
-            return self.transfer.source.plan
-        return EntrySource(plain_entries(self.engine.module, changing_only=True), self.compute_dtype,
-                           self.zero3, bucket_mb).plan
+        """The buckets a sync sends: the transfer's own (names and layout as its engines load them)."""
+        if self.transfer is None:
+            raise RuntimeError("weight sync: no transfer yet (init_weight_transfer first)")
+        return self.transfer.source.plan
 
     # ---- forward passes -------------------------------------------------------------------
     def _to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
