@@ -118,6 +118,12 @@ class LearnerConfig(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> LearnerConfig:
+        bf16 = self.dtype == "bfloat16" or (self.dtype == "auto" and self.num_gpus_per_rank > 0)
+        if bf16 and self.zero_stage == 0:
+            # DeepSpeed sums ZeRO-0's gradients in the model's dtype (it has no fp32 accumulation
+            # without ZeRO): over many micro-batches bf16 sums lose the small ones.
+            raise ValueError("learner.zero_stage=0 with bf16 would accumulate gradients in bf16 (DeepSpeed has no "
+                             "fp32 accumulation without ZeRO); use learner.zero_stage 1, 2 or 3")
         if self.offload_params and self.zero_stage != 3:
             raise ValueError("offload_params needs zero_stage 3")
         if self.offload_optimizer and self.zero_stage == 0:

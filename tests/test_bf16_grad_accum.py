@@ -79,3 +79,14 @@ def test_fp32_accumulation_is_asked_only_where_deepspeed_takes_it():
         assert "data_types" not in deepspeed_config(cfg, False, stage)  # fp32 runs: nothing to ask
     # Without ZeRO, DeepSpeed 0.19.8 raises NotImplementedError for bf16 with fp32 accumulation.
     assert "data_types" not in deepspeed_config(cfg, True, 0)
+
+
+def test_bf16_without_zero_is_refused_at_load():
+    """ZeRO-0 cannot accumulate in fp32 (above): a bf16 learner without ZeRO is refused in one line."""
+    import pytest
+
+    for bf16 in ({"dtype": "bfloat16"}, {"num_gpus_per_rank": 1}):  # auto is bf16 on a GPU
+        with pytest.raises(ValueError, match="zero_stage=0 with bf16"):
+            LearnerConfig(zero_stage=0, **bf16)
+    LearnerConfig(zero_stage=0)  # fp32 on CPU: accumulates in fp32
+    LearnerConfig(zero_stage=1, dtype="bfloat16")
