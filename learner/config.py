@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeInt,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 
 def _check_options(kind: str, fn, options: dict) -> None:
@@ -79,6 +87,10 @@ class LearnerConfig(BaseModel):
         "samples at 0.9 but scores raw logits")
     is_correction: bool = False  # truncated importance sampling between engine and learner log-probs
     is_cap: float = Field(2.0, gt=0)
+    banned_token_ids: list[NonNegativeInt] = Field(
+        default_factory=list, description="token ids the rollout engines never sample: the learner's "
+        "log-probs and entropies normalise over the rest of the vocabulary, as the engines' do. Set by "
+        "the orchestrator from the model's tokenizer (rollout.processor.banned_token_ids), not by hand")
 
     # DAPO (Yu et al. 2025): the learner's part. Dynamic sampling and the overlong penalty shape the
     # batch, so they live in the orchestrator's `dapo:` section.

@@ -14,7 +14,7 @@ unmasked.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -339,11 +339,25 @@ def _row_chunks(logits: Tensor, chunk_rows: int, temperature: float) -> list[Ten
     return out
 
 
+def _ban(z: Tensor, banned: Tensor | Sequence[int] | None) -> Tensor:
+    """``z`` with the ``banned`` vocabulary columns at -inf (a copy; ``z`` itself if none)."""
+    if banned is None or len(banned) == 0:
+        return z
+    ids = torch.as_tensor(banned, dtype=torch.long, device=z.device)
+    return z.index_fill(-1, ids, float("-inf"))
+
+
 def token_logprobs_from_logits(
-    logits: Tensor, labels: Tensor, *, temperature: float = 1.0, chunk_rows: int = 1024
+    logits: Tensor, labels: Tensor, *, temperature: float = 1.0, chunk_rows: int = 1024,
+    banned: Tensor | Sequence[int] | None = None,
 ) -> Tensor:
     """``log_softmax(logits / temperature)[..., labels]`` as ``[B, T]``, computed as
     ``logits.gather(labels) - logsumexp(logits)`` over row chunks.
+
+    ``banned``: vocabulary ids the rollout engines never sample (their logits at -inf there): the
+    normaliser then runs over the remaining vocabulary only, as the engines' log-probs do. A banned
+    label (a prompt or padding position, never a sampled token) gets a finite, meaningless value
+    rather than -inf, so masked positions cannot turn a sum into NaN.
 
     Memory: no log-softmax ``[B, T, V]`` is materialised, and without autograd the temporaries of
     the vocabulary reduction are bounded by one chunk of ``chunk_rows`` rows. Half-precision
@@ -359,7 +373,7 @@ def token_logprobs_from_logits(
     chunks = _row_chunks(logits, chunk_rows, temperature)
     rows = labels.reshape(-1, 1).split([z.shape[0] for z in chunks])
     parts = [
-        z.gather(-1, lab).squeeze(-1) - torch.logsumexp(z, dim=-1)
+        z.gather(-1, lab).squeeze(-1) - torch.logsumexp(_ban(z, banned), dim=-1)
         for z, lab in zip(chunks, rows, strict=True)
     ]
     if not parts:  # B * T == 0
@@ -367,8 +381,10 @@ def token_logprobs_from_logits(
     return torch.cat(parts).reshape(labels.shape)
 
 
-def entropy_from_logits(logits: Tensor, *, temperature: float = 1.0, chunk_rows: int = 1024) -> Tensor:
-    """Entropy ``H = -sum_v p_v log p_v`` of ``softmax(logits / temperature)``, ``[B, T, V] -> [B, T]``.
+def entropy_from_logits(logits: Tensor, *, temperature: float = 1.0, chunk_rows: int = 1024,
+                        banned: Tensor | Sequence[int] | None = None) -> Tensor:
+    """Entropy ``H = -sum_v p_v log p_v`` of ``softmax(logits / temperature)``, ``[B, T, V] -> [B, T]``,
+    over the vocabulary without the ``banned`` ids (as :func:`token_logprobs_from_logits`).
 
     Computed as ``logsumexp(z) - sum_v softmax(z)_v * z_v``, which never takes ``log(0)``: a
     one-hot-like distribution gives 0, not NaN. Row-chunked and float32 as
@@ -380,10 +396,12 @@ def entropy_from_logits(logits: Tensor, *, temperature: float = 1.0, chunk_rows:
         )
     parts = []
     for z in _row_chunks(logits, chunk_rows, temperature):
+        z = _ban(z, banned)
         lse = torch.logsumexp(z, dim=-1, keepdim=True)
         p = torch.exp(z - lse)
-        # A -inf logit (a banned token) has p = 0: count 0 for it instead of 0 * -inf = NaN.
-        pz = torch.where(p > 0, p * z, torch.zeros((), dtype=z.dtype, device=z.device))
+        # A -inf logit (a banned token) has p = 0: count 0 for it instead of 0 * -inf = NaN. The
+        # -inf is replaced before the product, so the backward pass meets no 0 * inf either.
+        pz = p * torch.where(torch.isneginf(z), torch.zeros((), dtype=z.dtype, device=z.device), z)
         parts.append((lse - pz.sum(-1, keepdim=True)).squeeze(-1))
     if not parts:  # B * T == 0
         return logits.new_zeros(logits.shape[:-1], dtype=_reduced_dtype(logits))

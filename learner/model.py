@@ -3,7 +3,9 @@ prompt+completion batches."""
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, Literal
 
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText
@@ -56,18 +58,74 @@ def load_policy(path: str, cfg: LearnerConfig, trust_remote_code: bool = False) 
     return model
 
 
+def _tensors(value: Any) -> Iterator[torch.Tensor]:
+    """Every tensor in a model output (ModelOutput, tuples, lists), depth first."""
+    if isinstance(value, torch.Tensor):
+        yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _tensors(v)
+    elif isinstance(value, (tuple, list)):
+        for v in value:
+            yield from _tensors(v)
+
+
+@contextmanager
+def vision_tower_in_graph(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> Iterator[None]:
+    """Within this block, a VLM's forward on a batch without images still runs its vision tower:
+    on a dummy image of one merged patch, right after the token embedding (where a batch with
+    images runs it), adding 0 × every vision output to the embeddings. The log-probs are unchanged
+    (x + 0 = x) and every vision parameter gets a gradient, of exactly 0.
+
+    Why: data-parallel ranks must run the same modules. Under ZeRO-3 each module's forward gathers
+    its parameters collectively, and under every ZeRO stage the gradients are reduced in buckets
+    whose contents follow which parameters got one: a rank with a text-only micro-batch beside a
+    rank with images mismatches the collectives, a hang on NCCL (ms-swift #3213, transformers
+    #37186), an abort on gloo (tests/test_vision_dummy.py). Once per block: the shared-prompt path
+    embeds again for the completions, after the prompt's forward ran the tower."""
+    inner = getattr(model, "module", model)  # a DeepSpeed engine's model (a PeftModel forwards to its own)
+    vision = getattr(getattr(inner, "config", None), "vision_config", None)
+    if "pixel_values" in batch or vision is None or not hasattr(inner, "get_image_features"):
+        yield
+        return
+
+    def run_tower(module, args, embeds):
+        handle.remove()
+        merge = vision.spatial_merge_size  # one merged patch: merge x merge patches of one frame
+        width = vision.in_channels * vision.temporal_patch_size * vision.patch_size ** 2
+        pixels = embeds.new_zeros(merge * merge, width)
+        grid = torch.tensor([[1, merge, merge]], device=embeds.device)
+        features = inner.get_image_features(pixels, grid)
+        # Exactly the outputs a forward with images consumes (the merged patches; Qwen3-VL's
+        # DeepStack features too): under ZeRO-3 each consumed output re-gathers its module's
+        # parameters in the backward pass, and the ranks must do that the same number of times.
+        used = (getattr(features, "pooler_output", features), getattr(features, "deepstack_features", None))
+        zero = sum((t * 0).sum() for t in _tensors(used))
+        return embeds + zero.to(embeds.dtype)
+
+    handle = inner.get_input_embeddings().register_forward_hook(run_tower)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
 def sequence_logprobs(model: torch.nn.Module, batch: dict[str, torch.Tensor], temperature: float = 1.0,
-                      entropy: Literal["none", "value", "grad"] = "none",
+                      entropy: Literal["none", "value", "grad"] = "none", banned: Sequence[int] | None = None,
                       ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """log p(input_ids[:, t+1] | ≤ t) for every t: shape [B, L-1], on the shifted-label grid, and
     the entropy of each of those next-token distributions: "value" for logging (no graph kept),
-    "grad" for an entropy bonus in the loss."""
+    "grad" for an entropy bonus in the loss. `banned`: token ids the engines never sample, left out
+    of the normaliser (`LearnerConfig.banned_token_ids`). A batch without images still runs a VLM's
+    vision tower (`vision_tower_in_graph`)."""
     inputs = {k: batch[k] for k in MODEL_INPUTS if k in batch}
-    logits = model(**inputs, use_cache=False).logits
+    with vision_tower_in_graph(model, batch):
+        logits = model(**inputs, use_cache=False).logits
     # Views, not copies: the helpers reduce in float32 chunk by chunk.
-    logp = token_logprobs_from_logits(logits[:, :-1], batch["input_ids"][:, 1:], temperature=temperature)
+    logp = token_logprobs_from_logits(logits[:, :-1], batch["input_ids"][:, 1:], temperature=temperature,
+                                      banned=banned)
     ent = None
     if entropy != "none":
         with torch.set_grad_enabled(entropy == "grad" and torch.is_grad_enabled()):
-            ent = entropy_from_logits(logits[:, :-1], temperature=temperature)
+            ent = entropy_from_logits(logits[:, :-1], temperature=temperature, banned=banned)
     return logp, ent

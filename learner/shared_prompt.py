@@ -21,11 +21,13 @@ and a text-only model continue at the prompt's length.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 import torch
 
 from learner.algorithms import entropy_from_logits, token_logprobs_from_logits
+from learner.model import vision_tower_in_graph
 
 PROMPT_INPUTS = ("input_ids", "attention_mask", "mm_token_type_ids")
 
@@ -77,9 +79,16 @@ def _continuation_positions(owner: torch.nn.Module | None, prompt_len: int, step
 
 
 def shared_prompt_logprobs(model: torch.nn.Module, batch: dict[str, torch.Tensor], temperature: float = 1.0,
-                           entropy: Literal["none", "value", "grad"] = "none",
+                           entropy: Literal["none", "value", "grad"] = "none", banned: Sequence[int] | None = None,
                            ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """`sequence_logprobs` with each distinct prompt run once (see the module's docstring)."""
+    with vision_tower_in_graph(model, batch):  # a batch without images: once, in the first prompt's forward
+        return _shared_prompt_logprobs(model, batch, temperature, entropy, banned)
+
+
+def _shared_prompt_logprobs(model: torch.nn.Module, batch: dict[str, torch.Tensor], temperature: float,
+                            entropy: Literal["none", "value", "grad"], banned: Sequence[int] | None,
+                            ) -> tuple[torch.Tensor, torch.Tensor | None]:
     ids, mask = batch["input_ids"], batch["attention_mask"]
     n, width = ids.shape
     prompt_lens = batch["prompt_lens"].tolist()
@@ -108,11 +117,11 @@ def shared_prompt_logprobs(model: torch.nn.Module, batch: dict[str, torch.Tensor
                          past_key_values=cache, use_cache=True).logits
             logits = torch.cat([logits, rest], dim=1)
         logits = logits[:, :span]  # none at all for a group of empty completions
-        logp = token_logprobs_from_logits(logits, completions, temperature=temperature)
+        logp = token_logprobs_from_logits(logits, completions, temperature=temperature, banned=banned)
         ent = None
         if entropy != "none":
             with torch.set_grad_enabled(entropy == "grad" and torch.is_grad_enabled()):
-                ent = entropy_from_logits(logits, temperature=temperature)
+                ent = entropy_from_logits(logits, temperature=temperature, banned=banned)
         # Back onto the plain path's grid: row r's completion token t sits at p - 1 + t.
         before, after = p - 1, width - 1 - (p - 1) - span
         for i, row in enumerate(rows):

@@ -218,22 +218,24 @@ class LearnerRank:
 
     def _logprobs(self, model, batch: dict[str, torch.Tensor], temperature: float, entropy: str = "none"):
         """`sequence_logprobs`, with shared prompts where the batch has them (learner/shared_prompt.py).
-        The first time, both paths run without gradients and must agree, or sharing stays off."""
+        The first time, both paths run without gradients and must agree, or sharing stays off.
+        Normalised over the vocabulary without `cfg.banned_token_ids`, as the engines' log-probs."""
+        banned = self.cfg.banned_token_ids
         if self.share_prompts is False or not worth_sharing(batch):
-            return sequence_logprobs(model, batch, temperature, entropy)
+            return sequence_logprobs(model, batch, temperature, entropy, banned)
         if self.share_prompts is None:
             with torch.no_grad(), self._eval():
-                plain = sequence_logprobs(model, batch, temperature)[0]
+                plain = sequence_logprobs(model, batch, temperature, banned=banned)[0]
                 try:
-                    diff = agrees(shared_prompt_logprobs(model, batch, temperature)[0], plain,
+                    diff = agrees(shared_prompt_logprobs(model, batch, temperature, banned=banned)[0], plain,
                                   batch["loss_mask"], self.compute_dtype)
                     self.share_prompts = True
                     self.log(f"shared prompts: on (max |Δ log p| {diff:.2g} against the plain forward)")
                 except Exception as err:  # a model whose cache or positions do not continue as Qwen-VL's
                     self.share_prompts = False
                     self.log(f"shared prompts: off for this model ({type(err).__name__}: {err})", warn=True)
-                    return sequence_logprobs(model, batch, temperature, entropy)
-        return shared_prompt_logprobs(model, batch, temperature, entropy)
+                    return sequence_logprobs(model, batch, temperature, entropy, banned)
+        return shared_prompt_logprobs(model, batch, temperature, entropy, banned)
 
     def log(self, message: str, warn: bool = False) -> None:
         if self.rank == 0:
@@ -258,6 +260,18 @@ class LearnerRank:
             return self._logprobs(self.ref, batch, temperature)[0]
 
     # ---- training -------------------------------------------------------------------------
+    def _check_not_banned(self, micro_batches: list[list[Sample]]) -> None:
+        """No trained completion may hold a banned token: its log-prob would not be one (the
+        normaliser leaves it out) and its gradient would push its logit up without bound. The
+        engines never sample one, and the data layer refuses SFT targets that spell one out, so
+        this is an engine that ignored the ban (rollout.processor.banned_token_ids)."""
+        banned = set(self.cfg.banned_token_ids)
+        for s in (s for micro in micro_batches for s in micro if s.weight > 0):
+            found = banned.intersection(s.completion_ids)
+            if found:
+                raise ValueError(f"a completion holds the banned token id(s) {sorted(found)}, which no engine "
+                                 "may sample: its rollout engine ignored learner.banned_token_ids")
+
     def prepare(self, micro_batches: list[list[Sample]], pad_id: int, mode: str = "grpo",
                 temperature: float = 1.0) -> list[list[float]] | None:
         """Collate this rank's micro-batches and keep them for `train_step(None, ...)`. Before any
@@ -265,6 +279,7 @@ class LearnerRank:
         old log-probs of num_iterations > 1) and the reference's. With `kl_in_reward`, returns each
         sample's Σ_t KL_t, per micro-batch, for the group to fold into the rewards."""
         grpo = mode == "grpo"
+        self._check_not_banned(micro_batches)
         self._micro = [collate(m, pad_id, grpo and self.cfg.mask_truncated) for m in micro_batches]
         self._old = [None] * len(self._micro)
         self._ref = [None] * len(self._micro)

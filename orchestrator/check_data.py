@@ -23,10 +23,11 @@ from verifiers import CompositeReward, RewardSpec, reward_info
 class TaskReport:
     rows: int = 0
     parsed: int = 0
-    skipped: int = 0  # undecodable images: skipped and counted in training too
+    skipped: int = 0  # undecodable images, special tokens spelled out in text: skipped and counted in training too
     perfect: int = 0
     checked: int = 0  # rows whose perfect answer could be scored (paper tasks, known maxima)
     failures: list[str] = field(default_factory=list)  # "row ID: reason", the first few
+    skips: list[str] = field(default_factory=list)  # "row ID: reason (skipped)" for text skips, the first few
 
     @property
     def failed(self) -> int:
@@ -77,8 +78,10 @@ def check_rows(cfg: TrainConfig, processor=None, limit: int | None = None, keep:
             continue
         report = reports[view.task or "-"]
         report.rows += 1
-        if view.images is None:
+        if view.images is None or view.skip is not None:
             report.skipped += 1
+            if view.skip is not None and len(report.skips) < keep:
+                report.skips.append(f"row {view.row_id}: {view.skip} (skipped)")
             continue
         report.parsed += 1
         composite, best = scorers[view.task or ""]
@@ -104,7 +107,7 @@ def format_table(reports: dict[str, TaskReport]) -> str:
         rate = f"{100 * r.perfect / r.checked:.1f}%" if r.checked else "n/a"
         lines.append(f"{task:<16}{r.rows:>7}{r.parsed:>8}{r.skipped:>9}{r.perfect:>9}{rate:>9}")
     for task, r in sorted(reports.items()):
-        for failure in r.failures:
+        for failure in r.failures + r.skips:
             lines.append(f"  {task}: {failure}")
     return "\n".join(lines)
 

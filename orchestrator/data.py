@@ -6,7 +6,9 @@ into the model's answer frame, its prompt templated and tokenised once, in a res
     view = reader.read(rows[i], i)                   RowView: task, typed ground truth, prompt, images
     PromptSource(cfg, processor).next_batch(k)       PromptItems (model inputs built once)
 
-A row whose image cannot be decoded is skipped and counted (its id kept for the run log); a row
+A row whose image cannot be decoded is skipped and counted (its id kept for the run log), and so is
+a row whose prompt text or SFT target spells out a special token or image placeholder (a literal
+`<|image_pad|>` would become an image token and mis-align the images: `RowView.skip`); a row
 whose ground truth, task or prompt cannot be read is a `RowError` naming the row and the field:
 never a reward of 0.
 """
@@ -28,6 +30,7 @@ from orchestrator.sources import decode_image, load_rows
 from orchestrator.tasks import ALIASES, TASK_REWARDS, task_key
 from orchestrator.templates import render_prompt, sft_target
 from rollout.inputs import build_prompt_inputs
+from rollout.processor import placeholder_in_text
 
 log = logging.getLogger("vrft")
 _ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
@@ -45,6 +48,7 @@ class RowView:
     problem: str
     images: list | None  # PIL images; None when one could not be decoded (skip and count)
     sft_target: str | None
+    skip: str | None = None  # why the row cannot train although it reads (skip and count)
 
 
 def row_id(row: dict, index: int) -> str:
@@ -113,7 +117,17 @@ class RowReader:
             return RowView(rid, task, gt, problem, None, None)
         if needs_size:
             gt = self._to_frame(gt, task, images, rid)
-        return RowView(rid, task, gt, problem, images, self._sft_target(row, task, gt, rid))
+        view = RowView(rid, task, gt, problem, images, self._sft_target(row, task, gt, rid))
+        # The tokenizer would turn a literal special token in the text into the real token: an
+        # image placeholder too many for the images (NeMo-RL's media-token validity mask), or chat
+        # structure inside a question or an SFT target.
+        tokenizer = getattr(self.processor, "tokenizer", None)
+        for name, text in (("prompt", view.problem), ("SFT target", view.sft_target)):
+            found = placeholder_in_text(text, tokenizer)
+            if found is not None:
+                view.skip = f"its {name} holds the literal {found!r}"
+                break
+        return view
 
     def _sft_target(self, row: dict, task: str | None, gt: dict, rid: str) -> str | None:
         """The SFT target: Reason-RFT's CoT-SFT `<think>\n{cot}\n</think>\n<answer>\n{answer}\n</answer>`
@@ -180,6 +194,7 @@ class PromptSource:
         self.processor, self.seed, self.shuffle = processor, cfg.run.seed, dc.shuffle
         self.system_prompt = dc.system_prompt
         self.epoch, self.position, self.skipped, self.skipped_long = 0, 0, 0, 0
+        self.skipped_text = 0  # rows whose text spells out a special token or placeholder
         self.skipped_ids: list[str] = []
         self._order = self._make_order()
 
@@ -204,6 +219,10 @@ class PromptSource:
             if len(self.skipped_ids) < 10:
                 self.skipped_ids.append(view.row_id)
             log.warning("row %s: an image could not be decoded; skipped (%d so far)", view.row_id, self.skipped)
+            return None
+        if view.skip is not None:
+            self.skipped_text += 1
+            log.warning("row %s: %s; skipped (%d so far)", view.row_id, view.skip, self.skipped_text)
             return None
         inputs = build_prompt_inputs(self.processor, view.problem, view.images, self.system_prompt)
         if self.max_prompt_length and len(inputs.input_ids) > self.max_prompt_length:
@@ -230,9 +249,10 @@ class PromptSource:
 
     def state(self) -> dict:
         return {"epoch": self.epoch, "position": self.position, "skipped": self.skipped,
-                "skipped_long": self.skipped_long}
+                "skipped_long": self.skipped_long, "skipped_text": self.skipped_text}
 
     def load_state(self, state: dict) -> None:
         self.epoch, self.position, self.skipped = state["epoch"], state["position"], state["skipped"]
         self.skipped_long = state.get("skipped_long", 0)
+        self.skipped_text = state.get("skipped_text", 0)
         self._order = self._make_order()

@@ -49,7 +49,7 @@ from orchestrator.step import PendingRollout, grpo_step, launch_rollout
 from orchestrator.tasks import accuracy_component, data_tasks, reward_routes
 from orchestrator.tracking import Tracker, truncate_metrics
 from orchestrator.train_eval import BestCheckpoint, eval_due, evaluate, load_eval_sets, mark_best
-from rollout.processor import load_processor
+from rollout.processor import banned_token_ids, load_processor
 
 log = logging.getLogger("vrft")
 
@@ -106,6 +106,9 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False) -> dict[str, fl
     write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
     processor = load_processor(cfg.model.path, cfg.model.min_pixels, cfg.model.max_pixels,
                                cfg.model.trust_remote_code)
+    # The tokens the engines never sample leave the learner's log-prob normaliser too (and SFT's).
+    cfg = cfg.model_copy(update={"learner": cfg.learner.model_copy(
+        update={"banned_token_ids": banned_token_ids(processor.tokenizer)})})
     data = PromptSource(cfg, processor, rows=slice(cfg.data.skip_rows, None) if cfg.data.skip_rows else None)
     tasks = data_tasks(data.dataset, cfg.data.task, cfg.custom_tasks())
     routes = reward_routes(cfg.rewards, tasks, data.reader.frame)
@@ -170,6 +173,7 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False) -> dict[str, fl
                                 refill=lambda n, r, s=step: launch_rollout(cfg, actors, data.next_batch(n), s, r),
                                 observe=lambda groups, s=step: observer(s, groups), parity=parity)
             metrics["data/skipped_images"] = float(data.skipped)
+            metrics["data/skipped_placeholder_text"] = float(data.skipped_text)
             if cfg.data.max_prompt_length:
                 metrics["data/skipped_long_prompts"] = float(data.skipped_long)
             if eval_due(cfg, step):
@@ -201,5 +205,8 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False) -> dict[str, fl
         if data.skipped:
             log.warning("data: %d rows skipped for undecodable images (first ids: %s)",
                         data.skipped, ", ".join(data.skipped_ids))
+        if data.skipped_text:
+            log.warning("data: %d rows skipped for a special token or placeholder spelled out in their text",
+                        data.skipped_text)
         tracker.close()
         shutdown(actors, placement, started_ray)

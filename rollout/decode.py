@@ -111,7 +111,8 @@ def continuation(positions: torch.Tensor) -> torch.Tensor:
 @dataclass
 class Decoded:
     """Per row (prompt-major, n samples each): its tokens up to and with its stop token, their
-    log-probs (log_softmax(logits / T) before top-k/top-p, as vLLM reports them), and whether it
+    log-probs (log_softmax(logits / T) over the vocabulary left once the suppressed tokens are
+    banned, before top-k/top-p, as vLLM reports them and the learner computes them), and whether it
     stopped at a stop token."""
     token_ids: list[list[int]]
     logprobs: list[list[float]]
@@ -161,9 +162,11 @@ def decode(model, batch: dict[str, torch.Tensor], repeat: int, sampling: Samplin
     running = torch.arange(rows, device=device)  # the original row of each row still in the batch
     for t in range(steps):
         uniforms = None if greedy else torch.rand(rows, device=device)[running]
-        chosen = pick(warp(logits, sampling, suppress_ids), uniforms, greedy)
+        # Banned tokens at -inf: never sampled, and out of the log-probs' normaliser.
+        allowed = logits if suppress_ids is None else logits.index_fill(-1, suppress_ids, float("-inf"))
+        chosen = pick(warp(allowed, sampling, None), uniforms, greedy)
         tokens[running, t] = chosen
-        logprobs[running, t] = torch.log_softmax(logits / scale, -1).gather(-1, chosen[:, None]).squeeze(-1)
+        logprobs[running, t] = torch.log_softmax(allowed / scale, -1).gather(-1, chosen[:, None]).squeeze(-1)
         ends = torch.isin(chosen, stops) & ~stopped[running]
         lengths[running[ends]] = t + 1
         stopped[running[ends]] = True

@@ -14,7 +14,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageText
 from rollout.decode import decode
 from rollout.engine import Completion, SamplingParams
 from rollout.inputs import PromptInputs, collate_prompts
-from rollout.processor import vision_special_token_ids
+from rollout.processor import banned_token_ids
 from rollout.weight_sync import WeightReceiver
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -49,8 +49,9 @@ class TransformersEngine:
         self.eos_ids = {eos} if isinstance(eos, int) else set(eos or [self.tokenizer.eos_token_id])
         pad = self.tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else next(iter(self.eos_ids))
-        # A random or young model may sample vision tokens, which breaks re-scoring the sequence.
-        self.suppress = vision_special_token_ids(self.tokenizer)
+        # Never sampled, and out of every log-prob's normaliser (as in vLLM and the learner): a
+        # sampled vision token breaks re-scoring the sequence (rollout.processor.banned_token_ids).
+        self.suppress = banned_token_ids(self.tokenizer)
         self.max_batch_size = max_batch_size
         self.policy_version = 0
         # A text-only model's generate() refuses the VLM-only `mm_token_type_ids`.
@@ -139,9 +140,10 @@ class TransformersEngine:
             return_dict_in_generate=True,
         )
         new_tokens = gen.sequences[:, batch["input_ids"].shape[1]:]
-        # Log-probs step by step: holding one [B, V] slice at a time, not [B, L, V].
+        # Log-probs step by step: holding one [B, V] slice at a time, not [B, L, V]; over the
+        # vocabulary without the banned tokens (the raw logits include them).
         logprobs = torch.stack([
-            torch.log_softmax(step.float() / scale, dim=-1)
+            torch.log_softmax(self._allowed(step.float()) / scale, dim=-1)
             .gather(-1, new_tokens[:, t:t + 1]).squeeze(-1)
             for t, step in enumerate(gen.logits)
         ], dim=1).cpu()
@@ -150,6 +152,12 @@ class TransformersEngine:
             end = next((i + 1 for i, tok in enumerate(ids) if tok in self.eos_ids), None)
             rows.append((ids[:end or len(ids)], logprobs[row, :end or len(ids)].tolist(), end is not None))
         return rows
+
+    def _allowed(self, logits: torch.Tensor) -> torch.Tensor:
+        """The banned tokens' logits at -inf (a banned token in `token_ids` scores -inf)."""
+        if not self.suppress:
+            return logits
+        return logits.index_fill(-1, torch.tensor(self.suppress, device=logits.device), float("-inf"))
 
     @torch.no_grad()
     def score(self, prompt: PromptInputs, token_ids: list[int], temperature: float = 1.0) -> list[float]:
@@ -162,7 +170,7 @@ class TransformersEngine:
                 [batch["mm_token_type_ids"], torch.zeros_like(completion)], dim=1)
         batch = {k: v.to(self.device) for k, v in batch.items()}
         logits = self.model(**batch).logits[0, -len(token_ids) - 1:-1].float()
-        logp = torch.log_softmax(logits / temperature, dim=-1)
+        logp = torch.log_softmax(self._allowed(logits) / temperature, dim=-1)
         return logp.gather(-1, completion[0].to(self.device)[:, None]).squeeze(-1).cpu().tolist()
 
     @torch.no_grad()

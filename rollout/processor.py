@@ -190,8 +190,60 @@ def load_processor(
 
 
 def vision_special_token_ids(tokenizer: Any) -> list[int]:
-    """Ids of the vision special tokens the tokenizer has; pass them to `generate` as
-    `suppress_tokens` so a policy never samples an image placeholder (which would break the
-    re-scoring forward pass: "Image features and image tokens do not match")."""
+    """Ids of the vision special tokens the tokenizer has (a subset of `banned_token_ids`)."""
     vocab = tokenizer.get_vocab()
     return [vocab[t] for t in VISION_SPECIAL_TOKENS if t in vocab]
+
+
+# The special tokens a policy legitimately emits: the end of its turn and the end of text (the
+# engines stop on them; SFT targets end with the first). Every other special token is banned.
+EMITTED_SPECIAL_TOKENS = ("<|im_end|>", "<|endoftext|>")
+# Image/video placeholders of other model formats (LLaVA, ShareGPT data): plain text to a Qwen
+# tokenizer, but in a row's text they mean the row was written for another model's prompt format.
+FOREIGN_PLACEHOLDERS = ("<image>", "<video>")
+
+
+def special_token_strings(tokenizer: Any) -> list[str]:
+    """Every special token of the tokenizer as text: its added tokens marked special, and the vision
+    tokens by name even where a tokenizer registers them as ordinary added tokens. Added tokens that
+    are not special (Qwen3's `<think>`, the tiny model's format tags) are plain text to the policy."""
+    vocab = tokenizer.get_vocab()
+    added = getattr(tokenizer, "added_tokens_decoder", {}) or {}
+    found = {token.content for token in added.values() if getattr(token, "special", False)}
+    found |= {t for t in VISION_SPECIAL_TOKENS if t in vocab}
+    return sorted(found, key=lambda t: vocab.get(t, -1))
+
+
+def banned_token_ids(tokenizer: Any) -> list[int]:
+    """The ids no rollout engine may ever sample, and that the learner's log-probs leave out of
+    their normaliser: every special token (`special_token_strings`) except the emitted ones
+    (`EMITTED_SPECIAL_TOKENS` and the tokenizer's eos). The one definition both engines and the
+    learner use (docs/learner.md, "Banned tokens").
+
+    Why: a sampled vision placeholder crashes the learner's forward pass hours into a run ("Image
+    features and image tokens do not match", veRL #7038), and any other special token in a
+    completion (<|im_start|>, <|box_start|>…) is chat-format structure the rewards never see
+    (decode drops special tokens). Both engines set these logits to -inf (probability exactly 0),
+    so the policy that samples is softmax over the remaining vocabulary, and the learner computes
+    the same: log_softmax over the remaining vocabulary."""
+    vocab = tokenizer.get_vocab()
+    keep = {vocab[t] for t in EMITTED_SPECIAL_TOKENS if t in vocab}
+    if tokenizer.eos_token_id is not None:
+        keep.add(int(tokenizer.eos_token_id))
+    banned = sorted({vocab[t] for t in special_token_strings(tokenizer)} - keep)
+    vision = set(vision_special_token_ids(tokenizer))
+    if vision - set(banned):  # an eos that is a vision token: the tokenizer is broken, refuse it
+        raise ValueError(f"the tokenizer's eos token is a vision placeholder ({sorted(vision - set(banned))})")
+    return banned
+
+
+def placeholder_in_text(text: str | None, tokenizer: Any = None) -> str | None:
+    """The first special-token or placeholder string found literally in `text` (a prompt's question,
+    an SFT target), else None. The tokenizer would turn e.g. a literal `<|image_pad|>` into the image
+    token and mis-align the image placeholders (the processor expands every one it finds). Without
+    a tokenizer, the Qwen-VL names are checked."""
+    if not text:
+        return None
+    names = special_token_strings(tokenizer) if tokenizer is not None else \
+        ["<|im_start|>", *EMITTED_SPECIAL_TOKENS, *VISION_SPECIAL_TOKENS]
+    return next((s for s in (*names, *FOREIGN_PLACEHOLDERS) if s in text), None)

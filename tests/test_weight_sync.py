@@ -16,7 +16,7 @@ from orchestrator.sources import decode_image, load_task_dataset
 from rollout.client import UpdateFailed, WorkerClient
 from rollout.engine import SamplingParams
 from rollout.inputs import build_prompt_inputs
-from rollout.processor import load_processor
+from rollout.processor import banned_token_ids, load_processor
 from rollout.weight_sync import bucket_buffer
 from rollout.worker import RolloutWorker
 
@@ -27,7 +27,9 @@ def test_broadcast_makes_workers_match_learner(ray_cluster, tiny_model, color_da
     row = next(r for r in load_task_dataset(color_data) if decode_image(r["image"]) is not None)
     prompt = build_prompt_inputs(processor, row["problem"], [decode_image(row["image"])])
     workers = [RolloutWorker.options(num_cpus=1).remote("hf", tiny_model, {}, 1) for _ in range(2)]
-    cfg = LearnerConfig(world_size=2, zero_stage=zero_stage, lr=1e-2, torch_threads=1)
+    # The engine's log-probs leave the banned tokens out of the normaliser: the learner's too.
+    cfg = LearnerConfig(world_size=2, zero_stage=zero_stage, lr=1e-2, torch_threads=1,
+                        banned_token_ids=banned_token_ids(processor.tokenizer))
     learner = LearnerGroup(tiny_model, cfg, total_steps=1, pad_id=processor.tokenizer.pad_token_id)
     try:
         options = {"engine": "hf", "bucket_mb": 0.05, "timeout_s": 60.0, "world_size": 3,

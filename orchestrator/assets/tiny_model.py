@@ -139,7 +139,7 @@ def build_tokenizer(vocab_size: int = 1024, chat_template: str = QWEN2_VL_CHAT_T
     )
 
 
-def _model_config(arch: str, size: str, tokenizer: PreTrainedTokenizerFast):
+def _model_config(arch: str, size: str, tokenizer: PreTrainedTokenizerFast, tie_word_embeddings: bool = False):
     ids = tokenizer.get_vocab()
     t = dict(_TEXT[size])
     mrope = t.pop("mrope_section")
@@ -161,7 +161,8 @@ def _model_config(arch: str, size: str, tokenizer: PreTrainedTokenizerFast):
         video_token_id=ids["<|video_pad|>"],
         vision_start_token_id=ids["<|vision_start|>"],
         vision_end_token_id=ids["<|vision_end|>"],
-        tie_word_embeddings=False,
+        # Top-level, where Qwen2-VL-2B's config.json has it: the output layer is the embedding.
+        tie_word_embeddings=tie_word_embeddings,
     )
     if arch == "qwen2_vl":
         vision = dict(depth=v["depth"], embed_dim=v["width"], hidden_size=t["hidden_size"], num_heads=v["heads"],
@@ -192,8 +193,30 @@ def count_parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def make_tiny_model(out: str | Path, arch: str = "qwen2_vl", size: str = "tiny", seed: int = 0) -> Path:
-    """Build a random-weight `arch` model of `size` with its tokenizer and image processor in `out`."""
+
+def prefer_token(model: torch.nn.Module, token: int, margin: float = 200.0) -> None:
+    """Make `model` (a loaded causal LM, in place) put `token` `margin` logits above every other
+    token at every position, whatever the input: the token embeddings all equal, every layer's
+    attention and MLP outputs zero (the last hidden state is that embedding), and `token`'s output
+    row along its normed direction. The tests of the ban on special tokens use it: a policy that
+    would sample `<|image_pad|>` every time unless the engine forbids it."""
+    with torch.no_grad():
+        emb = model.get_input_embeddings().weight
+        emb.copy_(emb.mean(0).expand_as(emb).clone())
+        decoder = model.get_decoder()
+        for layer in decoder.layers:
+            layer.self_attn.o_proj.weight.zero_()
+            layer.mlp.down_proj.weight.zero_()
+        hidden = decoder.norm(emb[:1].clone())[0]
+        head = model.get_output_embeddings().weight
+        logits = head @ hidden
+        logits[token] = -float("inf")
+        head[token] = hidden * (float(logits.max()) + margin) / float(hidden @ hidden)
+
+def make_tiny_model(out: str | Path, arch: str = "qwen2_vl", size: str = "tiny", seed: int = 0,
+                    tie_word_embeddings: bool = False) -> Path:
+    """Build a random-weight `arch` model of `size` with its tokenizer and image processor in `out`
+    (`tie_word_embeddings`: one matrix for the input embedding and the output layer, as the 2B models)."""
     if arch not in ARCHS:
         raise ValueError(f"unknown arch {arch!r}; choose from {', '.join(ARCHS)}")
     if size not in _TEXT:
@@ -209,7 +232,7 @@ def make_tiny_model(out: str | Path, arch: str = "qwen2_vl", size: str = "tiny",
     image_processor = Qwen2VLImageProcessorPil(min_pixels=min_pixels, max_pixels=max_pixels,
                                                patch_size=family.patch_size, **extra)
     processor = VLProcessor(image_processor=image_processor, tokenizer=tokenizer, chat_template=template)
-    config = _model_config(arch, size, tokenizer)
+    config = _model_config(arch, size, tokenizer, tie_word_embeddings)
     model_cls = _MODEL_CLASSES[arch]
     with torch.random.fork_rng(devices=[]):  # seed the init without touching the caller's RNG
         torch.manual_seed(seed)

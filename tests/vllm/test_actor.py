@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import pytest
 import ray
+from transformers import AutoTokenizer
 
 from learner import LearnerConfig, LearnerGroup, Sample, TrainBatch
 from rollout.client import WorkerClient
 from rollout.engine import SamplingParams
 from rollout.hf_engine import TransformersEngine
+from rollout.processor import banned_token_ids
 from rollout.worker import RolloutWorker
 
 TOL = 1e-5
@@ -78,7 +80,10 @@ def test_sleep_is_refused_clearly_on_cpu(worker, text_prompts):
 
 def test_weight_update_from_deepspeed_learner(worker, tiny_text_model, text_prompts):
     prompt = text_prompts[1]  # fills whole KV blocks: the prefix cache holds it from the old weights
-    cfg = LearnerConfig(world_size=1, zero_stage=2, lr=1e-2, beta=0.0, torch_threads=1)
+    # The engine never samples the tokenizer's special tokens and normalises without them: so does the
+    # learner, with the set the orchestrator gives it (orchestrator/loop.py).
+    banned = banned_token_ids(AutoTokenizer.from_pretrained(tiny_text_model))
+    cfg = LearnerConfig(world_size=1, zero_stage=2, lr=1e-2, beta=0.0, torch_threads=1, banned_token_ids=banned)
     learner = LearnerGroup(tiny_text_model, cfg, total_steps=2, pad_id=0)
     try:
         world = 1 + ray.get(worker.sync_ranks.remote())

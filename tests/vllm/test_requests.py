@@ -58,9 +58,13 @@ def test_engine_mm_args_are_a_valid_vllm_multimodal_config():
 
     args = multimodal_engine_args(28 * 28 * 4, 28 * 28 * 16, limit_images=2)
     config = MultiModalConfig(limit_per_prompt=args["limit_mm_per_prompt"],
-                              mm_processor_kwargs=args["mm_processor_kwargs"])
+                              mm_processor_kwargs=args["mm_processor_kwargs"],
+                              mm_device_do_normalize=args["mm_device_do_normalize"])
     assert config.get_limit_per_prompt("image") == 2 and config.get_limit_per_prompt("video") == 0
-    assert config.mm_processor_kwargs == {"min_pixels": 3136, "max_pixels": 12544}
+    assert config.mm_processor_kwargs == {"min_pixels": 3136, "max_pixels": 12544, "use_fast": False}
+    assert config.mm_device_do_normalize is False
+    # Normalised on the host: vLLM then leaves the processor's own do_normalize / do_rescale alone.
+    assert "do_normalize" not in config.merge_mm_processor_kwargs({})
 
 
 def test_sampling_kwargs_make_vllm_sampling_params():
@@ -70,7 +74,7 @@ def test_sampling_kwargs_make_vllm_sampling_params():
                                                               max_new_tokens=32, seed=4), [2, 0], 12, [5, 6]))
     assert (sp.n, sp.temperature, sp.top_p, sp.top_k, sp.max_tokens, sp.seed) == (8, 0.9, 0.95, 0, 32, 12)
     assert sp.logprobs == 0 and sp.stop_token_ids == [0, 2] and sp.detokenize is False
-    assert sp.logit_bias == {5: -100.0, 6: -100.0}
+    assert sp.logit_bias == {5: float("-inf"), 6: float("-inf")}  # a hard ban: vLLM does not clamp it here
 
 
 def _vllm_prefix_mapper(module: str, cls: str) -> dict[str, str]:
