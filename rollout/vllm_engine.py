@@ -36,7 +36,7 @@ from transformers import AutoConfig, AutoTokenizer, GenerationConfig
 
 from rollout.engine import Completion, SamplingParams
 from rollout.inputs import PromptInputs
-from rollout.processor import vision_special_token_ids
+from rollout.processor import banned_token_ids
 from rollout.vllm_inputs import build_request, multimodal_engine_args, sampling_kwargs, score_kwargs
 
 log = logging.getLogger(__name__)
@@ -55,6 +55,37 @@ def _eos_ids(model_path: str, tokenizer: Any, trust_remote_code: bool) -> list[i
     if eos is None:
         eos = tokenizer.eos_token_id
     return sorted({eos} if isinstance(eos, int) else set(eos))
+
+
+def vllm_prompt_view(vllm_config: Any, prompt: PromptInputs, image_token_id: int | None) -> dict:
+    """What vLLM's own input processing makes of `prompt` (the engine's `prompt_view`, for the
+    start-up parity check): token ids with the image placeholders expanded, the image placeholder
+    count, image_grid_thw, and the pixel values as the vision tower receives them (after the
+    on-device normalisation, where that is on). Runs vLLM's multimodal processor for the engine's
+    model config in this process: the same code vLLM's front end runs for every request."""
+    from vllm.config import set_current_vllm_config
+    from vllm.model_executor.layers.fusion.mm_input_norm import build_mm_input_norm
+    from vllm.multimodal import MULTIMODAL_REGISTRY
+    from vllm.multimodal.processing import TimingContext
+    from vllm.multimodal.processing.inputs import ProcessorInputs
+
+    request = build_request(prompt, image_token_id)
+    if "multi_modal_data" not in request:
+        return {"input_ids": request["prompt_token_ids"], "image_tokens": 0, "image_grid_thw": None,
+                "pixel_values": None}
+    config = vllm_config.model_config
+    processor = MULTIMODAL_REGISTRY.create_processor(config)
+    items = processor.info.get_data_parser().parse_mm_data(request["multi_modal_data"])
+    out = processor.apply(ProcessorInputs(prompt=request["prompt_token_ids"], mm_data_items=items),
+                          TimingContext(enabled=False))
+    images = out["mm_kwargs"]["image"]
+    pixels = torch.cat([item["pixel_values"].data for item in images])
+    with set_current_vllm_config(vllm_config):
+        pixels = build_mm_input_norm(config)(pixels, torch.float32)
+    ids = list(out["prompt_token_ids"])
+    return {"input_ids": ids, "image_tokens": sum(t == image_token_id for t in ids),
+            "image_grid_thw": torch.stack([item["image_grid_thw"].data for item in images]),
+            "pixel_values": pixels}
 
 
 class VLLMEngine:
@@ -100,9 +131,9 @@ class VLLMEngine:
         self.tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=trust_remote_code)
         self.stop_ids = _eos_ids(model_path, self.tokenizer, trust_remote_code)
         self.image_token_id = getattr(config, "image_token_id", None) if self.is_vlm else None
-        # A VLM that samples a vision token breaks the learner's forward pass: suppress them, as the
-        # transformers engine does. A text-only model's tokenizer may list them; they are text there.
-        self.suppress = vision_special_token_ids(self.tokenizer) if self.is_vlm else []
+        # Never sampled (a logit bias of -inf) and out of every log-prob's normaliser, as in the
+        # transformers engine and the learner: the one shared set (rollout.processor.banned_token_ids).
+        self.suppress = banned_token_ids(self.tokenizer)
 
         args: dict[str, Any] = dict(
             model=model_path,
@@ -177,24 +208,34 @@ class VLLMEngine:
         return groups
 
     def score(self, prompt: PromptInputs, token_ids: list[int], temperature: float = 1.0) -> list[float]:
-        """Teacher-forced log_softmax(logits / T) of `token_ids` after `prompt`."""
+        """Teacher-forced log_softmax(logits / T) of `token_ids` after `prompt`, over the vocabulary
+        without the banned tokens (as `generate`'s log-probs and the learner's)."""
         self._check_awake()
         request = build_request(prompt, self.image_token_id)
         request["prompt_token_ids"] = request["prompt_token_ids"] + list(token_ids)
-        out = self.llm.generate([request], self._vllm.SamplingParams(**score_kwargs(temperature)),
-                                use_tqdm=False)[0]
+        kwargs = score_kwargs(temperature, banned=bool(self.suppress))
+        out = self.llm.generate([request], self._vllm.SamplingParams(**kwargs), use_tqdm=False)[0]
         self._check_prompt(prompt, out.prompt_token_ids[:len(out.prompt_token_ids) - len(token_ids)])
         positions = out.prompt_logprobs[len(out.prompt_logprobs) - len(token_ids):]
-        if temperature == 1.0:
+        if kwargs["prompt_logprobs"] == 0:
             return [float(pos[tok].logprob) for pos, tok in zip(positions, token_ids, strict=True)]
+        banned = set(self.suppress)
         scored = []
         for pos, tok in zip(positions, token_ids, strict=True):
-            ids = list(pos.keys())
+            if tok in banned:
+                scored.append(float("-inf"))
+                continue
+            ids = [t for t in pos if t not in banned]
             raw = torch.tensor([pos[t].logprob for t in ids], dtype=torch.float64)
-            # log_softmax(z / T) from log_softmax(z): the per-row constant cancels.
+            # log_softmax(z / T) over the allowed ids from log_softmax(z): the row's constant cancels.
             scaled = torch.log_softmax(raw / temperature, dim=0)
             scored.append(float(scaled[ids.index(tok)]))
         return scored
+
+    def prompt_view(self, prompt: PromptInputs) -> dict:
+        """The inputs vLLM's model runs for `prompt` (`vllm_prompt_view`): the start-up parity
+        check compares them with the learner's, field by field."""
+        return vllm_prompt_view(self.llm.llm_engine.vllm_config, prompt, self.image_token_id)
 
     def _check_prompt(self, prompt: PromptInputs, ran: list[int] | None) -> None:
         """vLLM re-expands image placeholders with its own processor: it must give the learner's tokens."""

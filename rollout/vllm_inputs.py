@@ -61,15 +61,27 @@ def build_request(prompt: PromptInputs, image_token_id: int | None) -> dict[str,
 
 
 def multimodal_engine_args(min_pixels: int | None, max_pixels: int | None, limit_images: int) -> dict[str, Any]:
-    """Engine arguments for a VLM: the learner's pixel bounds for vLLM's image processor, and the
-    per-prompt item limits (videos off, which also keeps vLLM from reserving memory for them)."""
-    kwargs = {k: int(v) for k, v in (("min_pixels", min_pixels), ("max_pixels", max_pixels)) if v is not None}
+    """Engine arguments for a VLM: vLLM preprocesses images exactly as the learner does, with the
+    learner's pixel bounds, and takes at most `limit_images` images per prompt (videos off, which
+    also keeps vLLM from reserving memory for them).
+
+    Why not vLLM's defaults: vLLM 0.32 loads the checkpoint's image processor with transformers'
+    torchvision backend, whose antialiased bicubic resize is not PIL's (the learner's,
+    rollout/processor.py), and normalises on the device (`mm_device_do_normalize`, a fused affine
+    that rounds differently). Token counts and image grids still agree (the same `smart_resize`),
+    but pixels differ by up to 16 levels of 8 bits on a noisy image, and the log-probs the
+    importance correction compares by up to ~8e-3. `use_fast=False` is how a processor's
+    `from_pretrained` picks the PIL backend (`backend="pil"` also reaches the video processor,
+    which has no PIL backend); with host normalisation the vision tower gets the learner's pixel
+    values bit for bit (tests/vllm/test_preprocessing.py; docs/offline-models.md). The price is
+    vLLM's faster torchvision resize and device normalisation, host-side work per image."""
+    kwargs: dict[str, Any] = {k: int(v) for k, v in (("min_pixels", min_pixels), ("max_pixels", max_pixels))
+                              if v is not None}
     if "min_pixels" in kwargs and "max_pixels" in kwargs and kwargs["min_pixels"] > kwargs["max_pixels"]:
         raise ValueError(f"min_pixels {min_pixels} > max_pixels {max_pixels}")
-    args: dict[str, Any] = {"limit_mm_per_prompt": {"image": int(limit_images), "video": 0}}
-    if kwargs:
-        args["mm_processor_kwargs"] = kwargs
-    return args
+    kwargs["use_fast"] = False
+    return {"limit_mm_per_prompt": {"image": int(limit_images), "video": 0},
+            "mm_processor_kwargs": kwargs, "mm_device_do_normalize": False}
 
 
 def sampling_kwargs(sampling: SamplingParams, stop_token_ids: list[int], seed: int | None,
@@ -78,8 +90,15 @@ def sampling_kwargs(sampling: SamplingParams, stop_token_ids: list[int], seed: i
 
     `logprobs=0` returns the log-prob of the sampled token only. vLLM gives child sample i of a
     group the seed `seed + i`, so the caller spaces prompts' seeds by n to keep samples distinct.
-    Suppressed tokens (a VLM's vision tokens: sampling one breaks the learner's forward pass) get
-    vLLM's strongest logit bias, -100.
+
+    Suppressed tokens (`rollout.processor.banned_token_ids`) get a logit bias of -inf: a hard ban.
+    vLLM 0.32 adds the bias to the logits (V1 `LogitBiasLogitsProcessor`, V2 `_bias_kernel`) before
+    temperature and top-k/top-p, without clamping when `SamplingParams` is built directly (only
+    `SamplingParams.from_optional`, the OpenAI server's path, clamps to ±100). So the token's
+    probability is exactly 0 and `processed_logprobs` are log_softmax(z/T) over the remaining
+    vocabulary, as the learner computes them. The old -100 was no ban: a logit 100 above the rest
+    still wins. (`allowed_token_ids` is capped at 1024 ids in V2; `bad_words` goes through the
+    tokenizer.)
     """
     kwargs: dict[str, Any] = {
         "n": sampling.n,
@@ -95,15 +114,16 @@ def sampling_kwargs(sampling: SamplingParams, stop_token_ids: list[int], seed: i
         "detokenize": False,
     }
     if suppress_token_ids:
-        kwargs["logit_bias"] = {int(t): -100.0 for t in suppress_token_ids}
+        kwargs["logit_bias"] = {int(t): float("-inf") for t in suppress_token_ids}
     return kwargs
 
 
-def score_kwargs(temperature: float) -> dict[str, Any]:
+def score_kwargs(temperature: float, banned: bool = False) -> dict[str, Any]:
     """Teacher-forced log-probs through `prompt_logprobs`: vLLM computes them from the raw logits
-    (no temperature), so at T != 1 the whole distribution is needed to renormalise (-1)."""
-    return {"max_tokens": 1, "temperature": 1.0, "prompt_logprobs": 0 if temperature == 1.0 else -1,
-            "detokenize": False}
+    (no temperature, no logit bias), so at T != 1, or with banned tokens to leave out of the
+    normaliser, the whole distribution is needed to renormalise (-1)."""
+    whole = temperature != 1.0 or banned
+    return {"max_tokens": 1, "temperature": 1.0, "prompt_logprobs": -1 if whole else 0, "detokenize": False}
 
 
 # transformers named_parameters() prefix -> Hub checkpoint prefix, per model_type; first match wins

@@ -78,28 +78,6 @@ def pixel_bounds():
 
 
 @pytest.fixture(scope="session")
-def learner_preprocessing():
-    """`learner_preprocessing(model_path)`: vLLM engine arguments under which vLLM preprocesses
-    images exactly as the learner does (rollout/processor.py: transformers' PIL image processor,
-    normalised on the host), with the checkpoint's pixel bounds.
-
-    By default vLLM 0.32 loads the checkpoint's image processor with transformers' torchvision
-    backend (its bicubic resize differs from PIL's by up to 16 levels of 8 bits on a noisy image) and
-    normalises on the device (`mm_device_do_normalize`: a fused affine that rounds differently in
-    fp32). `use_fast=False` is how a processor's `from_pretrained` picks the PIL backend in
-    transformers 5.19 (`backend="pil"` also reaches the video processor, which has no PIL backend,
-    and fails). Proposed for rollout/vllm_inputs.multimodal_engine_args; measured in
-    docs/measurements.md ("vLLM on CPU with images")."""
-
-    def args(model_path: str) -> dict:
-        lo, hi = _pixel_bounds(model_path)
-        return {"mm_processor_kwargs": {"min_pixels": lo, "max_pixels": hi, "use_fast": False},
-                "mm_device_do_normalize": False}
-
-    return args
-
-
-@pytest.fixture(scope="session")
 def resized_images():
     """Images whose sides are not multiples of 28, so both processors resize them (bicubic): pixel
     noise (the worst case for two resize implementations), shapes drawn as the synthetic tasks are

