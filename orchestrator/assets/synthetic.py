@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import datasets
 from PIL import Image, ImageDraw
 
 from orchestrator.templates import COUNTING, DETECTION
@@ -208,6 +207,10 @@ def make_synthetic_data(
         raise ValueError(f"need n >= 1 and 0 <= n_corrupt <= n, got n={n}, n_corrupt={n_corrupt}")
     if image_size < 28:
         raise ValueError(f"image_size must be at least 28 (one merged vision token), got {image_size}")
+    # Here, not at the top: the tiny-model factory imports this module's vocabulary, and the GPU
+    # check runs it where `datasets` (and pyarrow) is not installed.
+    import datasets
+
     rng = random.Random(f"{task}:{seed}")  # string seeds are hashed deterministically (sha512)
     rows = [sample_task(task, rng, image_size).row(task) for _ in range(n)]
     for i in sorted(rng.sample(range(n), n_corrupt)):
