@@ -99,7 +99,7 @@ $(VLLM_STAMP): constraints-vllm.txt
 	$(VLLM_PIP) install -q -c constraints-vllm.txt 'ray[default]' pydantic datasets pillow safetensors \
 		pyyaml pytest pytest-timeout
 	$(VLLM_PIP) install -q --no-deps -e .
-	$(VLLM_PY) -c "import vllm, deepspeed, rollout.vllm_engine, learner.group, orchestrator.assets.tiny_text_model"
+	$(VLLM_PY) -c "import vllm, deepspeed, vrft.rollout.vllm_engine, vrft.learner.group, vrft.orchestrator.assets.tiny_text_model"
 	$(VLLM_PY) -c "import torchvision, vllm.model_executor.models.qwen2_vl, vllm.model_executor.models.qwen2_5_vl"
 	$(VLLM_PY) -c "from deepspeed.accelerator import get_accelerator as a; a().create_op_builder('ShareMemCommBuilder').load()"
 	touch $(VLLM_STAMP)
@@ -130,7 +130,7 @@ $(TRL_STAMP): constraints-trl.txt
 	$(TRL_PY) -m pip install -q -c constraints-trl.txt trl pillow pydantic pyyaml numpy scipy math-verify \
 		pycocotools
 	$(TRL_PY) -m pip install -q --no-deps -e .
-	$(TRL_PY) -c "import trl, verifiers; from trl import GRPOTrainer"
+	$(TRL_PY) -c "import trl, vrft.verifiers; from trl import GRPOTrainer"
 	touch $(TRL_STAMP)
 
 bench-peer: install $(TRL_STAMP)

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
-from orchestrator.schedule import LaunchSchedule, check_staleness
+from vrft.orchestrator.schedule import LaunchSchedule, check_staleness
 
 
 @dataclass(frozen=True)

@@ -24,12 +24,12 @@ from pathlib import Path
 
 import torch
 
-from orchestrator.assets.synthetic import sample_task
-from orchestrator.assets.tiny_model import make_tiny_model
-from rollout.engine import SamplingParams
-from rollout.hf_engine import TransformersEngine
-from rollout.inputs import build_prompt_inputs
-from rollout.processor import load_processor
+from vrft.orchestrator.assets.synthetic import sample_task
+from vrft.orchestrator.assets.tiny_model import make_tiny_model
+from vrft.rollout.engine import SamplingParams
+from vrft.rollout.hf_engine import TransformersEngine
+from vrft.rollout.inputs import build_prompt_inputs
+from vrft.rollout.processor import load_processor
 
 REPEATS = 5
 SAMPLING = SamplingParams(n=8, max_new_tokens=64, temperature=1.0, seed=0)

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import ray
 
-from orchestrator.assets.released import make_lisa_grounding, make_reason_rft_counting
-from orchestrator.assets.tiny_model import make_tiny_model
-from orchestrator.evaluation import generate, load_eval_set
-from rollout.processor import load_processor
-from rollout.worker import RolloutWorker
+from vrft.orchestrator.assets.released import make_lisa_grounding, make_reason_rft_counting
+from vrft.orchestrator.assets.tiny_model import make_tiny_model
+from vrft.orchestrator.evaluation import generate, load_eval_set
+from vrft.rollout.processor import load_processor
+from vrft.rollout.worker import RolloutWorker
 
 QUERIES = 16
 MAX_NEW = 32

@@ -25,12 +25,12 @@ from pathlib import Path
 
 import ray
 
-from learner import LearnerConfig, LearnerGroup, Sample, TrainBatch
-from learner.batch import split_micro_batches
-from orchestrator.assets.synthetic import sample_task
-from orchestrator.assets.tiny_model import make_tiny_model
-from rollout.inputs import build_prompt_inputs
-from rollout.processor import load_processor, vision_special_token_ids
+from vrft.learner import LearnerConfig, LearnerGroup, Sample, TrainBatch
+from vrft.learner.batch import split_micro_batches
+from vrft.orchestrator.assets.synthetic import sample_task
+from vrft.orchestrator.assets.tiny_model import make_tiny_model
+from vrft.rollout.inputs import build_prompt_inputs
+from vrft.rollout.processor import load_processor, vision_special_token_ids
 
 PROMPTS, G = 4, 8
 MIN_RESPONSE, MAX_RESPONSE = 32, 256  # 8x

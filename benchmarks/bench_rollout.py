@@ -22,10 +22,10 @@ from pathlib import Path
 
 from transformers import AutoTokenizer
 
-from orchestrator.assets.tiny_text_model import make_tiny_text_model
-from rollout.engine import SamplingParams
-from rollout.hf_engine import TransformersEngine
-from rollout.inputs import PromptInputs
+from vrft.orchestrator.assets.tiny_text_model import make_tiny_text_model
+from vrft.rollout.engine import SamplingParams
+from vrft.rollout.hf_engine import TransformersEngine
+from vrft.rollout.inputs import PromptInputs
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMPTS = 8

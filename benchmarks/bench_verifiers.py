@@ -17,7 +17,7 @@ from __future__ import annotations
 import random
 import time
 
-import verifiers
+from vrft import verifiers
 
 
 def _detection_data(n: int, seed: int = 0) -> list[tuple[str, dict]]:

@@ -5,7 +5,7 @@ on: the image's own Python, torch and transformers, no Ray and no vLLM. In this 
                    (orchestrator/assets/tiny_model.py, tied embeddings) on image prompts whose
                    images need resizing: tokens/s, and the engine's sampled log-probs against its
                    own teacher-forced ones
-    zero2, zero3   a DeepSpeed learner rank (learner.worker.LearnerRank, world size 1) takes GRPO
+    zero2, zero3   a DeepSpeed learner rank (vrft.learner.worker.LearnerRank, world size 1) takes GRPO
                    steps under ZeRO-2 / ZeRO-3: seconds per step, finite metrics, and the gradient
                    accumulation dtype DeepSpeed reports (fp32 required under bf16)
     transfer       a ZeRO-3 rank's update goes to the engine through the weight-transfer interface
@@ -226,7 +226,7 @@ class Host:
 
     # ---- the engine ----
     def load_engine(self, model_path: str) -> dict:
-        from rollout.hf_engine import TransformersEngine
+        from vrft.rollout.hf_engine import TransformersEngine
 
         if self.engine is not None:  # the last family's, freed before the next loads
             self.engine = None
@@ -262,8 +262,8 @@ class Host:
 
     # ---- the learner rank ----
     def setup_learner(self, model_path: str, pad_id: int, cfg: dict) -> dict:
-        from learner.config import LearnerConfig
-        from learner.worker import LearnerRank
+        from vrft.learner.config import LearnerConfig
+        from vrft.learner.worker import LearnerRank
 
         self.pad_id, self.cfg = pad_id, LearnerConfig.model_validate(cfg)
         self.rank = LearnerRank(0, 1, self.cfg.model_dump())
@@ -278,8 +278,8 @@ class Host:
         """One GRPO step as LearnerGroup.train_step takes it (advantages, norms, micro-batches)."""
         import torch
 
-        from learner.algorithms import get_advantage
-        from learner.batch import split_micro_batches
+        from vrft.learner.algorithms import get_advantage
+        from vrft.learner.batch import split_micro_batches
 
         rewards = torch.tensor([s.reward for s in samples], dtype=torch.float32)
         groups = torch.tensor([s.group_id for s in samples], dtype=torch.long)
@@ -310,9 +310,9 @@ class Host:
         """The shared-prompt forward against the plain one (log-probs, no gradients)."""
         import torch
 
-        from learner.batch import collate
-        from learner.model import load_model, sequence_logprobs
-        from learner.shared_prompt import agrees, shared_prompt_logprobs, worth_sharing
+        from vrft.learner.batch import collate
+        from vrft.learner.model import load_model, sequence_logprobs
+        from vrft.learner.shared_prompt import agrees, shared_prompt_logprobs, worth_sharing
 
         dtype = getattr(torch, self.dtype)
         model = load_model(model_path, self.dtype).to(self.device).eval()
@@ -407,9 +407,9 @@ class Check:
     def _make(self, name: str) -> Family:
         from PIL import Image, ImageDraw
 
-        from orchestrator.assets.tiny_model import make_tiny_model
-        from rollout.inputs import build_prompt_inputs
-        from rollout.processor import banned_token_ids, load_processor
+        from vrft.orchestrator.assets.tiny_model import make_tiny_model
+        from vrft.rollout.inputs import build_prompt_inputs
+        from vrft.rollout.processor import banned_token_ids, load_processor
 
         path = make_tiny_model(self.work / name, arch=name, size=self.args.size, tie_word_embeddings=True)
         processor = load_processor(str(path))
@@ -431,7 +431,7 @@ class Check:
 
     def samples(self, fam: Family, per_prompt: int = 4, prompts: int = 2) -> list:
         """`prompts` groups of `per_prompt` completions each (rewards 0/1 alternating)."""
-        from orchestrator.records import to_sample
+        from vrft.orchestrator.records import to_sample
 
         return [to_sample(fam.prompts[g % len(fam.prompts)], fam.completions[(g + i) % len(fam.completions)],
                           reward=float((g + i) % 2), group_id=g)
@@ -460,7 +460,7 @@ def _diff(a: list[float], b: list[float]) -> float:
 
 
 def section_sample(c: Check) -> None:
-    from rollout.engine import SamplingParams
+    from vrft.rollout.engine import SamplingParams
 
     engine = c.proc("engine")
     failed = []

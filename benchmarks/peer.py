@@ -23,10 +23,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from orchestrator.assets.synthetic import make_synthetic_data
-from orchestrator.assets.tiny_model import make_tiny_model
-from orchestrator.config import load_config
-from orchestrator.loop import train
+from vrft.orchestrator.assets.synthetic import make_synthetic_data
+from vrft.orchestrator.assets.tiny_model import make_tiny_model
+from vrft.orchestrator.config import load_config
+from vrft.orchestrator.loop import train
 
 ROOT = Path(__file__).parent.parent
 CONFIG = ROOT / "configs" / "local" / "peer_cpu.yaml"

@@ -22,8 +22,8 @@ import time
 from pathlib import Path
 
 from benchmarks.peer import CONFIG, ROOT, SPEC, run_trl
-from orchestrator.assets.synthetic import make_synthetic_data
-from orchestrator.assets.tiny_model import make_tiny_model
+from vrft.orchestrator.assets.synthetic import make_synthetic_data
+from vrft.orchestrator.assets.tiny_model import make_tiny_model
 
 STEPS = int(os.environ.get("VRFT_PEER_LEARN_STEPS", "60"))
 SETTINGS = {"max_new_tokens": 40, "lr": 5e-5}
@@ -33,7 +33,7 @@ SFT = ["sft.steps=40", "sft.prompts_per_step=16", "sft.lr=1e-3", "sft.lr_schedul
 def vrft(args: list[str]) -> float:
     """`vrft train ...` in a fresh process; its wall time."""
     start = time.perf_counter()
-    out = subprocess.run([sys.executable, "-m", "orchestrator.cli", "train", *args], cwd=ROOT,
+    out = subprocess.run([sys.executable, "-m", "vrft.orchestrator.cli", "train", *args], cwd=ROOT,
                          capture_output=True, text=True, timeout=3600)
     if out.returncode:
         raise RuntimeError(f"vrft train failed ({out.returncode}):\n{out.stderr[-4000:]}")

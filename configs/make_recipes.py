@@ -17,7 +17,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from verifiers.paper_numbers import PAPER  # noqa: E402
+from vrft.verifiers.paper_numbers import PAPER  # noqa: E402
 
 COCO8 = ["bus", "train", "fire hydrant", "stop sign", "cat", "dog", "bed", "toilet"]
 COCO_EVAL = {"annotations": "data/coco/annotations/instances_val2017.json", "images": "data/coco/val2017"}

@@ -1,7 +1,7 @@
 """The GRPO family as small pure functions on torch tensors, registered by name.
 
 This is the single import surface: everything below (and the policy losses, aggregation and
-logprob helpers implemented in :mod:`learner.losses`) is importable from ``learner.algorithms``.
+logprob helpers implemented in :mod:`vrft.learner.losses`) is importable from ``vrft.learner.algorithms``.
 The learner composes them; there is deliberately no all-in-one ``grpo_loss``. A Visual-RFT step::
 
     adv = get_advantage("grpo")(rewards, group_ids)                          # [N]
@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-from learner.losses import (
+from vrft.learner.losses import (
     AGG_MODES,
     LOG_RATIO_CLAMP,
     PolicyLossFn,

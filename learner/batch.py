@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
-from learner.algorithms import truncation_mask
+from vrft.learner.algorithms import truncation_mask
 
 
 @dataclass

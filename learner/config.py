@@ -67,7 +67,7 @@ class LearnerConfig(BaseModel):
     lora_target_modules: list[str] | None = Field(
         None, description="module name suffixes; None: every linear layer of the language model")
 
-    # The algorithm, by registered name (learner.algorithms). Defaults are Visual-RFT's loss.
+    # The algorithm, by registered name (vrft.learner.algorithms). Defaults are Visual-RFT's loss.
     advantage: str = "grpo"
     advantage_options: dict = Field(default_factory=dict)
     policy_loss: str = "visual_rft"
@@ -90,7 +90,7 @@ class LearnerConfig(BaseModel):
     banned_token_ids: list[NonNegativeInt] = Field(
         default_factory=list, description="token ids the rollout engines never sample: the learner's "
         "log-probs and entropies normalise over the rest of the vocabulary, as the engines' do. Set by "
-        "the orchestrator from the model's tokenizer (rollout.processor.banned_token_ids), not by hand")
+        "the orchestrator from the model's tokenizer (vrft.rollout.processor.banned_token_ids), not by hand")
 
     # DAPO (Yu et al. 2025): the learner's part. Dynamic sampling and the overlong penalty shape the
     # batch, so they live in the orchestrator's `dapo:` section.
@@ -111,7 +111,7 @@ class LearnerConfig(BaseModel):
     @field_validator("advantage", "policy_loss")
     @classmethod
     def _registered(cls, name: str, info: ValidationInfo) -> str:
-        from learner.algorithms import get_advantage, get_policy_loss
+        from vrft.learner.algorithms import get_advantage, get_policy_loss
 
         (get_advantage if info.field_name == "advantage" else get_policy_loss)(name)  # unknown: ValueError
         return name
@@ -119,7 +119,7 @@ class LearnerConfig(BaseModel):
     @field_validator("advantage_options", "policy_loss_options")
     @classmethod
     def _options(cls, options: dict, info: ValidationInfo) -> dict:
-        from learner.algorithms import get_advantage, get_policy_loss
+        from vrft.learner.algorithms import get_advantage, get_policy_loss
 
         kind = info.field_name.removesuffix("_options")
         name = info.data.get(kind)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 
-from learner.config import LearnerConfig
+from vrft.learner.config import LearnerConfig
 
 
 def deepspeed_config(cfg: LearnerConfig, bf16: bool, zero_stage: int, cuda: bool = False) -> dict:

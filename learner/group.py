@@ -15,10 +15,10 @@ import ray
 import torch
 from ray.exceptions import RayActorError, RayError, RayTaskError
 
-from learner.algorithms import get_advantage
-from learner.batch import Sample, TrainBatch, counted, split_micro_batches
-from learner.config import LearnerConfig
-from learner.worker import LearnerRank
+from vrft.learner.algorithms import get_advantage
+from vrft.learner.batch import Sample, TrainBatch, counted, split_micro_batches
+from vrft.learner.config import LearnerConfig
+from vrft.learner.worker import LearnerRank
 
 # Each rank is a Ray actor; the class itself stays plain (the GPU check runs one without Ray).
 RemoteLearnerRank = ray.remote(LearnerRank)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from learner.checkpoint_layout import checkpoint_transpose
+from vrft.learner.checkpoint_layout import checkpoint_transpose
 
 ADAPTER = "default"  # peft's adapter name; we only ever create one
 PEFT_PREFIX = "base_model.model."

@@ -1,6 +1,6 @@
 """Policy losses, loss aggregation and per-token logprob/entropy helpers of the GRPO family.
 
-Package-internal half of :mod:`learner.algorithms`; import everything from there. This module also
+Package-internal half of :mod:`vrft.learner.algorithms`; import everything from there. This module also
 holds the name registry and the shape checks that both halves share (it imports nothing of ours,
 so ``algorithms`` can import it without a cycle).
 

@@ -10,9 +10,9 @@ from typing import Any, Literal
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText
 
-from learner.algorithms import entropy_from_logits, token_logprobs_from_logits
-from learner.config import LearnerConfig
-from learner.lora import apply_lora, is_vision_param
+from vrft.learner.algorithms import entropy_from_logits, token_logprobs_from_logits
+from vrft.learner.config import LearnerConfig
+from vrft.learner.lora import apply_lora, is_vision_param
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 MODEL_INPUTS = ("input_ids", "attention_mask", "pixel_values", "image_grid_thw", "mm_token_type_ids")

@@ -1,4 +1,4 @@
-"""The per-micro-batch objectives: the GRPO family (composed from learner.algorithms) and SFT.
+"""The per-micro-batch objectives: the GRPO family (composed from vrft.learner.algorithms) and SFT.
 
 Both return the micro-batch's *contribution* to the batch loss, normalised by batch-wide counts,
 so that summing contributions over micro-batches and ranks gives the loss of the whole batch.
@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import torch
 
-from learner.algorithms import (
+from vrft.learner.algorithms import (
     aggregate_loss,
     get_kl,
     get_policy_loss,
     masked_mean,
     truncated_is_weights,
 )
-from learner.config import LearnerConfig
+from vrft.learner.config import LearnerConfig
 
 
 def _masked_abs_max(x: torch.Tensor, mask: torch.Tensor) -> float:

@@ -26,8 +26,8 @@ from typing import Literal
 
 import torch
 
-from learner.algorithms import entropy_from_logits, token_logprobs_from_logits
-from learner.model import vision_tower_in_graph
+from vrft.learner.algorithms import entropy_from_logits, token_logprobs_from_logits
+from vrft.learner.model import vision_tower_in_graph
 
 PROMPT_INPUTS = ("input_ids", "attention_mask", "mm_token_type_ids")
 

@@ -21,7 +21,7 @@ ours because vLLM's engines need vLLM and CUDA, and the transformers engine runs
 `update_weights` per bucket of tensors laid end to end (vLLM's "packed" mode), a plan of
 `{"dtype", "numel", "entries": [(name, shape), ...]}` per bucket.
 
-The weights are the plain model's (LoRA merged, learner.lora), named as the receiver loads them:
+The weights are the plain model's (LoRA merged, vrft.learner.lora), named as the receiver loads them:
 `rename` maps transformers' parameter-name prefixes to the checkpoint names vLLM's loaders take
 (the orchestrator passes the model family's pairs as plain data; learner never imports rollout).
 """
@@ -37,8 +37,15 @@ from typing import Any, Protocol
 import torch
 import torch.distributed as dist
 
-from learner.lora import Entry
-from learner.weight_sync import _gathered, _plan_members, iter_buckets, join_group, make_plan, send_buckets
+from vrft.learner.lora import Entry
+from vrft.learner.weight_sync import (
+    _gathered,
+    _plan_members,
+    iter_buckets,
+    join_group,
+    make_plan,
+    send_buckets,
+)
 
 
 class WeightSyncClient(Protocol):

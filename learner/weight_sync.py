@@ -3,7 +3,7 @@
 Wire format (agreed with rollout/weight_sync.py as plain data): a plan is a list of buckets
 `{"dtype": str, "numel": int, "entries": [(name, shape), ...]}`; each bucket travels as one flat
 tensor. Names are the plain transformers model's `named_parameters()` names: with LoRA each entry
-is the merged `W + scaling * B @ A` under the base weight's name (learner.lora). Only tensors that
+is the merged `W + scaling * B @ A` under the base weight's name (vrft.learner.lora). Only tensors that
 training can change are sent; the rest equal what the engines loaded from the same checkpoint.
 Under ZeRO-3 every learner rank takes part in gathering a bucket's parameters (one collective
 gather per bucket, never one per parameter), bucket by bucket, so the full model never sits on
@@ -19,7 +19,7 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
-from learner.lora import Entry
+from vrft.learner.lora import Entry
 
 
 def loopback_interface() -> str:

@@ -23,17 +23,17 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from learner.batch import Sample, collate
-from learner.checkpointing import load_rng, save_rng, weights_only_loads, write_hf_folder, write_meta
-from learner.config import LearnerConfig
-from learner.ds_config import deepspeed_config, lr_lambda, reference_ds_config
-from learner.gpu import release_cached_memory, strict_fp32
-from learner.lora import is_peft, plain_entries
-from learner.model import load_model, load_policy, sequence_logprobs
-from learner.objective import grpo_objective, sequence_kl, sft_objective
-from learner.shared_prompt import agrees, shared_prompt_logprobs, worth_sharing
-from learner.transfer import BucketTransfer, EntrySource, VLLMTransfer
-from learner.weight_sync import iter_tensors, loopback_interface
+from vrft.learner.batch import Sample, collate
+from vrft.learner.checkpointing import load_rng, save_rng, weights_only_loads, write_hf_folder, write_meta
+from vrft.learner.config import LearnerConfig
+from vrft.learner.ds_config import deepspeed_config, lr_lambda, reference_ds_config
+from vrft.learner.gpu import release_cached_memory, strict_fp32
+from vrft.learner.lora import is_peft, plain_entries
+from vrft.learner.model import load_model, load_policy, sequence_logprobs
+from vrft.learner.objective import grpo_objective, sequence_kl, sft_objective
+from vrft.learner.shared_prompt import agrees, shared_prompt_logprobs, worth_sharing
+from vrft.learner.transfer import BucketTransfer, EntrySource, VLLMTransfer
+from vrft.learner.weight_sync import iter_tensors, loopback_interface
 
 ADAPTERS_OFF = "adapters-off"  # the reference is the LoRA policy with its adapters disabled
 
@@ -264,7 +264,7 @@ class LearnerRank:
         """No trained completion may hold a banned token: its log-prob would not be one (the
         normaliser leaves it out) and its gradient would push its logit up without bound. The
         engines never sample one, and the data layer refuses SFT targets that spell one out, so
-        this is an engine that ignored the ban (rollout.processor.banned_token_ids)."""
+        this is an engine that ignored the ban (vrft.rollout.processor.banned_token_ids)."""
         banned = set(self.cfg.banned_token_ids)
         for s in (s for micro in micro_batches for s in micro if s.weight > 0):
             found = banned.intersection(s.completion_ids)

@@ -35,11 +35,11 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from orchestrator.boxes import BOX_TASKS, area_share, gt_boxes, predicted_boxes
-from verifiers._text import answer_or_whole
+from vrft.orchestrator.boxes import BOX_TASKS, area_share, gt_boxes, predicted_boxes
+from vrft.verifiers._text import answer_or_whole
 
 if TYPE_CHECKING:  # config.py imports this module for AlarmThresholds: keep its imports light
-    from orchestrator.records import PromptGroup
+    from vrft.orchestrator.records import PromptGroup
 
 log = logging.getLogger("vrft")
 

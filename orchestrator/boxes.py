@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageDraw, ImageFont
 
-from orchestrator.frames import resized_size
-from verifiers.rewards_detection import FRAME_MAX, parse_detections
-from verifiers.rewards_grounding import parse_grounding_box
+from vrft.orchestrator.frames import resized_size
+from vrft.verifiers.rewards_detection import FRAME_MAX, parse_detections
+from vrft.verifiers.rewards_grounding import parse_grounding_box
 
 BOX_TASKS = ("detection", "grounding")
 GT_COLOUR = (34, 197, 94)  # green: the ground truth

@@ -11,12 +11,12 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from orchestrator.config import TrainConfig
-from orchestrator.data import RowError, RowReader, resolve_frame
-from orchestrator.ground_truth import GroundTruthError, perfect_answer
-from orchestrator.sources import load_rows
-from orchestrator.tasks import TASK_REWARDS, data_tasks, reward_routes
-from verifiers import CompositeReward, RewardSpec, reward_info
+from vrft.orchestrator.config import TrainConfig
+from vrft.orchestrator.data import RowError, RowReader, resolve_frame
+from vrft.orchestrator.ground_truth import GroundTruthError, perfect_answer
+from vrft.orchestrator.sources import load_rows
+from vrft.orchestrator.tasks import TASK_REWARDS, data_tasks, reward_routes
+from vrft.verifiers import CompositeReward, RewardSpec, reward_info
 
 
 @dataclass

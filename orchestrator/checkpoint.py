@@ -11,7 +11,7 @@ the previous checkpoint or the new one as what loads, never a partial one: `*.tm
 never loaded (and are cleared by the next write), and if `latest` names a folder that is not there,
 the newest complete `step_N` folder is used instead. `prune_checkpoints` keeps the newest N
 (`run.keep_last`) and never the one `latest` names. No file here is a pickle: state and RNG are
-JSON, the learner's DeepSpeed files are read weights-only (learner.checkpointing).
+JSON, the learner's DeepSpeed files are read weights-only (vrft.learner.checkpointing).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from learner.checkpointing import load_rng, save_rng
+from vrft.learner.checkpointing import load_rng, save_rng
 
 _STEP_DIR = re.compile(r"^step_(\d+)$")
 
@@ -159,7 +159,7 @@ def auto_resume(run_dir: Path) -> bool:
     if ckpt is not None:
         print(f"resume auto: continuing from {ckpt} (step {read_state(ckpt)['step']})", file=sys.stderr)
         return True
-    from orchestrator.tracking import truncate_metrics
+    from vrft.orchestrator.tracking import truncate_metrics
 
     truncate_metrics(run_dir / "metrics.jsonl", 0)
     print(f"resume auto: no complete checkpoint in {run_dir}: starting fresh", file=sys.stderr)

@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from orchestrator.preflight import preflight
+from vrft.orchestrator.preflight import preflight
 
 EPILOG = """examples:
   vrft make-tiny-model runs/assets/model --size small
@@ -35,7 +35,7 @@ def _run_dir(cfg, explicit: str | None) -> Path:
 
 
 def _load(args) -> tuple:
-    from orchestrator.config import ConfigError, load_config
+    from vrft.orchestrator.config import ConfigError, load_config
 
     try:
         if args.resume and args.resume != "auto":
@@ -53,7 +53,7 @@ def _load(args) -> tuple:
         raise SystemExit(f"vrft: error: {err}") from None
     preflight(cfg)
     if cfg.run.resume == "auto":
-        from orchestrator.checkpoint import auto_resume
+        from vrft.orchestrator.checkpoint import auto_resume
 
         args.resume = str(run_dir) if auto_resume(run_dir) else None
     return cfg, run_dir
@@ -67,15 +67,15 @@ def cmd_train(args) -> int:
             raise SystemExit("vrft: error: sft.steps is 0: nothing to do")
     import ray
 
-    from orchestrator.cluster import start_ray_while_importing
-    from orchestrator.faults import RunStopped
-    from orchestrator.layout import cpu_layout
+    from vrft.orchestrator.cluster import start_ray_while_importing
+    from vrft.orchestrator.faults import RunStopped
+    from vrft.orchestrator.layout import cpu_layout
 
     print(f"run dir: {run_dir}", file=sys.stderr)
     # The inputs passed preflight: Ray starts now, sized for the layout the run will use, while
     # another thread imports the training loop (the two overlap: docs/measurements.md).
-    started_ray = start_ray_while_importing(cpu_layout(cfg)[0], "orchestrator.loop")
-    from orchestrator.loop import train
+    started_ray = start_ray_while_importing(cpu_layout(cfg)[0], "vrft.orchestrator.loop")
+    from vrft.orchestrator.loop import train
 
     try:
         summary = train(cfg, run_dir, resume=bool(args.resume))
@@ -90,14 +90,14 @@ def cmd_train(args) -> int:
     else:
         print("DEMO accuracy_first20={accuracy_first20:.4f} accuracy_last20={accuracy_last20:.4f} "
               "minutes={minutes:.2f}".format(**summary))
-        from orchestrator.cli_report import end_of_run
+        from vrft.orchestrator.cli_report import end_of_run
 
         print(end_of_run(cfg, run_dir), file=sys.stderr)  # the report, and where everything is
     return 0
 
 
 def cmd_make_tiny_model(args) -> int:
-    from orchestrator.assets.tiny_model import make_tiny_model
+    from vrft.orchestrator.assets.tiny_model import make_tiny_model
 
     out = make_tiny_model(args.out, arch=args.arch, size=args.size, seed=args.seed)
     print(out)
@@ -105,7 +105,7 @@ def cmd_make_tiny_model(args) -> int:
 
 
 def cmd_make_synthetic_data(args) -> int:
-    from orchestrator.assets.synthetic import make_synthetic_data
+    from vrft.orchestrator.assets.synthetic import make_synthetic_data
 
     out = make_synthetic_data(args.out, task=args.task, n=args.n, seed=args.seed,
                               n_corrupt=args.n_corrupt, image_size=args.image_size)
@@ -114,7 +114,7 @@ def cmd_make_synthetic_data(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from orchestrator.export import export_checkpoint, learner_dir
+    from vrft.orchestrator.export import export_checkpoint, learner_dir
 
     if not (learner_dir(Path(args.checkpoint)) / "vrft_learner.json").is_file():
         raise SystemExit(f"vrft: error: {args.checkpoint} is not a run checkpoint "
@@ -168,10 +168,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-size", type=int, default=56)
     p.set_defaults(func=cmd_make_synthetic_data)
 
-    from orchestrator.cli_data import add_data_commands
-    from orchestrator.cli_eval import add_eval_command
-    from orchestrator.cli_report import add_report_command
-    from orchestrator.cli_reproduce import add_reproduce_command
+    from vrft.orchestrator.cli_data import add_data_commands
+    from vrft.orchestrator.cli_eval import add_eval_command
+    from vrft.orchestrator.cli_report import add_report_command
+    from vrft.orchestrator.cli_reproduce import add_reproduce_command
 
     add_data_commands(sub)
     add_eval_command(sub)
@@ -193,12 +193,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
-    from orchestrator.startup import check_startup
+    from vrft.orchestrator.startup import check_startup
 
     check_startup()  # before anything imports DeepSpeed: its build cache, and a stale build lock
     # `ray job stop` sends SIGTERM: unwind through the same clean shutdown as Ctrl-C.
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
-    from orchestrator.faults import RunStopped
+    from vrft.orchestrator.faults import RunStopped
 
     try:
         return args.func(args)

@@ -13,8 +13,8 @@ PREPARE_EPILOG = """examples:
 
 
 def cmd_check_data(args) -> int:
-    from orchestrator.check_data import check_rows, format_table
-    from orchestrator.preflight import load_run_config, processor_if_needed
+    from vrft.orchestrator.check_data import check_rows, format_table
+    from vrft.orchestrator.preflight import load_run_config, processor_if_needed
 
     cfg = load_run_config(args.config, args.overrides)
     try:
@@ -29,7 +29,7 @@ def cmd_check_data(args) -> int:
 
 
 def cmd_prepare_data(args) -> int:
-    from orchestrator import prepare
+    from vrft.orchestrator import prepare
 
     try:
         if args.mode == "k-shot":

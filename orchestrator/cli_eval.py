@@ -36,7 +36,7 @@ def _model_folder(model: str, workdir: Path, trust_remote_code: bool) -> str:
         if _HUB_ID.match(model):
             return model
         raise _fail(f"--model not found: {model}")
-    from orchestrator.export import export_checkpoint, learner_dir
+    from vrft.orchestrator.export import export_checkpoint, learner_dir
 
     if (learner_dir(path) / "vrft_learner.json").is_file():
         out = workdir / "model"
@@ -46,7 +46,7 @@ def _model_folder(model: str, workdir: Path, trust_remote_code: bool) -> str:
 
 
 def _eval_config(args, model: str):
-    from orchestrator.config import TrainConfig
+    from vrft.orchestrator.config import TrainConfig
 
     b_max = args.benchmark_max_pixels
     return TrainConfig.model_validate({
@@ -63,8 +63,8 @@ def _eval_config(args, model: str):
 
 
 def cmd_eval(args) -> int:
-    from orchestrator.evaluation import format_report, load_eval_set, read_predictions, write_outputs
-    from verifiers.benchmarks import get_benchmark, score_report
+    from vrft.orchestrator.evaluation import format_report, load_eval_set, read_predictions, write_outputs
+    from vrft.verifiers.benchmarks import get_benchmark, score_report
 
     try:
         bench = get_benchmark(args.benchmark)
@@ -106,10 +106,10 @@ def cmd_eval(args) -> int:
 def _run(cfg, eval_set, args):
     import ray
 
-    from orchestrator.cluster import start_ray
-    from orchestrator.evaluation import generate, score
-    from orchestrator.session import start_rollout
-    from rollout.processor import load_processor
+    from vrft.orchestrator.cluster import start_ray
+    from vrft.orchestrator.evaluation import generate, score
+    from vrft.orchestrator.session import start_rollout
+    from vrft.rollout.processor import load_processor
 
     processor = load_processor(cfg.model.path, cfg.model.min_pixels, cfg.model.max_pixels,
                                cfg.model.trust_remote_code)
@@ -128,11 +128,11 @@ def _run(cfg, eval_set, args):
         if started and ray.is_initialized():
             ray.shutdown()
     if args.sam:
-        from orchestrator.evaluation import add_sam_masks
+        from vrft.orchestrator.evaluation import add_sam_masks
 
         records, _ = score(eval_set, completions)
         add_sam_masks(eval_set, records, args.sam)
-        from verifiers.benchmarks import score_report
+        from vrft.verifiers.benchmarks import score_report
 
         report = score_report(eval_set.benchmark.name, records, eval_set.ground_truth)
     else:
@@ -145,7 +145,7 @@ def _run(cfg, eval_set, args):
 
 
 def add_eval_command(sub) -> None:
-    from verifiers.benchmarks import list_benchmarks
+    from vrft.verifiers.benchmarks import list_benchmarks
 
     p = sub.add_parser("eval", help="evaluate a model on a paper benchmark, or rescore saved predictions",
                        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG)

@@ -18,8 +18,8 @@ LAST = 5  # steps the final reward is averaged over: one step's mean over a few 
 def run_summary(run_dir: Path, report: Path | None = None) -> str:
     """A few lines: steps, the best value of each eval metric, the final reward per task, and where
     the report and the records are."""
-    from orchestrator.report import series, tasks_of
-    from orchestrator.rollout_log import read_history, rollouts_dir
+    from vrft.orchestrator.report import series, tasks_of
+    from vrft.orchestrator.rollout_log import read_history, rollouts_dir
 
     run_dir = Path(run_dir)
     history = read_history(run_dir)
@@ -61,7 +61,7 @@ def end_of_run(cfg, run_dir: Path) -> str:
     report = None
     if cfg.logging.report:
         try:
-            from orchestrator.report import build_report
+            from vrft.orchestrator.report import build_report
 
             report = build_report(run_dir)
         except Exception as err:  # noqa: BLE001 - never turn a finished run into a failure
@@ -70,7 +70,7 @@ def end_of_run(cfg, run_dir: Path) -> str:
 
 
 def cmd_report(args) -> int:
-    from orchestrator.report import build_report
+    from vrft.orchestrator.report import build_report
 
     run_dir = Path(args.run_dir)
     if not (run_dir / "metrics.jsonl").is_file() and not (run_dir / "rollouts").is_dir():

@@ -6,8 +6,8 @@ import argparse
 import time
 from pathlib import Path
 
-from orchestrator.cli_data import add_data_commands
-from orchestrator.cli_eval import add_eval_command
+from vrft.orchestrator.cli_data import add_data_commands
+from vrft.orchestrator.cli_eval import add_eval_command
 
 EPILOG = """examples:
   vrft reproduce --list
@@ -26,9 +26,9 @@ def run_command(add_commands, argv: list[str]) -> int:
 
 
 def cmd_reproduce(args) -> int:
-    from orchestrator.placement import gpus_needed
-    from orchestrator.preflight import load_run_config, preflight
-    from orchestrator.reproduce import check_gpus, list_recipes, plan, recipe_file, report
+    from vrft.orchestrator.placement import gpus_needed
+    from vrft.orchestrator.preflight import load_run_config, preflight
+    from vrft.orchestrator.reproduce import check_gpus, list_recipes, plan, recipe_file, report
 
     if args.list or not args.name:
         print("\n".join(list_recipes()))
@@ -68,7 +68,7 @@ def cmd_reproduce(args) -> int:
             if step.kind == "sft" and cfg.recipe.kind == "sft_rft":
                 continue  # one `train` call runs both phases
             preflight(cfg)
-            from orchestrator.loop import train
+            from vrft.orchestrator.loop import train
 
             phase = cfg if step.kind == "train" else cfg.model_copy(update={"run": cfg.run.model_copy(update={"steps": 0})})
             train(phase, run_dir)

@@ -15,8 +15,8 @@ import time
 
 import ray
 
-from orchestrator.config import TrainConfig
-from orchestrator.placement import cpus_needed, shortfall
+from vrft.orchestrator.config import TrainConfig
+from vrft.orchestrator.placement import cpus_needed, shortfall
 
 log = logging.getLogger("vrft")
 

@@ -10,14 +10,14 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from learner.config import LearnerConfig
-from orchestrator.alarms import AlarmThresholds
-from orchestrator.config_checks import raw_problem
-from orchestrator.tasks import ALIASES, TASK_REWARDS
-from orchestrator.templates import template_names
-from rollout.config import RolloutConfig
-from verifiers import RewardSpec
-from verifiers.benchmarks import get_benchmark
+from vrft.learner.config import LearnerConfig
+from vrft.orchestrator.alarms import AlarmThresholds
+from vrft.orchestrator.config_checks import raw_problem
+from vrft.orchestrator.tasks import ALIASES, TASK_REWARDS
+from vrft.orchestrator.templates import template_names
+from vrft.rollout.config import RolloutConfig
+from vrft.verifiers import RewardSpec
+from vrft.verifiers.benchmarks import get_benchmark
 
 
 class _Strict(BaseModel):

@@ -22,15 +22,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from orchestrator.config import TrainConfig
-from orchestrator.frames import answer_frame, box_to_frame, boxes_to_frame, model_family, resized_size
-from orchestrator.ground_truth import GroundTruthError, answer_text, parse_ground_truth
-from orchestrator.records import PromptItem
-from orchestrator.sources import decode_image, load_rows
-from orchestrator.tasks import ALIASES, TASK_REWARDS, task_key
-from orchestrator.templates import render_prompt, sft_target
-from rollout.inputs import build_prompt_inputs
-from rollout.processor import placeholder_in_text
+from vrft.orchestrator.config import TrainConfig
+from vrft.orchestrator.frames import answer_frame, box_to_frame, boxes_to_frame, model_family, resized_size
+from vrft.orchestrator.ground_truth import GroundTruthError, answer_text, parse_ground_truth
+from vrft.orchestrator.records import PromptItem
+from vrft.orchestrator.sources import decode_image, load_rows
+from vrft.orchestrator.tasks import ALIASES, TASK_REWARDS, task_key
+from vrft.orchestrator.templates import render_prompt, sft_target
+from vrft.rollout.inputs import build_prompt_inputs
+from vrft.rollout.processor import placeholder_in_text
 
 log = logging.getLogger("vrft")
 _ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)

@@ -6,7 +6,7 @@ evaluation between training steps.
     records, report = score(eval_set, completions)   # predictions.jsonl lines, metrics beside the paper
 
 An `EvalSet` is the benchmark's queries (prompt text, images, the item's ground truth) and the
-ground truth in the form `verifiers.benchmarks.rescore` takes. The benchmark fixes the protocol:
+ground truth in the form `vrft.verifiers.benchmarks.rescore` takes. The benchmark fixes the protocol:
 prompt template, R1 system prompt, decoding (greedy for Visual-RFT; T 0.1, top-p 0.9, top-k 50, 768
 tokens for Reason-RFT), image resolution, answer parsing and metric (verifiers/benchmarks.py).
 """
@@ -23,12 +23,12 @@ from typing import Any
 import ray
 from tqdm import tqdm
 
-from orchestrator.ground_truth import GroundTruthError, parse_grounding
-from orchestrator.sources import decode_image, load_rows
-from orchestrator.templates import render_prompt
-from rollout.engine import SamplingParams
-from rollout.inputs import build_prompt_inputs
-from verifiers.benchmarks import (
+from vrft.orchestrator.ground_truth import GroundTruthError, parse_grounding
+from vrft.orchestrator.sources import decode_image, load_rows
+from vrft.orchestrator.templates import render_prompt
+from vrft.rollout.engine import SamplingParams
+from vrft.rollout.inputs import build_prompt_inputs
+from vrft.verifiers.benchmarks import (
     R1_SYSTEM_PROMPT,
     Benchmark,
     benchmark_queries,
@@ -36,7 +36,7 @@ from verifiers.benchmarks import (
     prediction_record,
     score_report,
 )
-from verifiers.eval_detection import load_ground_truth
+from vrft.verifiers.eval_detection import load_ground_truth
 
 # The prompt each Reason-RFT benchmark wraps its question in (the RL/CoT templates; papers.md §2.5).
 BENCHMARK_TEMPLATES = {
@@ -67,7 +67,7 @@ class EvalSet:
 
 
 def _text_answer(row: dict, where: str) -> str:
-    from verifiers._text import extract_answer
+    from vrft.verifiers._text import extract_answer
 
     for name in ("answer", "solution", "label"):
         value = row.get(name)
@@ -125,7 +125,7 @@ def _lisa_truth(row: dict, where: str) -> dict:
 def add_sam_masks(eval_set: EvalSet, records: list[dict], sam_path: str) -> None:
     """LISA gIoU/cIoU as the paper: each predicted box prompts SAM (single-mask output), the mask is
     stored in the record as RLE (orchestrator/sam_masks.py)."""
-    from orchestrator.sam_masks import BoxMasker, add_masks, paper_box
+    from vrft.orchestrator.sam_masks import BoxMasker, add_masks, paper_box
 
     images = [decode_image(q.images[0]) for q in eval_set.queries]
     ok = [i for i, img in enumerate(images) if img is not None]  # an undecodable one keeps no mask

@@ -55,7 +55,7 @@ def _check_names(state: dict, model_path: str, config, trust_remote_code: bool) 
     """The names must be exactly the plain model's, or from_pretrained would drop or re-init weights."""
     import torch
 
-    from learner.model import model_class
+    from vrft.learner.model import model_class
 
     cls = model_class(model_path, trust_remote_code)
     with torch.device("meta"):  # names only: no memory, no initialisation
@@ -74,9 +74,9 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, dtype: str = "aut
     import torch
     from transformers import AutoConfig, GenerationConfig
 
-    from learner.checkpoint_layout import to_checkpoint_layout
-    from learner.checkpointing import consolidated_state_dict, read_meta, write_hf_folder
-    from learner.lora import merge_state_dict
+    from vrft.learner.checkpoint_layout import to_checkpoint_layout
+    from vrft.learner.checkpointing import consolidated_state_dict, read_meta, write_hf_folder
+    from vrft.learner.lora import merge_state_dict
 
     dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
     source, out = learner_dir(Path(checkpoint)), Path(out)

@@ -54,7 +54,7 @@ def describe(err: BaseException) -> str:
     """The one line for an error that ends a run: which actor, and why."""
     from ray.exceptions import RayError
 
-    from learner.group import RankFailed
+    from vrft.learner.group import RankFailed
 
     if isinstance(err, RunStopped):
         return str(err)

@@ -19,7 +19,7 @@ every completion and only shows up as a `verifier/errors` count):
 An explicit `ground_truth` column (a dict or a JSON string) wins over all of these; for the paper
 tasks it is still checked, so a malformed box fails here and not as a reward of 0.
 
-Boxes are xyxy in the 0–1000 frame (Visual-RFT's Qwen2-VL convention); `orchestrator.frames`
+Boxes are xyxy in the 0–1000 frame (Visual-RFT's Qwen2-VL convention); `vrft.orchestrator.frames`
 converts them for models that answer in another frame. Two normalisations keep every row's maximum
 reachable, because the rewards de-duplicate predictions and cannot match a zero-area box: duplicate
 ground-truth boxes are dropped (first kept), and a zero-area detection box is an error.
@@ -33,9 +33,9 @@ import math
 import re
 from typing import Any
 
-from orchestrator.tasks import ALIASES, TASK_REWARDS
-from verifiers._text import extract_answer
-from verifiers.rewards_spatial import extract_items
+from vrft.orchestrator.tasks import ALIASES, TASK_REWARDS
+from vrft.verifiers._text import extract_answer
+from vrft.verifiers.rewards_spatial import extract_items
 
 TASKS = tuple(TASK_REWARDS)
 

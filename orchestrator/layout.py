@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 
-from orchestrator.config import TrainConfig
+from vrft.orchestrator.config import TrainConfig
 
 
 def uses_cpu_layout(cfg: TrainConfig) -> bool:

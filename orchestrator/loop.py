@@ -17,9 +17,9 @@ from pathlib import Path
 import yaml
 from ray.exceptions import RayError
 
-from learner import TrainBatch
-from learner.group import RankFailed
-from orchestrator.checkpoint import (
+from vrft.learner import TrainBatch
+from vrft.learner.group import RankFailed
+from vrft.orchestrator.checkpoint import (
     has_checkpoint,
     latest_checkpoint,
     prune_checkpoints,
@@ -28,28 +28,28 @@ from orchestrator.checkpoint import (
     write_checkpoint,
     write_text_atomic,
 )
-from orchestrator.cluster import start_ray
-from orchestrator.config import TrainConfig
-from orchestrator.data import PromptSource
-from orchestrator.faults import RunStopped, describe
-from orchestrator.layout import cpu_layout
-from orchestrator.parity import ParityWatch
-from orchestrator.placement import place
-from orchestrator.records import to_sample
-from orchestrator.rollout_log import Observer
-from orchestrator.schedule import LaunchSchedule
-from orchestrator.session import (
+from vrft.orchestrator.cluster import start_ray
+from vrft.orchestrator.config import TrainConfig
+from vrft.orchestrator.data import PromptSource
+from vrft.orchestrator.faults import RunStopped, describe
+from vrft.orchestrator.layout import cpu_layout
+from vrft.orchestrator.parity import ParityWatch
+from vrft.orchestrator.placement import place
+from vrft.orchestrator.records import to_sample
+from vrft.orchestrator.rollout_log import Observer
+from vrft.orchestrator.schedule import LaunchSchedule
+from vrft.orchestrator.session import (
     connect_weight_sync,
     shutdown,
     start_actors,
     start_learner,
     sync_weights,
 )
-from orchestrator.step import PendingRollout, grpo_step, launch_rollout
-from orchestrator.tasks import accuracy_component, data_tasks, reward_routes
-from orchestrator.tracking import Tracker, truncate_metrics
-from orchestrator.train_eval import BestCheckpoint, eval_due, evaluate, load_eval_sets, mark_best
-from rollout.processor import banned_token_ids, load_processor
+from vrft.orchestrator.step import PendingRollout, grpo_step, launch_rollout
+from vrft.orchestrator.tasks import accuracy_component, data_tasks, reward_routes
+from vrft.orchestrator.tracking import Tracker, truncate_metrics
+from vrft.orchestrator.train_eval import BestCheckpoint, eval_due, evaluate, load_eval_sets, mark_best
+from vrft.rollout.processor import banned_token_ids, load_processor
 
 log = logging.getLogger("vrft")
 

@@ -33,11 +33,11 @@ import logging
 import ray
 import torch
 
-from orchestrator.alarms import AlarmThresholds
-from orchestrator.config import TrainConfig
-from orchestrator.faults import RunStopped
-from orchestrator.records import PromptGroup, PromptItem, to_sample
-from orchestrator.session import logprob_temperature
+from vrft.orchestrator.alarms import AlarmThresholds
+from vrft.orchestrator.config import TrainConfig
+from vrft.orchestrator.faults import RunStopped
+from vrft.orchestrator.records import PromptGroup, PromptItem, to_sample
+from vrft.orchestrator.session import logprob_temperature
 
 log = logging.getLogger("vrft")
 

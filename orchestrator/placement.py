@@ -15,7 +15,7 @@ import ray
 from ray.util.placement_group import placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-from orchestrator.config import TrainConfig
+from vrft.orchestrator.config import TrainConfig
 
 
 @dataclass

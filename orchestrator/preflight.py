@@ -13,7 +13,7 @@ _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
 def load_run_config(path: str, overrides: list[str]):
     """A config, or one line and a non-zero exit (no preflight: `vrft check-data` reports the data)."""
-    from orchestrator.config import ConfigError, load_config
+    from vrft.orchestrator.config import ConfigError, load_config
 
     try:
         return load_config(path, overrides)
@@ -23,11 +23,11 @@ def load_run_config(path: str, overrides: list[str]):
 
 def processor_if_needed(cfg):
     """The processor, only when boxes are converted to the resized image's pixels (Qwen2.5-VL)."""
-    from orchestrator.data import resolve_frame
+    from vrft.orchestrator.data import resolve_frame
 
     if resolve_frame(cfg) != "resized_pixels":
         return None
-    from rollout.processor import load_processor
+    from vrft.rollout.processor import load_processor
 
     return load_processor(cfg.model.path, cfg.model.min_pixels, cfg.model.max_pixels, cfg.model.trust_remote_code)
 
@@ -35,7 +35,7 @@ def processor_if_needed(cfg):
 def data_preflight(cfg, limit: int) -> None:
     """`vrft train`: load the data as the run will and check its first `limit` rows; one line and a
     non-zero exit on any problem."""
-    from orchestrator.check_data import check_rows, first_failure
+    from vrft.orchestrator.check_data import check_rows, first_failure
 
     try:
         reports = check_rows(cfg, processor_if_needed(cfg), limit=max(1, limit))
@@ -58,7 +58,7 @@ def _check_source(kind: str, path: str, hub_ok: bool) -> None:
 
 def preflight(cfg) -> None:
     _check_source("model.path", cfg.model.path, hub_ok=True)
-    from verifiers import CompositeReward  # validates reward names and options
+    from vrft.verifiers import CompositeReward  # validates reward names and options
 
     for task, specs in (cfg.rewards.items() if isinstance(cfg.rewards, dict) else [("", cfg.rewards)]):
         if not specs and not task:
@@ -68,7 +68,7 @@ def preflight(cfg) -> None:
         except (ValueError, ImportError, TypeError) as err:
             where = f"rewards.{task}" if task else "rewards"
             raise SystemExit(f"vrft: error: {where}: {str(err).splitlines()[0]}") from None
-    from orchestrator.placement import check_placement
+    from vrft.orchestrator.placement import check_placement
 
     try:
         check_placement(cfg)
@@ -82,7 +82,7 @@ def preflight(cfg) -> None:
                              "(pip install 'vrft[vllm]' on a GPU machine)") from None
     data_preflight(cfg, cfg.data.check_rows)  # reads the data as the run will: seconds, not a crash later
     if cfg.eval.benchmarks:
-        from orchestrator.train_eval import load_eval_sets
+        from vrft.orchestrator.train_eval import load_eval_sets
 
         try:
             load_eval_sets(cfg)

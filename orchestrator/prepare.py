@@ -31,9 +31,9 @@ from typing import Any
 import datasets
 from PIL import Image
 
-from orchestrator.ground_truth import GroundTruthError, parse_ground_truth
-from orchestrator.sources import load_rows
-from orchestrator.templates import render_prompt
+from vrft.orchestrator.ground_truth import GroundTruthError, parse_ground_truth
+from vrft.orchestrator.sources import load_rows
+from vrft.orchestrator.templates import render_prompt
 
 VIRFT_FEATURES = datasets.Features(
     {"image": datasets.Image(), "problem": datasets.Value("string"), "solution": datasets.Value("string")}

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from learner import Sample
-from rollout.engine import Completion
-from rollout.inputs import PromptInputs
+from vrft.learner import Sample
+from vrft.rollout.engine import Completion
+from vrft.rollout.inputs import PromptInputs
 
 
 @dataclass

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import yaml
 
-from orchestrator.alarms import TWO_SIDED, AlarmThresholds, crossed
-from orchestrator.report_page import PAGE, SCRIPT, STYLE
-from orchestrator.rollout_log import load_records, read_history, rollouts_dir
+from vrft.orchestrator.alarms import TWO_SIDED, AlarmThresholds, crossed
+from vrft.orchestrator.report_page import PAGE, SCRIPT, STYLE
+from vrft.orchestrator.rollout_log import load_records, read_history, rollouts_dir
 
 PHASES = ("time/rollout", "time/verify", "time/learn", "time/sync", "time/eval")
 SHARES = ("empty_answer", "multi_class", "format_only", "tags_in_answer", "full_image_boxes", "truncated")

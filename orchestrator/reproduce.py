@@ -18,7 +18,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrator.config import TrainConfig
+from vrft.orchestrator.config import TrainConfig
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 

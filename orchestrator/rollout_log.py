@@ -26,8 +26,8 @@ import re
 import shutil
 from pathlib import Path
 
-from orchestrator.alarms import AlarmWatch
-from orchestrator.boxes import (
+from vrft.orchestrator.alarms import AlarmWatch
+from vrft.orchestrator.boxes import (
     draw_boxes,
     frame_extent,
     gt_boxes,
@@ -36,7 +36,7 @@ from orchestrator.boxes import (
     thumbnail,
     wandb_boxes,
 )
-from orchestrator.records import PromptGroup, PromptItem
+from vrft.orchestrator.records import PromptGroup, PromptItem
 
 log = logging.getLogger("vrft")
 _STEP_FILE = re.compile(r"^step_(\d{6,})(\.parquet)?$")

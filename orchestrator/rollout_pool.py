@@ -31,13 +31,13 @@ import time
 import ray
 from ray.exceptions import RayActorError, RayError
 
-from learner.group import RankFailed
-from orchestrator.config import TrainConfig
-from orchestrator.faults import RunStopped, describe, reason, wait_started
-from rollout.client import UpdateFailed, WorkerClient
-from rollout.engine import SamplingParams
-from rollout.inputs import PromptInputs
-from rollout.worker import RolloutWorker
+from vrft.learner.group import RankFailed
+from vrft.orchestrator.config import TrainConfig
+from vrft.orchestrator.faults import RunStopped, describe, reason, wait_started
+from vrft.rollout.client import UpdateFailed, WorkerClient
+from vrft.rollout.engine import SamplingParams
+from vrft.rollout.inputs import PromptInputs
+from vrft.rollout.worker import RolloutWorker
 
 log = logging.getLogger("vrft")
 

@@ -6,7 +6,7 @@ IoU after turning that box into a mask with SAM ViT-H (`lisa_evaluation/box2mask
 with the transformers port of SAM (`SamModel` + `SamProcessor`, e.g. a local copy of
 `facebook/sam-vit-huge`) instead of the `segment_anything` package, so the project needs no extra
 dependency and no remote code. Its output goes into prediction records as COCO RLE under ``"mask"``,
-which `verifiers.benchmarks._score_lisa` feeds to `verifiers.eval_tasks.mask_metrics`.
+which `vrft.verifiers.benchmarks._score_lisa` feeds to `vrft.verifiers.eval_tasks.mask_metrics`.
 
 What box2mask.py does, and what is kept here (read from a public copy of the release,
 wangzhifengharrison/visual_rft_zw@ca4e501; papers.md does not say):
@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from verifiers.eval_tasks import lisa_box, mask_to_rle
+from vrft.verifiers.eval_tasks import lisa_box, mask_to_rle
 
 Box = Sequence[float]
 

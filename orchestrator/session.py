@@ -9,13 +9,13 @@ from dataclasses import dataclass
 
 import ray
 
-from learner import LearnerGroup
-from learner.config import LearnerConfig
-from orchestrator.config import TrainConfig
-from orchestrator.faults import RunStopped, wait_started
-from orchestrator.rollout_pool import RolloutWorkers, sync_backend
-from rollout.vllm_inputs import vllm_weight_prefixes
-from verifiers import RewardSpec, VerifierPool
+from vrft.learner import LearnerGroup
+from vrft.learner.config import LearnerConfig
+from vrft.orchestrator.config import TrainConfig
+from vrft.orchestrator.faults import RunStopped, wait_started
+from vrft.orchestrator.rollout_pool import RolloutWorkers, sync_backend
+from vrft.rollout.vllm_inputs import vllm_weight_prefixes
+from vrft.verifiers import RewardSpec, VerifierPool
 
 log = logging.getLogger("vrft")
 

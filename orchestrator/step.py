@@ -17,14 +17,14 @@ from dataclasses import dataclass
 import ray
 import torch
 
-from learner import TrainBatch
-from learner.algorithms import dynamic_sampling_mask, overlong_penalty
-from orchestrator.config import TrainConfig
-from orchestrator.parity import incomparable, parity_metrics
-from orchestrator.records import PromptGroup, PromptItem, ScoredCompletion, to_sample
-from orchestrator.schedule import check_staleness
-from orchestrator.session import Actors, sync_weights
-from rollout.engine import SamplingParams
+from vrft.learner import TrainBatch
+from vrft.learner.algorithms import dynamic_sampling_mask, overlong_penalty
+from vrft.orchestrator.config import TrainConfig
+from vrft.orchestrator.parity import incomparable, parity_metrics
+from vrft.orchestrator.records import PromptGroup, PromptItem, ScoredCompletion, to_sample
+from vrft.orchestrator.schedule import check_staleness
+from vrft.orchestrator.session import Actors, sync_weights
+from vrft.rollout.engine import SamplingParams
 
 
 def sampling_for(cfg: TrainConfig, seed: int) -> SamplingParams:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from verifiers import RewardSpec
+from vrft.verifiers import RewardSpec
 
 # The papers' compositions (papers.md §1.3: R = R_IoU + R_conf + R_format for detection; §2.4:
 # accuracy + format with equal weights for Reason-RFT).

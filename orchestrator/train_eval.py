@@ -15,8 +15,8 @@ import math
 import os
 from pathlib import Path
 
-from orchestrator.config import TrainConfig
-from orchestrator.evaluation import EvalSet, generate, load_eval_set, score
+from vrft.orchestrator.config import TrainConfig
+from vrft.orchestrator.evaluation import EvalSet, generate, load_eval_set, score
 
 
 def load_eval_sets(cfg: TrainConfig) -> list[EvalSet]:

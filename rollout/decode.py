@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import torch
 from transformers.cache_utils import DynamicCache, DynamicLayer
 
-from rollout.engine import SamplingParams
+from vrft.rollout.engine import SamplingParams
 
 COMPACT_AT = 0.75  # drop finished rows once at most this share of the running rows is still running
 

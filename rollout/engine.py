@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from rollout.inputs import PromptInputs
+from vrft.rollout.inputs import PromptInputs
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ class Completion:
 
 class Engine(Protocol):
     """What `RolloutWorker` calls. Weight sync is the engine's own business: the transformers engine
-    receives buckets in its own process (`rollout.weight_sync.WeightReceiver`), vLLM in its workers
+    receives buckets in its own process (`vrft.rollout.weight_sync.WeightReceiver`), vLLM in its workers
     through vLLM's weight-transfer engines (rollout/vllm_engine.py)."""
     policy_version: int
     sync_world_size: int  # ranks this engine takes in the weight-sync group (vLLM: one per TP worker)

@@ -11,11 +11,11 @@ from __future__ import annotations
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText, AutoTokenizer
 
-from rollout.decode import decode
-from rollout.engine import Completion, SamplingParams
-from rollout.inputs import PromptInputs, collate_prompts
-from rollout.processor import banned_token_ids
-from rollout.weight_sync import WeightReceiver
+from vrft.rollout.decode import decode
+from vrft.rollout.engine import Completion, SamplingParams
+from vrft.rollout.inputs import PromptInputs, collate_prompts
+from vrft.rollout.processor import banned_token_ids
+from vrft.rollout.weight_sync import WeightReceiver
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 # Model types the engine's own sampling loop (rollout/decode.py) continues with generate()'s positions
@@ -50,7 +50,7 @@ class TransformersEngine:
         pad = self.tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else next(iter(self.eos_ids))
         # Never sampled, and out of every log-prob's normaliser (as in vLLM and the learner): a
-        # sampled vision token breaks re-scoring the sequence (rollout.processor.banned_token_ids).
+        # sampled vision token breaks re-scoring the sequence (vrft.rollout.processor.banned_token_ids).
         self.suppress = banned_token_ids(self.tokenizer)
         self.max_batch_size = max_batch_size
         self.policy_version = 0

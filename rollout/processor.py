@@ -21,7 +21,7 @@ from transformers.models.qwen2_vl.processing_qwen2_vl import Qwen2VLProcessor
 from transformers.processing_utils import ProcessorMixin
 from transformers.utils import cached_file
 
-from rollout.families import family_of
+from vrft.rollout.families import family_of
 
 # The Qwen2-VL chat format: a default system turn when none is given, images as
 # <|vision_start|><|image_pad|><|vision_end|> (expanded to one pad per merged patch by the

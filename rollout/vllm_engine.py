@@ -34,14 +34,14 @@ from typing import Any
 import torch
 from transformers import AutoConfig, AutoTokenizer, GenerationConfig
 
-from rollout.engine import Completion, SamplingParams
-from rollout.inputs import PromptInputs
-from rollout.processor import banned_token_ids
-from rollout.vllm_inputs import build_request, multimodal_engine_args, sampling_kwargs, score_kwargs
+from vrft.rollout.engine import Completion, SamplingParams
+from vrft.rollout.inputs import PromptInputs
+from vrft.rollout.processor import banned_token_ids
+from vrft.rollout.vllm_inputs import build_request, multimodal_engine_args, sampling_kwargs, score_kwargs
 
 log = logging.getLogger(__name__)
 
-WORKER_EXTENSION = "rollout.vllm_worker_ext.WeightSyncExtension"
+WORKER_EXTENSION = "vrft.rollout.vllm_worker_ext.WeightSyncExtension"
 # vrft's transport name -> vLLM's weight-transfer engine: vLLM's own on CUDA; on CPU vrft's gloo
 # engine, registered in vLLM's factory by rollout/vllm_worker_ext.py (imported in every worker).
 TRANSFER_BACKENDS = {"nccl": "nccl", "ipc": "ipc", "gloo": "vrft_gloo"}
@@ -132,7 +132,7 @@ class VLLMEngine:
         self.stop_ids = _eos_ids(model_path, self.tokenizer, trust_remote_code)
         self.image_token_id = getattr(config, "image_token_id", None) if self.is_vlm else None
         # Never sampled (a logit bias of -inf) and out of every log-prob's normaliser, as in the
-        # transformers engine and the learner: the one shared set (rollout.processor.banned_token_ids).
+        # transformers engine and the learner: the one shared set (vrft.rollout.processor.banned_token_ids).
         self.suppress = banned_token_ids(self.tokenizer)
 
         args: dict[str, Any] = dict(

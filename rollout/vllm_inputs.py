@@ -21,9 +21,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from rollout.engine import SamplingParams
-from rollout.families import FAMILIES
-from rollout.inputs import PromptInputs
+from vrft.rollout.engine import SamplingParams
+from vrft.rollout.families import FAMILIES
+from vrft.rollout.inputs import PromptInputs
 
 
 def collapse_image_pads(input_ids: list[int], image_token_id: int) -> list[int]:
@@ -91,7 +91,7 @@ def sampling_kwargs(sampling: SamplingParams, stop_token_ids: list[int], seed: i
     `logprobs=0` returns the log-prob of the sampled token only. vLLM gives child sample i of a
     group the seed `seed + i`, so the caller spaces prompts' seeds by n to keep samples distinct.
 
-    Suppressed tokens (`rollout.processor.banned_token_ids`) get a logit bias of -inf: a hard ban.
+    Suppressed tokens (`vrft.rollout.processor.banned_token_ids`) get a logit bias of -inf: a hard ban.
     vLLM 0.32 adds the bias to the logits (V1 `LogitBiasLogitsProcessor`, V2 `_bias_kernel`) before
     temperature and top-k/top-p, without clamping when `SamplingParams` is built directly (only
     `SamplingParams.from_optional`, the OpenAI server's path, clamps to ±100). So the token's

@@ -30,8 +30,8 @@ from vllm.distributed.weight_transfer.base import (
 )
 from vllm.distributed.weight_transfer.factory import WeightTransferEngineFactory
 
-from rollout.vllm_inputs import weight_name_mapper
-from rollout.weight_sync import join_group, unpack_bucket
+from vrft.rollout.vllm_inputs import weight_name_mapper
+from vrft.rollout.weight_sync import join_group, unpack_bucket
 
 GLOO_BACKEND = "vrft_gloo"
 

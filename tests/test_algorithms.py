@@ -1,4 +1,4 @@
-"""Unit tests of learner.algorithms against values computed by hand on small tensors."""
+"""Unit tests of vrft.learner.algorithms against values computed by hand on small tensors."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-import learner.algorithms as alg
-from learner.algorithms import (
+import vrft.learner.algorithms as alg
+from vrft.learner.algorithms import (
     aggregate_loss,
     dynamic_sampling_mask,
     entropy_from_logits,
@@ -25,7 +25,7 @@ from learner.algorithms import (
     truncated_is_weights,
     truncation_mask,
 )
-from learner.losses import _row_views  # internal: checked for not copying the logits
+from vrft.learner.losses import _row_views  # internal: checked for not copying the logits
 
 
 def t(*xs, dtype=torch.float32):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 import benchmarks.async_sim as sim
-from orchestrator.schedule import LaunchSchedule, check_staleness
+from vrft.orchestrator.schedule import LaunchSchedule, check_staleness
 
 EQUAL = sim.Costs(tokens_per_step=1000, gen_s_per_token=1e-3, learn_s_per_token=1e-3, sync_s=0.01)
 

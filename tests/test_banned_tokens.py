@@ -1,4 +1,4 @@
-"""Banned tokens (`rollout.processor.banned_token_ids`): the transformers engine never samples a
+"""Banned tokens (`vrft.rollout.processor.banned_token_ids`): the transformers engine never samples a
 special token other than the emitted ones, even from a model that prefers a vision placeholder by
 200 logits, and the engine's and the learner's log-probs normalise over the same remaining
 vocabulary. (vLLM: tests/vllm/test_banned_tokens.py.)"""
@@ -11,16 +11,16 @@ import pytest
 import torch
 from PIL import Image
 
-from learner import LearnerConfig, Sample
-from learner.algorithms import entropy_from_logits, token_logprobs_from_logits
-from learner.batch import collate
-from learner.model import sequence_logprobs
-from learner.worker import LearnerRank
-from orchestrator.assets.tiny_model import prefer_token
-from rollout.engine import SamplingParams
-from rollout.hf_engine import TransformersEngine, load_causal_model
-from rollout.inputs import build_prompt_inputs, collate_prompts
-from rollout.processor import (
+from vrft.learner import LearnerConfig, Sample
+from vrft.learner.algorithms import entropy_from_logits, token_logprobs_from_logits
+from vrft.learner.batch import collate
+from vrft.learner.model import sequence_logprobs
+from vrft.learner.worker import LearnerRank
+from vrft.orchestrator.assets.tiny_model import prefer_token
+from vrft.rollout.engine import SamplingParams
+from vrft.rollout.hf_engine import TransformersEngine, load_causal_model
+from vrft.rollout.inputs import build_prompt_inputs, collate_prompts
+from vrft.rollout.processor import (
     banned_token_ids,
     load_processor,
     special_token_strings,

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from learner.config import LearnerConfig
-from learner.ds_config import deepspeed_config
+from vrft.learner.config import LearnerConfig
+from vrft.learner.ds_config import deepspeed_config
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -22,8 +22,8 @@ ROOT = Path(__file__).resolve().parent.parent
 CHILD = r"""
 import json, random, sys
 import torch
-from learner.batch import Sample
-from learner.worker import LearnerRank
+from vrft.learner.batch import Sample
+from vrft.learner.worker import LearnerRank
 
 model, stage = sys.argv[1], int(sys.argv[2])
 rank = LearnerRank(0, 1, dict(world_size=1, zero_stage=stage, lr=1e-2, beta=0.0, torch_threads=1,

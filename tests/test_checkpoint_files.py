@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from learner.checkpointing import load_rng, save_rng
-from orchestrator.checkpoint import (
+from vrft.learner.checkpointing import load_rng, save_rng
+from vrft.orchestrator.checkpoint import (
     has_checkpoint,
     latest_checkpoint,
     prune_checkpoints,

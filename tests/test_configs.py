@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.config import load_config
-from orchestrator.placement import check_placement
-from verifiers import CompositeReward
+from vrft.orchestrator.config import load_config
+from vrft.orchestrator.placement import check_placement
+from vrft.verifiers import CompositeReward
 
 # Bases (`_*.yaml`) are completed by the configs that extend them; every other file is a config.
 CONFIGS = sorted(p for p in (Path(__file__).parent.parent / "configs").rglob("*.yaml") if not p.name.startswith("_"))
@@ -33,7 +33,7 @@ def test_config_validates(path):
     elif cfg.rewards:
         CompositeReward(list(cfg.rewards))
     elif cfg.data.task is not None:
-        from orchestrator.tasks import default_rewards
+        from vrft.orchestrator.tasks import default_rewards
 
         assert default_rewards(cfg.data.task)
 

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from learner.config import LearnerConfig
-from learner.group import batch_advantages
-from orchestrator.config import ConfigError, load_config
-from orchestrator.records import PromptGroup, PromptItem, ScoredCompletion
-from orchestrator.step import build_batch, record_advantages, select_groups, shape_rewards
-from rollout.engine import Completion
-from rollout.inputs import PromptInputs
+from vrft.learner.config import LearnerConfig
+from vrft.learner.group import batch_advantages
+from vrft.orchestrator.config import ConfigError, load_config
+from vrft.orchestrator.records import PromptGroup, PromptItem, ScoredCompletion
+from vrft.orchestrator.step import build_batch, record_advantages, select_groups, shape_rewards
+from vrft.rollout.engine import Completion
+from vrft.rollout.inputs import PromptInputs
 
 CONFIG = Path(__file__).parent.parent / "configs" / "local" / "test_cpu.yaml"
 MAX_NEW = 16
@@ -116,7 +116,7 @@ def test_old_dapo_keys_name_their_new_place(old, new):
 
 
 def test_collate_masks_truncated_completions_only_when_asked():
-    from learner.batch import Sample, collate
+    from vrft.learner.batch import Sample, collate
 
     samples = [Sample(prompt_ids=[1, 2], completion_ids=[3, 4], advantage=1.0, group_id=0, finish_reason=f,
                       weight=w) for f, w in [("stop", 1.0), ("length", 1.0), ("stop", 0.0)]]

@@ -140,6 +140,10 @@ def test_dockerfile_lint_and_structure():
         if line.startswith(("COPY ", "ADD ")):
             assert not re.search(r"\.env\b|\.netrc|auth_token|\.ssh", line), line
     assert re.search(r"^USER (?!root|0\b)", text, re.M), "runs as a non-root user"
+    # the editable install needs every folder that pyproject.toml maps into the vrft package
+    mapped = tomllib.loads((DEPLOY.parent / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
+    copied = {line.split()[1] for line in instructions if line.startswith("COPY ")}
+    assert set(mapped.values()) <= copied, set(mapped.values()) - copied
     hadolint = _tool("hadolint")
     done = subprocess.run([hadolint, str(DEPLOY / "Dockerfile")], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout

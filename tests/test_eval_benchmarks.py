@@ -1,4 +1,4 @@
-"""verifiers.benchmarks: each benchmark's rescored metrics equal a direct computation (COCOeval run
+"""vrft.verifiers.benchmarks: each benchmark's rescored metrics equal a direct computation (COCOeval run
 here on independently converted boxes, or numbers worked out by hand), for both COCO query protocols
 and the class-subset averages. LVIS's federated rules are in test_eval_lvis.py."""
 
@@ -16,9 +16,9 @@ import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from verifiers import benchmarks as B
-from verifiers import eval_classes as C
-from verifiers import eval_tasks as T
+from vrft.verifiers import benchmarks as B
+from vrft.verifiers import eval_classes as C
+from vrft.verifiers import eval_tasks as T
 
 # ---- COCO fixture ----------------------------------------------------------------------------------
 

@@ -13,15 +13,15 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from orchestrator.assets.released import (
+from vrft.orchestrator.assets.released import (
     make_lisa_grounding,
     make_reason_rft_counting,
     make_reason_rft_spatial,
     make_virft_classification,
 )
-from orchestrator.cli import main
-from orchestrator.sources import load_rows
-from verifiers import eval_tasks as T
+from vrft.orchestrator.cli import main
+from vrft.orchestrator.sources import load_rows
+from vrft.verifiers import eval_tasks as T
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_eval_benchmarks import IDS, answer, coco_fixture, direct_class_ap, mean_over  # noqa: E402
@@ -52,7 +52,7 @@ def test_rescore_coco_with_the_baseline_existence_map(tmp_path):
                      "--existence-map", str(emap_file))
     dets = [{"image_id": img, "category_id": IDS[n], "position": box, "score": c}
             for img, n in asked for box, c in answers[img, n]]
-    from verifiers.eval_classes import COCO_FEWSHOT_8
+    from vrft.verifiers.eval_classes import COCO_FEWSHOT_8
 
     assert report["protocol"] == "existence_map"
     assert report["metrics"]["mAP"] == pytest.approx(mean_over(direct_class_ap(gt, dets), COCO_FEWSHOT_8), abs=1e-6)
@@ -122,7 +122,7 @@ def test_eval_end_to_end_through_ray_actors_then_rescore(tmp_path, tiny_model):
     predictions rescore to the same metrics without a model."""
     counting = make_reason_rft_counting(tmp_path / "counting", n=6)
     out = tmp_path / "eval"
-    proc = subprocess.run([sys.executable, "-m", "orchestrator.cli", "eval", "clevr_math", "--model", tiny_model,
+    proc = subprocess.run([sys.executable, "-m", "vrft.orchestrator.cli", "eval", "clevr_math", "--model", tiny_model,
                            "--data", str(counting), "--out", str(out), "--workers", "2", "--batch-size", "2",
                            "--max-new-tokens", "16", "--no-progress"],
                           capture_output=True, text=True, timeout=300)
@@ -156,7 +156,7 @@ def test_bad_input_one_line_before_engines(case, needle, tmp_path, tiny_model):
             "annotations missing": ["coco_fewshot_8", "--model", tiny_model, "--annotations",
                                     str(tmp_path / "none.json"), "--images", str(tmp_path)]}[case]
     start = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "orchestrator.cli", "eval", *args], capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "vrft.orchestrator.cli", "eval", *args], capture_output=True,
                           text=True, timeout=120)
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert proc.returncode != 0
@@ -169,10 +169,10 @@ def test_lisa_giou_ciou_through_box_prompted_sam(tmp_path):
     offline), the mask is stored as RLE in the record, and gIoU/cIoU equal a direct computation."""
     import numpy as np
 
-    from orchestrator.assets.tiny_sam import make_tiny_sam
-    from orchestrator.evaluation import EvalSet, Query, add_sam_masks
-    from orchestrator.sam_masks import BoxMasker, paper_box
-    from verifiers.benchmarks import get_benchmark, score_report
+    from vrft.orchestrator.assets.tiny_sam import make_tiny_sam
+    from vrft.orchestrator.evaluation import EvalSet, Query, add_sam_masks
+    from vrft.orchestrator.sam_masks import BoxMasker, paper_box
+    from vrft.verifiers.benchmarks import get_benchmark, score_report
 
     sam = make_tiny_sam(tmp_path / "sam")
     images = [Image.new("RGB", (60, 40), (200, 30, 30)), Image.new("RGB", (30, 50), (30, 30, 200))]

@@ -1,4 +1,4 @@
-"""LVIS federated AP (verifiers.eval_detection on pycocotools): hand-computed cases for each federated
+"""LVIS federated AP (vrft.verifiers.eval_detection on pycocotools): hand-computed cases for each federated
 rule, and equality with the official ``lvis.LVISEval`` (when the ``lvis`` package is installed) on a
 random fixture that exercises negative / unverified / not-exhaustive classes and the 300-per-image cap."""
 
@@ -10,8 +10,8 @@ import random
 import numpy as np
 import pytest
 
-from verifiers import benchmarks as B
-from verifiers import eval_classes as C
+from vrft.verifiers import benchmarks as B
+from vrft.verifiers import eval_classes as C
 
 FEW = list(C.LVIS_FEWSHOT_6)
 

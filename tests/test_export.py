@@ -18,14 +18,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from learner import LearnerConfig, LearnerGroup, Sample, TrainBatch
-from learner.batch import collate
-from learner.model import sequence_logprobs
-from orchestrator.checkpoint import write_checkpoint
-from orchestrator.export import export_checkpoint
-from orchestrator.sources import decode_image, load_task_dataset
-from rollout.inputs import build_prompt_inputs
-from rollout.processor import load_processor, vision_special_token_ids
+from vrft.learner import LearnerConfig, LearnerGroup, Sample, TrainBatch
+from vrft.learner.batch import collate
+from vrft.learner.model import sequence_logprobs
+from vrft.orchestrator.checkpoint import write_checkpoint
+from vrft.orchestrator.export import export_checkpoint
+from vrft.orchestrator.sources import decode_image, load_task_dataset
+from vrft.rollout.inputs import build_prompt_inputs
+from vrft.rollout.processor import load_processor, vision_special_token_ids
 
 EXPORT_TOLERANCE = 1e-5  # max |Δ log p| per token, fp32 on both sides
 VRFT = Path(sys.executable).with_name("vrft")

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from learner.checkpointing import UnsafeCheckpointError, consolidated_state_dict
-from orchestrator.export import MARKER, export_checkpoint
+from vrft.learner.checkpointing import UnsafeCheckpointError, consolidated_state_dict
+from vrft.orchestrator.export import MARKER, export_checkpoint
 
 VRFT = Path(sys.executable).with_name("vrft")
 

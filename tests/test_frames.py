@@ -12,7 +12,7 @@ from PIL import Image, ImageDraw
 from transformers import Qwen2_5_VLConfig, Qwen2VLConfig, Qwen3VLConfig
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
-from orchestrator.frames import (
+from vrft.orchestrator.frames import (
     PROCESSOR_DEFAULTS,
     answer_frame,
     box_to_frame,
@@ -20,8 +20,8 @@ from orchestrator.frames import (
     model_family,
     resized_size,
 )
-from orchestrator.ground_truth import perfect_answer
-from verifiers import get_reward
+from vrft.orchestrator.ground_truth import perfect_answer
+from vrft.verifiers import get_reward
 
 # Each family's processor as a run would build it: Visual-RFT's bounds for the Qwen2 families, the
 # released Qwen3-VL bounds (patch 16) for Qwen3-VL, and a small max_pixels that forces a downscale.
@@ -128,7 +128,7 @@ def test_model_family_from_configs_and_folders(tmp_path, tiny_model):
 
 
 def test_resized_size_from_a_loaded_processor_and_a_family_name(tiny_model):
-    from rollout.processor import load_processor
+    from vrft.rollout.processor import load_processor
 
     processor = load_processor(tiny_model, max_pixels=112 * 112)
     image = Image.new("RGB", (300, 200), (255, 255, 255))

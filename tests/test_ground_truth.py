@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from orchestrator.ground_truth import GroundTruthError, parse_ground_truth, perfect_answer
-from orchestrator.tasks import default_rewards
-from verifiers import CompositeReward, reward_info
+from vrft.orchestrator.ground_truth import GroundTruthError, parse_ground_truth, perfect_answer
+from vrft.orchestrator.tasks import default_rewards
+from vrft.verifiers import CompositeReward, reward_info
 
 DET = (
     "<answer>[{'Position': [10, 20, 300, 400], 'Confidence': 1}, "

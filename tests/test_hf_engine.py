@@ -8,11 +8,11 @@ import json
 import shutil
 from pathlib import Path
 
-from orchestrator.assets.synthetic import sample_task
-from rollout.engine import SamplingParams
-from rollout.hf_engine import TransformersEngine
-from rollout.inputs import build_prompt_inputs
-from rollout.processor import load_processor
+from vrft.orchestrator.assets.synthetic import sample_task
+from vrft.rollout.engine import SamplingParams
+from vrft.rollout.hf_engine import TransformersEngine
+from vrft.rollout.inputs import build_prompt_inputs
+from vrft.rollout.processor import load_processor
 
 
 def test_model_generation_defaults_do_not_leak_into_sampling(tiny_model, tmp_path):

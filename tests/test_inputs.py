@@ -10,9 +10,14 @@ import torch
 from PIL import Image
 from transformers import AutoModelForImageTextToText
 
-from orchestrator.assets.synthetic import sample_task
-from rollout.inputs import PromptInputs, build_prompt_inputs, collate_prompts, split_pixel_values
-from rollout.processor import QWEN2_VL_CHAT_TEMPLATE, VLProcessor, load_processor, vision_special_token_ids
+from vrft.orchestrator.assets.synthetic import sample_task
+from vrft.rollout.inputs import PromptInputs, build_prompt_inputs, collate_prompts, split_pixel_values
+from vrft.rollout.processor import (
+    QWEN2_VL_CHAT_TEMPLATE,
+    VLProcessor,
+    load_processor,
+    vision_special_token_ids,
+)
 
 
 @pytest.fixture(scope="module")

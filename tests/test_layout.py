@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.config import load_config
-from orchestrator.layout import cpu_layout
+from vrft.orchestrator.config import load_config
+from vrft.orchestrator.layout import cpu_layout
 
 ROOT = Path(__file__).parent.parent
 PEER = ROOT / "configs" / "local" / "peer_cpu.yaml"  # leaves the layout open

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from learner.gpu import release_cached_memory, strict_fp32
+from vrft.learner.gpu import release_cached_memory, strict_fp32
 
 
 def test_cached_memory_is_handed_back_only_where_there_is_a_gpu():

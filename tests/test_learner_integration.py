@@ -16,9 +16,9 @@ from pathlib import Path
 
 import torch
 
-from learner.checkpointing import consolidated_state_dict, read_meta
-from orchestrator.config import load_config
-from orchestrator.loop import train
+from vrft.learner.checkpointing import consolidated_state_dict, read_meta
+from vrft.orchestrator.config import load_config
+from vrft.orchestrator.loop import train
 
 CONFIG = Path(__file__).parent.parent / "configs" / "local" / "test_cpu.yaml"
 SYNC_TOLERANCE = 1e-5

@@ -19,9 +19,9 @@ import pytest
 import ray
 import torch
 
-from learner import LearnerConfig, LearnerGroup, Sample
-from learner.group import RankFailed
-from rollout.processor import load_processor
+from vrft.learner import LearnerConfig, LearnerGroup, Sample
+from vrft.learner.group import RankFailed
+from vrft.rollout.processor import load_processor
 
 
 @pytest.fixture(scope="module")

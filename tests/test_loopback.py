@@ -10,10 +10,10 @@ from pathlib import Path
 import psutil
 import ray
 
-from orchestrator import cluster, session
-from orchestrator.config import load_config
-from orchestrator.placement import place
-from rollout.processor import load_processor
+from vrft.orchestrator import cluster, session
+from vrft.orchestrator.config import load_config
+from vrft.orchestrator.placement import place
+from vrft.rollout.processor import load_processor
 
 CONFIG = Path(__file__).parent.parent / "configs" / "local" / "test_cpu.yaml"
 

@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-import verifiers
-from verifiers import budget
-from verifiers.math_reward import too_costly, warmup
+from vrft import verifiers
+from vrft.verifiers import budget
+from vrft.verifiers.math_reward import too_costly, warmup
 
 COSTLY = ["9^9^9", "9^{9^{9}}", "9**9**9", "2^{10^{7}}", r"\prod_{k=1}^{10^{6}} k",
           r"\sum_{k=1}^{10^{9}} k^2", "(10^{6})!", r"\binom{10^{9}}{10^{5}}"]

@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from learner.batch import Sample, split_micro_batches
+from vrft.learner.batch import Sample, split_micro_batches
 
 
 def samples_of(lengths: list[int]) -> list[Sample]:

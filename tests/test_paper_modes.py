@@ -1,4 +1,4 @@
-"""The paper-exact reward settings (``verifiers.paper_modes.PAPER_OPTIONS``) against cases worked out by
+"""The paper-exact reward settings (``vrft.verifiers.paper_modes.PAPER_OPTIONS``) against cases worked out by
 hand from the papers' reward code (papers.md §1.3 Visual-RFT, §2.4 Reason-RFT), each beside what the
 project's default pays, so every row where the two differ is pinned down (docs/paper-semantics.md)."""
 
@@ -11,10 +11,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import verifiers
-from verifiers import budget
-from verifiers.paper_modes import PAPER_OPTIONS
-from verifiers.rewards_detection import paper_detection_solution
+from vrft import verifiers
+from vrft.verifiers import budget
+from vrft.verifiers.paper_modes import PAPER_OPTIONS
+from vrft.verifiers.rewards_detection import paper_detection_solution
 
 
 def ans(text: str) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from benchmarks.peer_trl import reward_funcs
-from verifiers import get_reward
+from vrft.verifiers import get_reward
 
 
 def test_trl_side_rewards_are_vrfts():

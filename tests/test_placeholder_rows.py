@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from orchestrator.assets.released import make_reason_rft_counting
-from orchestrator.cli import main
-from orchestrator.config import load_config
-from orchestrator.data import PromptSource
-from rollout.inputs import build_prompt_inputs
-from rollout.processor import load_processor, placeholder_in_text
+from vrft.orchestrator.assets.released import make_reason_rft_counting
+from vrft.orchestrator.cli import main
+from vrft.orchestrator.config import load_config
+from vrft.orchestrator.data import PromptSource
+from vrft.rollout.inputs import build_prompt_inputs
+from vrft.rollout.processor import load_processor, placeholder_in_text
 
 CONFIG = Path(__file__).parent.parent / "configs" / "local" / "test_cpu.yaml"
 

@@ -10,13 +10,13 @@ import datasets
 import pytest
 from PIL import Image
 
-from orchestrator.assets.released import make_virft_classification, make_virft_detection
-from orchestrator.ground_truth import parse_ground_truth, perfect_answer
-from orchestrator.prepare import coco_to_detection, describe, k_shot, lisa_to_grounding
-from orchestrator.sources import load_rows
-from orchestrator.tasks import default_rewards
-from orchestrator.templates import render_prompt
-from verifiers import CompositeReward, reward_info
+from vrft.orchestrator.assets.released import make_virft_classification, make_virft_detection
+from vrft.orchestrator.ground_truth import parse_ground_truth, perfect_answer
+from vrft.orchestrator.prepare import coco_to_detection, describe, k_shot, lisa_to_grounding
+from vrft.orchestrator.sources import load_rows
+from vrft.orchestrator.tasks import default_rewards
+from vrft.orchestrator.templates import render_prompt
+from vrft.verifiers import CompositeReward, reward_info
 
 
 def assert_released_and_perfect(path: Path, task: str) -> datasets.Dataset:

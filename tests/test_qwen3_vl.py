@@ -17,11 +17,11 @@ from test_tiny_model import _prompts, generates_and_scores_batched
 from test_weight_sync import test_broadcast_makes_workers_match_learner as sync_check
 from transformers import AutoModelForImageTextToText
 
-from orchestrator.config import load_config
-from orchestrator.frames import answer_frame, model_family
-from rollout.families import family_of
-from rollout.processor import QWEN3_VL_CHAT_TEMPLATE, load_processor
-from rollout.vllm_inputs import weight_name_mapper
+from vrft.orchestrator.config import load_config
+from vrft.orchestrator.frames import answer_frame, model_family
+from vrft.rollout.families import family_of
+from vrft.rollout.processor import QWEN3_VL_CHAT_TEMPLATE, load_processor
+from vrft.rollout.vllm_inputs import weight_name_mapper
 
 VRFT = Path(sys.executable).with_name("vrft")
 
@@ -70,7 +70,7 @@ def test_export_matches_learner(ray_cluster, qwen3, color_data, tmp_path):
 
 
 def test_loop_two_steps(ray_cluster, qwen3, color_data, tmp_path):
-    from orchestrator.loop import train
+    from vrft.orchestrator.loop import train
 
     cfg = load_config(CONFIG, [f"model.path={qwen3}", f"data.path={color_data}", "run.steps=2",
                                "run.save_every=1", "logging.wandb=false"])

@@ -9,12 +9,12 @@ import re
 import datasets
 import pytest
 
-from orchestrator.assets.released import RELEASED_TASKS, make_all
-from orchestrator.ground_truth import parse_ground_truth, perfect_answer
-from orchestrator.sources import decode_image, load_rows
-from orchestrator.tasks import default_rewards
-from orchestrator.templates import render_prompt, sft_target
-from verifiers import CompositeReward, reward_info
+from vrft.orchestrator.assets.released import RELEASED_TASKS, make_all
+from vrft.orchestrator.ground_truth import parse_ground_truth, perfect_answer
+from vrft.orchestrator.sources import decode_image, load_rows
+from vrft.orchestrator.tasks import default_rewards
+from vrft.orchestrator.templates import render_prompt, sft_target
+from vrft.verifiers import CompositeReward, reward_info
 
 ITEM = r"\{'Position': \[\d+, \d+, \d+, \d+\], 'Confidence': 1\}"
 DET_SOLUTION = re.compile(rf"<answer>\[{ITEM}(, {ITEM})*\]</answer>")

@@ -9,11 +9,11 @@ import sys
 
 import pytest
 
-from orchestrator.cli import main
-from orchestrator.config import load_config
-from orchestrator.placement import gpus_needed
-from orchestrator.reproduce import CONFIGS, list_recipes
-from verifiers import CompositeReward
+from vrft.orchestrator.cli import main
+from vrft.orchestrator.config import load_config
+from vrft.orchestrator.placement import gpus_needed
+from vrft.orchestrator.reproduce import CONFIGS, list_recipes
+from vrft.verifiers import CompositeReward
 
 RECIPES = list_recipes()
 
@@ -41,7 +41,7 @@ def test_every_recipe_validates_and_dry_runs(name, capsys, tmp_path):
 
 def test_missing_gpus_stop_before_anything_starts(tmp_path):
     gpu_recipe = next(n for n in RECIPES if load_config(CONFIGS / f"{n}.yaml").recipe.gpus > 0)
-    proc = subprocess.run([sys.executable, "-m", "orchestrator.cli", "reproduce", gpu_recipe,
+    proc = subprocess.run([sys.executable, "-m", "vrft.orchestrator.cli", "reproduce", gpu_recipe,
                            "--run-dir", str(tmp_path / "run")], capture_output=True, text=True, timeout=120)
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert proc.returncode != 0 and len(lines) == 1 and "GPUs; this machine has 0" in lines[0], proc.stderr
@@ -49,7 +49,7 @@ def test_missing_gpus_stop_before_anything_starts(tmp_path):
 
 
 def test_cpu_recipe_end_to_end(tmp_path, tiny_model):
-    from orchestrator.assets.released import make_virft_classification
+    from vrft.orchestrator.assets.released import make_virft_classification
 
     full = make_virft_classification(tmp_path / "aircraft_full", n=8)
     recipe = tmp_path / "recipe.yaml"
@@ -62,7 +62,7 @@ def test_cpu_recipe_end_to_end(tmp_path, tiny_model):
         f"  prepare: [{{mode: k-shot, inputs: ['{full}'], out: '{tmp_path / 'shot1'}', options: [--k, '1']}}]\n"
         f"  evals: [{{benchmark: aircraft, data: '{full}'}}]\n")
     run = tmp_path / "run"
-    proc = subprocess.run([sys.executable, "-m", "orchestrator.cli", "reproduce", str(recipe), "--run-dir", str(run)],
+    proc = subprocess.run([sys.executable, "-m", "vrft.orchestrator.cli", "reproduce", str(recipe), "--run-dir", str(run)],
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (tmp_path / "shot1").is_dir()  # prepared: one row per aircraft class
@@ -85,7 +85,7 @@ def test_recipe_files_are_in_sync_with_their_generator():
 
 def test_paper_bases_use_the_papers_reward_semantics():
     """The Visual-RFT and Reason-RFT bases state each reward's paper-exact options (verifiers/paper_modes.py)."""
-    from verifiers.paper_modes import PAPER_OPTIONS
+    from vrft.verifiers.paper_modes import PAPER_OPTIONS
 
     for base in ("visual_rft/_rl_2b.yaml", "reason_rft/_rl_2b.yaml"):
         cfg = load_config(CONFIGS / base, ["data.path=x"])

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 from PIL import Image
 
-from orchestrator.boxes import GT_COLOUR, PRED_COLOUR, Box, draw_boxes, frame_extent
-from orchestrator.records import PromptGroup, PromptItem, ScoredCompletion
-from orchestrator.rollout_log import (
+from vrft.orchestrator.boxes import GT_COLOUR, PRED_COLOUR, Box, draw_boxes, frame_extent
+from vrft.orchestrator.records import PromptGroup, PromptItem, ScoredCompletion
+from vrft.orchestrator.rollout_log import (
     RolloutLog,
     choose_groups,
     load_records,
@@ -16,8 +16,8 @@ from orchestrator.rollout_log import (
     prune_after,
     step_file,
 )
-from rollout.engine import Completion
-from rollout.inputs import PromptInputs
+from vrft.rollout.engine import Completion
+from vrft.rollout.inputs import PromptInputs
 
 QWEN = {"patch_size": 14, "merge_size": 2, "min_pixels": 56 * 56, "max_pixels": 28 * 28 * 1280}
 
@@ -111,7 +111,7 @@ def test_seeded_choice_and_pruning_after_a_checkpoint(tmp_path):
 
 
 def test_wandb_boxes_are_fractions_of_the_frame():
-    from orchestrator.boxes import wandb_boxes
+    from vrft.orchestrator.boxes import wandb_boxes
 
     boxes = wandb_boxes([Box(100, 200, 500, 800)], [Box(0, 0, 98, 56, 0.75)], (196.0, 112.0))
     gt = boxes["ground_truth"]["box_data"][0]["position"]

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from orchestrator.assets.tiny_sam import make_tiny_sam
-from orchestrator.sam_masks import BoxMasker, add_masks, paper_box
-from verifiers.eval_tasks import mask_metrics, to_mask
+from vrft.orchestrator.assets.tiny_sam import make_tiny_sam
+from vrft.orchestrator.sam_masks import BoxMasker, add_masks, paper_box
+from vrft.verifiers.eval_tasks import mask_metrics, to_mask
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ token) never reach a reward, a user's plugin included."""
 
 from __future__ import annotations
 
-from verifiers.sandbox import Sandbox
+from vrft.verifiers.sandbox import Sandbox
 
 SECRETS = {"HF_TOKEN": "hf_x", "WANDB_API_KEY": "w", "AWS_SECRET_ACCESS_KEY": "a", "RAY_AUTH_TOKEN": "r"}
 

@@ -18,14 +18,14 @@ import pytest
 import ray
 import torch
 
-import learner.shared_prompt as shared
-from learner import LearnerConfig, LearnerGroup, Sample
-from learner.batch import collate, prefix_rows
-from learner.model import load_model, sequence_logprobs
-from orchestrator.assets.synthetic import sample_task
-from orchestrator.assets.tiny_model import ARCHS, make_tiny_model
-from rollout.inputs import build_prompt_inputs
-from rollout.processor import load_processor, vision_special_token_ids
+import vrft.learner.shared_prompt as shared
+from vrft.learner import LearnerConfig, LearnerGroup, Sample
+from vrft.learner.batch import collate, prefix_rows
+from vrft.learner.model import load_model, sequence_logprobs
+from vrft.orchestrator.assets.synthetic import sample_task
+from vrft.orchestrator.assets.tiny_model import ARCHS, make_tiny_model
+from vrft.rollout.inputs import build_prompt_inputs
+from vrft.rollout.processor import load_processor, vision_special_token_ids
 
 
 def _batch_samples(model_path: str, seed: int = 0) -> tuple[list[Sample], int]:

@@ -11,8 +11,8 @@ import datasets
 import pytest
 from PIL import Image
 
-from orchestrator import sources
-from orchestrator.sources import decode_image, load_rows
+from vrft.orchestrator import sources
+from vrft.orchestrator.sources import decode_image, load_rows
 
 
 @pytest.fixture(autouse=True)

@@ -11,8 +11,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from orchestrator import session
-from orchestrator.config import load_config
+from vrft.orchestrator import session
+from vrft.orchestrator.config import load_config
 
 CONFIG = Path(__file__).parent.parent / "configs" / "local" / "test_cpu.yaml"
 

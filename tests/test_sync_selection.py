@@ -21,9 +21,9 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from learner.checkpoint_layout import to_checkpoint_layout
-from learner.lora import apply_lora, plain_entries
-from learner.model import load_model
+from vrft.learner.checkpoint_layout import to_checkpoint_layout
+from vrft.learner.lora import apply_lora, plain_entries
+from vrft.learner.model import load_model
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -105,10 +105,10 @@ def _assert_same(got: dict[str, torch.Tensor], want: dict[str, torch.Tensor]) ->
 CHILD = r"""
 import sys, torch
 from safetensors.torch import save_file
-from learner.lora import plain_entries
-from learner.transfer import EntrySource
-from learner.worker import LearnerRank
-from rollout.vllm_inputs import vllm_weight_prefixes
+from vrft.learner.lora import plain_entries
+from vrft.learner.transfer import EntrySource
+from vrft.learner.worker import LearnerRank
+from vrft.rollout.vllm_inputs import vllm_weight_prefixes
 
 model, out = sys.argv[1], sys.argv[2]
 rank = LearnerRank(0, 1, dict(world_size=1, zero_stage=3, beta=0.0, torch_threads=1, dtype="float32"))

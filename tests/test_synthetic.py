@@ -10,8 +10,8 @@ import datasets
 import pytest
 from PIL import Image
 
-from orchestrator.assets.synthetic import BACKGROUND, COLORS, TASKS, make_synthetic_data
-from orchestrator.sources import decode_image, load_task_dataset
+from vrft.orchestrator.assets.synthetic import BACKGROUND, COLORS, TASKS, make_synthetic_data
+from vrft.orchestrator.sources import decode_image, load_task_dataset
 
 FORMAT = re.compile(r"<think>.*?</think>\s*<answer>.*?</answer>", re.DOTALL)  # Visual-RFT format reward
 ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-import verifiers
+from vrft import verifiers
 
 ISSUE_REWARDS = {"format", "detection_iou", "detection_confidence", "classification", "grounding_iou",
                  "grounding_giou", "counting", "math", "math_tolerance", "choice", "spatial_transform"}
@@ -68,7 +68,7 @@ def test_composite_returns_every_component_and_the_weighted_total() -> None:
 
 
 def test_detection_task_is_the_papers_sum() -> None:
-    from orchestrator.tasks import TASK_REWARDS, default_rewards
+    from vrft.orchestrator.tasks import TASK_REWARDS, default_rewards
 
     comp = verifiers.CompositeReward(default_rewards("detection"))
     c = "<think>t</think><answer>[{'Position': [0, 0, 100, 100], 'Confidence': 0.8}]</answer>"

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-import verifiers
-from verifiers.rewards_detection import parse_detections
+from vrft import verifiers
+from vrft.verifiers.rewards_detection import parse_detections
 
 A = [0, 0, 100, 100]
 B = [200, 200, 300, 300]

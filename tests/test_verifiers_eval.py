@@ -1,4 +1,4 @@
-"""verifiers.eval: the COCO mAP helper equals COCOeval run directly; the other metrics on known data."""
+"""vrft.verifiers.eval: the COCO mAP helper equals COCOeval run directly; the other metrics on known data."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from verifiers import eval as veval
+from vrft.verifiers import eval as veval
 
 CATS = [{"id": 1, "name": "cat"}, {"id": 3, "name": "dog"}, {"id": 7, "name": "toilet"}]
 

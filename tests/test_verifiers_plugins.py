@@ -77,7 +77,7 @@ NOT_CALLABLE = 3
 
 
 def test_user_reward_loads_and_binds_options() -> None:
-    import verifiers
+    from vrft import verifiers
 
     fn = verifiers.get_reward(f"{MODULE}:with_scale", scale=10.0)
     assert fn("abcde", {}) == 0.5
@@ -96,7 +96,7 @@ def test_user_reward_loads_and_binds_options() -> None:
     ],
 )
 def test_bad_user_reward_is_a_one_line_value_error(name: str, options: dict, fragment: str) -> None:
-    import verifiers
+    from vrft import verifiers
 
     with pytest.raises(ValueError) as info:
         verifiers.CompositeReward([verifiers.RewardSpec(name=name, options=options)])
@@ -106,7 +106,7 @@ def test_bad_user_reward_is_a_one_line_value_error(name: str, options: dict, fra
 
 @pytest.mark.parametrize(("completion", "error"), [("NAN", "nan"), ("STRING", "str"), ("RAISE", "boom")])
 def test_misbehaving_user_reward_scores_zero_with_an_error(completion: str, error: str) -> None:
-    import verifiers
+    from vrft import verifiers
 
     comp = verifiers.CompositeReward([{"name": f"{MODULE}:misbehave", "weight": 2.0}, {"name": "format"}])
     scores, errors = comp.score(completion, {})

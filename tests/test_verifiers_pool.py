@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-import verifiers
+from vrft import verifiers
 
 ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.integration

@@ -12,10 +12,10 @@ import time
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import verifiers
-from verifiers._text import check_format, extract_answer
-from verifiers.rewards_detection import _match_greedy, _match_hungarian, box_iou
-from verifiers.rewards_spatial import _ITEM_RE
+from vrft import verifiers
+from vrft.verifiers._text import check_format, extract_answer
+from vrft.verifiers.rewards_detection import _match_greedy, _match_hungarian, box_iou
+from vrft.verifiers.rewards_spatial import _ITEM_RE
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 SLOW = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])

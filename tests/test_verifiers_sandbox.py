@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from verifiers.sandbox import Sandbox
-from verifiers.timeout import CallTimeout, call_with_timeout
+from vrft.verifiers.sandbox import Sandbox
+from vrft.verifiers.timeout import CallTimeout, call_with_timeout
 
 PLUGINS = (f"{__package__}." if __package__ else "") + "test_verifiers_plugins"
 importlib.import_module(PLUGINS)
@@ -50,7 +50,7 @@ def test_child_dies_with_its_parent() -> None:
     code = textwrap.dedent(f"""
         import sys, time
         sys.path[:0] = {sys.path!r}
-        from verifiers.sandbox import Sandbox
+        from vrft.verifiers.sandbox import Sandbox
         box = Sandbox({SPECS!r})
         box.wait_ready()
         print(box.pid, flush=True)

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-import verifiers
+from vrft import verifiers
 
 
 def ans(text: str) -> str:

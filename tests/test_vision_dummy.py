@@ -1,4 +1,4 @@
-"""A micro-batch without images still runs the vision tower (`learner.model.vision_tower_in_graph`),
+"""A micro-batch without images still runs the vision tower (`vrft.learner.model.vision_tower_in_graph`),
 contributing exactly 0: the log-probs are bit for bit the plain forward's and every vision parameter
 gets a zero gradient. So data-parallel ranks with text-only and image micro-batches run the same
 collectives: without it, 2 ZeRO-3 (or ZeRO-1/2) ranks on gloo abort at the first backward (a hang on
@@ -10,15 +10,15 @@ import pytest
 import torch
 from PIL import Image
 
-from learner import LearnerConfig, LearnerGroup, Sample, TrainBatch
-from learner.algorithms import token_logprobs_from_logits
-from learner.batch import collate
-from learner.lora import is_vision_param
-from learner.model import load_model, sequence_logprobs
-from learner.shared_prompt import shared_prompt_logprobs
-from orchestrator.assets.tiny_model import ARCHS, make_tiny_model
-from rollout.inputs import build_prompt_inputs
-from rollout.processor import load_processor
+from vrft.learner import LearnerConfig, LearnerGroup, Sample, TrainBatch
+from vrft.learner.algorithms import token_logprobs_from_logits
+from vrft.learner.batch import collate
+from vrft.learner.lora import is_vision_param
+from vrft.learner.model import load_model, sequence_logprobs
+from vrft.learner.shared_prompt import shared_prompt_logprobs
+from vrft.orchestrator.assets.tiny_model import ARCHS, make_tiny_model
+from vrft.rollout.inputs import build_prompt_inputs
+from vrft.rollout.processor import load_processor
 
 
 def _text_batch(processor) -> dict[str, torch.Tensor]:

@@ -9,16 +9,16 @@ import pytest
 import ray
 import torch
 
-from learner import LearnerConfig, LearnerGroup, Sample, TrainBatch
-from learner.lora import plain_entries
-from learner.weight_sync import iter_buckets, make_plan
-from orchestrator.sources import decode_image, load_task_dataset
-from rollout.client import UpdateFailed, WorkerClient
-from rollout.engine import SamplingParams
-from rollout.inputs import build_prompt_inputs
-from rollout.processor import banned_token_ids, load_processor
-from rollout.weight_sync import bucket_buffer
-from rollout.worker import RolloutWorker
+from vrft.learner import LearnerConfig, LearnerGroup, Sample, TrainBatch
+from vrft.learner.lora import plain_entries
+from vrft.learner.weight_sync import iter_buckets, make_plan
+from vrft.orchestrator.sources import decode_image, load_task_dataset
+from vrft.rollout.client import UpdateFailed, WorkerClient
+from vrft.rollout.engine import SamplingParams
+from vrft.rollout.inputs import build_prompt_inputs
+from vrft.rollout.processor import banned_token_ids, load_processor
+from vrft.rollout.weight_sync import bucket_buffer
+from vrft.rollout.worker import RolloutWorker
 
 
 @pytest.mark.parametrize("zero_stage", [2, 3])

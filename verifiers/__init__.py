@@ -8,18 +8,18 @@ This package imports nothing else of the project. See docs/verifiers.md.
 - ``RewardSpec``, ``CompositeReward(specs)`` → ``{component: score, ..., "total": weighted sum}``.
 - ``VerifierPool(specs, num_actors=2, timeout_s=5.0)``: ``submit``/``gather``/``stats``/``shutdown``
   (imports Ray on first use).
-- ``verifiers.eval``: COCO mAP through pycocotools, accuracy, mIoU, the TRANCE partial score.
+- ``vrft.verifiers.eval``: COCO mAP through pycocotools, accuracy, mIoU, the TRANCE partial score.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from verifiers.composite import CompositeReward, RewardSpec, component_keys
-from verifiers.registry import get_reward, list_rewards, reward_info
+from vrft.verifiers.composite import CompositeReward, RewardSpec, component_keys
+from vrft.verifiers.registry import get_reward, list_rewards, reward_info
 
 if TYPE_CHECKING:
-    from verifiers.pool import VerifierPool
+    from vrft.verifiers.pool import VerifierPool
 
 __all__ = [
     "CompositeReward",
@@ -35,11 +35,11 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     # The pool needs Ray (a second to import); scoring processes import this package and must not.
     if name == "VerifierPool":
-        from verifiers.pool import VerifierPool
+        from vrft.verifiers.pool import VerifierPool
 
         return VerifierPool
     if name == "eval":
         import importlib
 
-        return importlib.import_module("verifiers.eval")
+        return importlib.import_module("vrft.verifiers.eval")
     raise AttributeError(f"module 'verifiers' has no attribute {name!r}")

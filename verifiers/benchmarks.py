@@ -11,7 +11,7 @@ Ground truth by benchmark kind:
 - ``coco`` / ``lvis``: a COCO / LVIS ground-truth dict (absolute xywh boxes, images with width and
   height; LVIS images with ``neg_category_ids`` / ``not_exhaustive_category_ids``), a path to its
   JSON, or a ``pycocotools`` COCO; options ``protocol`` and ``existence_map`` (see
-  ``verifiers.eval_detection``). Every image of the ground truth is evaluated.
+  ``vrft.verifiers.eval_detection``). Every image of the ground truth is evaluated.
 - ``classification``: ``{id: class name}``. ``lisa``: ``{id: {"box": [x1, y1, x2, y2] in pixels,
   "width", "height", optional "mask"}}``; records may carry a ``mask`` (RLE or array).
 - ``answer`` (counting, structure) and ``trance``: ``{id: answer string}``.
@@ -27,11 +27,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from verifiers import eval_classes as C
-from verifiers import eval_detection as det
-from verifiers import eval_tasks as tasks
-from verifiers.paper_numbers import GROUP_PAPER, PAPER  # noqa: F401 (GROUP_PAPER: the groups' numbers)
-from verifiers.registry import one_line
+from vrft.verifiers import eval_classes as C
+from vrft.verifiers import eval_detection as det
+from vrft.verifiers import eval_tasks as tasks
+from vrft.verifiers.paper_numbers import GROUP_PAPER, PAPER  # noqa: F401 (GROUP_PAPER: the groups' numbers)
+from vrft.verifiers.registry import one_line
 
 # The R1 system prompt Visual-RFT's LISA evaluation adds (Qwen2_VL_lisa_infere.py).
 R1_SYSTEM_PROMPT = (
@@ -191,7 +191,7 @@ def prediction_record(benchmark: str, item_id: Any, completion: str, ground_trut
     b = get_benchmark(benchmark)
     score: float | None = None
     if b.kind in ("coco", "lvis"):
-        from verifiers.rewards_detection import parse_detections
+        from vrft.verifiers.rewards_detection import parse_detections
 
         parsed = parse_detections(completion)
         answer: Any = None if parsed is None else [{"box": [x1, y1, x2, y2], "score": c}
@@ -277,7 +277,7 @@ def _score_detection(b: Benchmark, records: list, ground_truth: Any, **options: 
     queries = det.detection_queries(gt, b.classes, protocol, existence_map)
     by_id = _index(b, records, queries, f"a query of {b.name} under the {protocol} protocol")
     ids = det.category_ids(gt, b.classes)
-    from verifiers.eval import detections_from_completion
+    from vrft.verifiers.eval import detections_from_completion
 
     dets: list[dict[str, Any]] = []
     for key, r in by_id.items():

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from verifiers.registry import RESERVED_KEYS, get_reward, one_line
+from vrft.verifiers.registry import RESERVED_KEYS, get_reward, one_line
 
 
 class RewardSpec(BaseModel):

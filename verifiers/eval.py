@@ -21,9 +21,9 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from verifiers._text import extract_answer, gt_answer
-from verifiers.registry import get_reward
-from verifiers.rewards_detection import parse_detections
+from vrft.verifiers._text import extract_answer, gt_answer
+from vrft.verifiers.registry import get_reward
+from vrft.verifiers.rewards_detection import parse_detections
 
 # ---- detection: COCO mAP -------------------------------------------------------------------------
 

@@ -1,6 +1,6 @@
 """Per-item evaluation scores of the non-detection benchmarks, each as the papers' evaluation scripts
 compute it (papers.md §1.6, §2.7), plus the LISA mask metrics. Scores are fractions; the benchmark
-layer (``verifiers.benchmarks``) averages them and prints ×100 as the papers do.
+layer (``vrft.verifiers.benchmarks``) averages them and prints ×100 as the papers do.
 
 These are evaluation metrics, not rewards: where a script differs from the training reward of the
 same task (TRANCE has no duplicate penalty here, LISA reads the first box anywhere in the response),
@@ -14,8 +14,8 @@ import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from verifiers._text import MAX_COMPLETION_CHARS, extract_answer, strip_answer_tags
-from verifiers.rewards_spatial import extract_items
+from vrft.verifiers._text import MAX_COMPLETION_CHARS, extract_answer, strip_answer_tags
+from vrft.verifiers.rewards_spatial import extract_items
 
 # ---- fine-grained classification (Visual-RFT Tab. 2) -------------------------------------------
 
@@ -152,7 +152,7 @@ def answer_score(completion: str, answer: str) -> float:
     """``cal_score_benchmarks``' counting / GeoMath / Geometry3K score: 1 if the stripped
     ``<answer>`` content (DOTALL; the stripped completion without a tag) equals the answer, else 1 if
     math-verify finds them equivalent, else 0. This is the ``math`` reward (same rule)."""
-    from verifiers.math_reward import math_reward
+    from vrft.verifiers.math_reward import math_reward
 
     return math_reward(completion, {"answer": str(answer)})
 

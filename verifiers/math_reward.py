@@ -2,7 +2,7 @@
 ``math_tolerance`` (the paper's cosine tolerance, ``math_accuracy_reward``), papers.md §2.4 and §2.7.
 
 math-verify is called with its own SIGALRM timeouts disabled and wrapped in
-``verifiers.timeout.call_with_timeout``, which works on every thread (see that module). Inputs are
+``vrft.verifiers.timeout.call_with_timeout``, which works on every thread (see that module). Inputs are
 bounded before parsing: the answer to 1,000 characters, a tag-less completion to its last 4,000
 (math-verify reads the final answer from the end).
 
@@ -10,7 +10,7 @@ Time: sympy evaluates integer expressions exactly, so ``9^9^9`` or ``\\prod_{k=1
 hold a scorer until it is killed, and a big-integer power in C cannot even be interrupted. So
 ``too_costly`` rejects, without parsing, numeric towers and powers, sums, products, factorials and
 binomials whose exact value would be huge; and every call gets at most what is left of the
-completion's budget (``verifiers.budget``). Both score 0 and count in ``verifier/timeouts``.
+completion's budget (``vrft.verifiers.budget``). Both score 0 and count in ``verifier/timeouts``.
 
 ``paper_verify`` is the papers' own call, ``verify(parse(completion), parse(solution)) > 0``, under the
 same bounds: Visual-RFT's shortcut (``math_verify=True``) and Reason-RFT's untagged fallback
@@ -24,10 +24,10 @@ import math
 import re
 import threading
 
-from verifiers import budget
-from verifiers._text import answer_and_truth, answer_or_whole, gt_answer, usable
-from verifiers.registry import one_of, positive_float, register, unit_float
-from verifiers.timeout import CallTimeout, call_with_timeout
+from vrft.verifiers import budget
+from vrft.verifiers._text import answer_and_truth, answer_or_whole, gt_answer, usable
+from vrft.verifiers.registry import one_of, positive_float, register, unit_float
+from vrft.verifiers.timeout import CallTimeout, call_with_timeout
 
 MAX_MATH_ANSWER = 1_000
 MAX_MATH_TAIL = 4_000
@@ -162,7 +162,7 @@ def _timed(untimed, ref: str, a: str, b: str, timeout_s: float) -> bool:
         warmup()  # a second of imports must not be charged to the first answer's timeout
     try:
         return bool(call_with_timeout(untimed, (a, b), timeout_s, ref=ref,
-                                      warmup=("verifiers.math_reward:warmup",)))
+                                      warmup=("vrft.verifiers.math_reward:warmup",)))
     except CallTimeout:
         _log.debug("math-verify timed out after %.1f s", timeout_s)
         budget.note_exceeded()
@@ -176,7 +176,7 @@ def equivalent(pred: str, gt: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> bool
     """True if math-verify finds ``pred`` equivalent to ``gt`` within ``timeout_s`` and what is left
     of the completion's budget (False on timeout, on an input too costly to decide, or on any
     math-verify error; the first two are counted as budget exceeded)."""
-    return _timed(_equivalent_untimed, "verifiers.math_reward:_equivalent_untimed", pred, gt, timeout_s)
+    return _timed(_equivalent_untimed, "vrft.verifiers.math_reward:_equivalent_untimed", pred, gt, timeout_s)
 
 
 def _paper_verify_untimed(content: str, sol: str) -> bool:
@@ -197,7 +197,7 @@ def paper_verify(content: str, sol: str, timeout_s: float = DEFAULT_TIMEOUT_S) -
     completion without ``<answer>``; papers.md §1.3, §2.4). Unlike the papers, bounded like
     ``equivalent``: the last ``MAX_MATH_TAIL`` characters, ``too_costly`` inputs refused, ``timeout_s``
     and the completion's budget on any thread; any of those, or a math-verify error, is False."""
-    return _timed(_paper_verify_untimed, "verifiers.math_reward:_paper_verify_untimed", content, sol, timeout_s)
+    return _timed(_paper_verify_untimed, "vrft.verifiers.math_reward:_paper_verify_untimed", content, sol, timeout_s)
 
 
 @register(

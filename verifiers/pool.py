@@ -10,14 +10,14 @@ calls (``ray.wait``), records results and sends queued work as slots free up. Ea
 scored), each of up to ``batch_size`` completions; batches are small when the pool is idle (low
 latency) and grow under load (throughput).
 
-Timeout: each actor owns a child scoring process (``verifiers.sandbox.Sandbox``) and feeds it the
+Timeout: each actor owns a child scoring process (``vrft.verifiers.sandbox.Sandbox``) and feeds it the
 batch. The actor waits for each result with a deadline of ``timeout_s`` from the moment the child
 started that completion; on expiry it SIGKILLs the child, scores that completion 0 (every
 component, counted in ``verifier/timeouts``) and continues the rest of the batch on a fresh child.
 Because the kill comes from another process, the timeout holds for anything: a busy loop, a reward
 stuck in C code, a catastrophic regex, a ``time.sleep``. The child's main thread also runs
 math-verify under a working SIGALRM timer, so a slow sympy call costs only that reward: each
-completion's math-verify calls share a budget of ``verifiers.budget.FRACTION`` of ``timeout_s``, inputs
+completion's math-verify calls share a budget of ``vrft.verifiers.budget.FRACTION`` of ``timeout_s``, inputs
 too costly to decide are refused unparsed, and either is counted in ``verifier/timeouts`` too.
 
 Lost actors: a call whose actor died (``ray.kill``, SIGKILL, OOM, node loss) fails with an actor
@@ -44,8 +44,8 @@ import time
 from collections.abc import Hashable, Sequence
 from typing import Any
 
-from verifiers.composite import RewardSpec, RoutedReward, Routes, as_routes, component_keys
-from verifiers.sandbox import STARTUP_TIMEOUT_S, Sandbox
+from vrft.verifiers.composite import RewardSpec, RoutedReward, Routes, as_routes, component_keys
+from vrft.verifiers.sandbox import STARTUP_TIMEOUT_S, Sandbox
 
 _log = logging.getLogger(__name__)
 

@@ -39,11 +39,11 @@ class RewardInfo:
 
 _REGISTRY: dict[str, RewardInfo] = {}
 _BUILTIN_MODULES = (
-    "verifiers.rewards_text",
-    "verifiers.rewards_detection",
-    "verifiers.rewards_grounding",
-    "verifiers.rewards_spatial",
-    "verifiers.math_reward",
+    "vrft.verifiers.rewards_text",
+    "vrft.verifiers.rewards_detection",
+    "vrft.verifiers.rewards_grounding",
+    "vrft.verifiers.rewards_spatial",
+    "vrft.verifiers.math_reward",
 )
 RESERVED_KEYS = frozenset({"total"})
 

@@ -4,7 +4,7 @@ detection, papers.md §1.3) and ``grounding_iou``, ``grounding_giou`` (reasoning
 Coordinates are xyxy in the Qwen2-VL 0–1000 frame. The detection answer is the paper's list
 ``[{'Position': [x1, y1, x2, y2], 'Confidence': c}, ...]``. The defaults repair and validate where the
 paper's code does not; ``parsing="visual_rft"``, ``no_objects="visual_rft"``, ``math_verify=True`` and the
-grounding rewards' ``mode="visual_rft"`` are the paper's code (``verifiers.paper_modes``,
+grounding rewards' ``mode="visual_rft"`` are the paper's code (``vrft.verifiers.paper_modes``,
 docs/paper-semantics.md).
 
 Written for speed (≥10k completions/s on one core for 10 vs 10 boxes): one ``json.loads`` (C) on a
@@ -18,8 +18,8 @@ import json
 import math
 from dataclasses import dataclass
 
-from verifiers._text import MAX_ANSWER_CHARS, answer_or_whole, extract_answer, usable
-from verifiers.registry import boolean, one_of, register
+from vrft.verifiers._text import MAX_ANSWER_CHARS, answer_or_whole, extract_answer, usable
+from vrft.verifiers.registry import boolean, one_of, register
 
 _NO_OBJECTS = frozenset({"no objects", "no objects.", "[]"})
 _IOU_THRESHOLD = 0.5  # a match needs IoU strictly greater (the paper's `best_iou > iou_threshold`)
@@ -238,7 +238,7 @@ def paper_detection_solution(gts: list[tuple[float, float, float, float]]) -> st
 
 def _paper_shortcut(completion: str, sol: str) -> bool:
     """Visual-RFT's math-verify shortcut, ``verify(parse(completion), parse(sol)) > 0`` (time-budgeted)."""
-    from verifiers.math_reward import paper_verify  # lazy: math_reward is only needed with math_verify
+    from vrft.verifiers.math_reward import paper_verify  # lazy: math_reward is only needed with math_verify
 
     return paper_verify(completion, sol)
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 import math
 import re
 
-from verifiers._text import MAX_ANSWER_CHARS, answer_or_whole, usable
-from verifiers.registry import boolean, one_of, register
-from verifiers.rewards_detection import _box, _fmt, _paper_shortcut
+from vrft.verifiers._text import MAX_ANSWER_CHARS, answer_or_whole, usable
+from vrft.verifiers.registry import boolean, one_of, register
+from vrft.verifiers.rewards_detection import _box, _fmt, _paper_shortcut
 
 # ---- grounding (LISA) ---------------------------------------------------------------------------
 

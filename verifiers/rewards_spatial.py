@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import re
 
-from verifiers._text import MAX_ANSWER_CHARS, answer_or_whole, gt_answer, usable
-from verifiers.registry import one_of, register
+from vrft.verifiers._text import MAX_ANSWER_CHARS, answer_or_whole, gt_answer, usable
+from vrft.verifiers.registry import one_of, register
 
 # The paper's pattern `(\w+)\((\w+),\s*'?(\w+)'?\)` with a `(?<!\w)` guard in front. findall's matches
 # always start at the beginning of a word run (an earlier start in the same run would match too and

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from verifiers._text import (
+from vrft.verifiers._text import (
     MAX_ANSWER_CHARS,
     answer_and_truth,
     answer_or_whole,
@@ -18,7 +18,7 @@ from verifiers._text import (
     gt_answer,
     usable,
 )
-from verifiers.registry import boolean, one_of, register, str_list_or_none
+from vrft.verifiers.registry import boolean, one_of, register, str_list_or_none
 
 # ---- format -------------------------------------------------------------------------------------
 
@@ -75,7 +75,7 @@ def classification(
     ``math_verify=True`` puts the paper's shortcut in front (``grpo_classification.py``): 1 if
     ``verify(parse(completion), parse("<answer>" + gt + "</answer>"))``, which pays "Boeing 737-400"
     for "Boeing 737-300" (both parse to 737). Off by default; the paper's setting is
-    ``mode="visual_rft", math_verify=True`` (``verifiers.paper_modes``).
+    ``mode="visual_rft", math_verify=True`` (``vrft.verifiers.paper_modes``).
     """
     if not usable(completion):
         return 0.0
@@ -139,16 +139,16 @@ def to_number(s: str) -> float | None:
 
 def paper_math_verify(completion: str, sol: str) -> bool:
     """The papers' ``float(verify(parse(completion), parse(sol))) > 0``, time-budgeted
-    (``verifiers.math_reward.paper_verify``)."""
+    (``vrft.verifiers.math_reward.paper_verify``)."""
     # Imported lazily: math_reward imports this module, and math-verify pulls in sympy (a second).
-    from verifiers.math_reward import paper_verify
+    from vrft.verifiers.math_reward import paper_verify
 
     return paper_verify(completion, sol)
 
 
 def _warm_math() -> None:
     # A scoring process imports math-verify before its first completion, not during it.
-    from verifiers.math_reward import warmup
+    from vrft.verifiers.math_reward import warmup
 
     warmup()
 

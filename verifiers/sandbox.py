@@ -30,7 +30,7 @@ from collections.abc import Mapping, Sequence
 from multiprocessing.connection import Connection
 from typing import Any
 
-from verifiers import budget
+from vrft.verifiers import budget
 
 STARTUP_TIMEOUT_S = 120.0  # importing math-verify/sympy on a loaded 2-core box takes seconds
 CHILD_ENV = frozenset({"PATH", "HOME", "LANG", "TZ", "TMPDIR", "TEMP", "TMP", "VIRTUAL_ENV", "PYTHONHASHSEED",
@@ -92,7 +92,7 @@ class Sandbox:
         env = {k: v for k, v in os.environ.items() if k in CHILD_ENV or k.startswith("LC_")}
         # The child must import what the parent can (editable installs, Ray working dirs, tests).
         env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys([*sys.path, *self._init["sys_path"]]))
-        code = "import sys; from verifiers.sandbox import child_main; child_main(int(sys.argv[1]), int(sys.argv[2]))"
+        code = "import sys; from vrft.verifiers.sandbox import child_main; child_main(int(sys.argv[1]), int(sys.argv[2]))"
         try:
             # Spawned from one long-lived thread: the child's PDEATHSIG fires when the thread that
             # forked it exits, so forking from a short-lived worker thread would kill it early.
@@ -156,7 +156,7 @@ class Sandbox:
         order; each gets at most ``timeout_s`` seconds of the child's time.
 
         Status is ``"ok"``, ``"budget"`` (scored, but a reward gave up on its time budget: see
-        ``verifiers.budget``), ``"timeout"`` (child killed at the deadline) or ``"crash"`` (the child died
+        ``vrft.verifiers.budget``), ``"timeout"`` (child killed at the deadline) or ``"crash"`` (the child died
         on that item). After a kill the remaining items continue on a fresh child.
         """
         out: list[Outcome] = []
@@ -259,8 +259,8 @@ def child_main(read_fd: int, write_fd: int) -> None:
     composite = None
     try:
         # Imported here, not at module top, so the parent side of this module stays light.
-        from verifiers.composite import RoutedReward
-        from verifiers.registry import one_line, warmup_for
+        from vrft.verifiers.composite import RoutedReward
+        from vrft.verifiers.registry import one_line, warmup_for
 
         if init["routes"]:
             composite = RoutedReward(init["routes"])

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from verifiers.sandbox import Sandbox
+from vrft.verifiers.sandbox import Sandbox
 
 
 class Deadline(BaseException):

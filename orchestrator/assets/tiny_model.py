@@ -3,7 +3,7 @@
 No model hub is reachable in tests or the CPU demo, so the project makes its own checkpoints:
 a byte-level BPE tokenizer trained here on the synthetic tasks' text, the Qwen special tokens and
 chat format, a PIL image processor, and a seeded random model. The folder loads like a Hub
-checkpoint: `AutoModelForImageTextToText.from_pretrained(out)` and `rollout.processor.load_processor(out)`.
+checkpoint: `AutoModelForImageTextToText.from_pretrained(out)` and `vrft.rollout.processor.load_processor(out)`.
 
 Sizes:
 - "tiny" (~0.2M parameters) for unit tests: everything runs in milliseconds.
@@ -27,9 +27,9 @@ from transformers.models.qwen2_vl import Qwen2VLConfig, Qwen2VLForConditionalGen
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 from transformers.models.qwen3_vl import Qwen3VLConfig, Qwen3VLForConditionalGeneration
 
-from orchestrator.assets.synthetic import COLORS, SHAPES, TASKS, sample_task
-from rollout.families import FAMILIES
-from rollout.processor import QWEN2_VL_CHAT_TEMPLATE, QWEN3_VL_CHAT_TEMPLATE, VLProcessor, load_processor
+from vrft.orchestrator.assets.synthetic import COLORS, SHAPES, TASKS, sample_task
+from vrft.rollout.families import FAMILIES
+from vrft.rollout.processor import QWEN2_VL_CHAT_TEMPLATE, QWEN3_VL_CHAT_TEMPLATE, VLProcessor, load_processor
 
 SPECIAL_TOKENS = (
     "<|endoftext|>",

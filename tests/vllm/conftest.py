@@ -25,7 +25,7 @@ except ImportError as err:  # pragma: no cover - a wrong interpreter, not a test
 
 @pytest.fixture(scope="session")
 def tiny_text_model(tmp_path_factory) -> str:
-    from orchestrator.assets.tiny_text_model import make_tiny_text_model
+    from vrft.orchestrator.assets.tiny_text_model import make_tiny_text_model
 
     return str(make_tiny_text_model(tmp_path_factory.mktemp("text-model") / "qwen2", seed=0))
 
@@ -35,7 +35,7 @@ def text_prompts(tiny_text_model):
     """Two chat prompts; the second is long enough to fill whole KV blocks (prefix caching)."""
     from transformers import AutoTokenizer
 
-    from rollout.inputs import PromptInputs
+    from vrft.rollout.inputs import PromptInputs
 
     tok = AutoTokenizer.from_pretrained(tiny_text_model)
     problems = ["How many circles are in the image?",
@@ -51,7 +51,7 @@ def text_prompts(tiny_text_model):
 @pytest.fixture(scope="session")
 def small_vlm(tmp_path_factory):
     """`small_vlm(arch)`: the folder of a random "small" `arch` model, made once per session."""
-    from orchestrator.assets.tiny_model import make_tiny_model
+    from vrft.orchestrator.assets.tiny_model import make_tiny_model
 
     made: dict[str, str] = {}
 
@@ -64,7 +64,7 @@ def small_vlm(tmp_path_factory):
 
 
 def _pixel_bounds(model_path: str) -> tuple[int, int]:
-    from rollout.processor import load_processor
+    from vrft.rollout.processor import load_processor
 
     size = load_processor(model_path).image_processor.size
     return int(size["shortest_edge"]), int(size["longest_edge"])

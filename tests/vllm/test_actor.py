@@ -9,12 +9,12 @@ import pytest
 import ray
 from transformers import AutoTokenizer
 
-from learner import LearnerConfig, LearnerGroup, Sample, TrainBatch
-from rollout.client import WorkerClient
-from rollout.engine import SamplingParams
-from rollout.hf_engine import TransformersEngine
-from rollout.processor import banned_token_ids
-from rollout.worker import RolloutWorker
+from vrft.learner import LearnerConfig, LearnerGroup, Sample, TrainBatch
+from vrft.rollout.client import WorkerClient
+from vrft.rollout.engine import SamplingParams
+from vrft.rollout.hf_engine import TransformersEngine
+from vrft.rollout.processor import banned_token_ids
+from vrft.rollout.worker import RolloutWorker
 
 TOL = 1e-5
 EOS = 2  # <|im_end|> in the offline tokenizer

@@ -1,4 +1,4 @@
-"""vLLM 0.32 never samples a banned token (`rollout.processor.banned_token_ids`), even from a model
+"""vLLM 0.32 never samples a banned token (`vrft.rollout.processor.banned_token_ids`), even from a model
 that prefers `<|image_pad|>` by 200 logits: `sampling_kwargs` bans with a logit bias of -inf, where
 the old -100 was no ban. Its `processed_logprobs` are then log_softmax(z/T) over the remaining
 vocabulary, which is what the learner computes (`LearnerConfig.banned_token_ids`)."""
@@ -11,14 +11,14 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from learner import Sample
-from learner.batch import collate
-from learner.model import sequence_logprobs
-from orchestrator.assets.tiny_model import prefer_token
-from rollout.engine import SamplingParams
-from rollout.processor import banned_token_ids
-from rollout.vllm_engine import VLLMEngine
-from rollout.vllm_inputs import sampling_kwargs
+from vrft.learner import Sample
+from vrft.learner.batch import collate
+from vrft.learner.model import sequence_logprobs
+from vrft.orchestrator.assets.tiny_model import prefer_token
+from vrft.rollout.engine import SamplingParams
+from vrft.rollout.processor import banned_token_ids
+from vrft.rollout.vllm_engine import VLLMEngine
+from vrft.rollout.vllm_inputs import sampling_kwargs
 
 TOL = 1e-5
 PAD = 5  # <|image_pad|> in the offline tokenizer
@@ -43,7 +43,7 @@ def engine(prefers_pad):
 
 def _learner_logprobs(path: str, prompt, completions: list[list[int]], temperature: float,
                       banned: list[int] | None) -> list[list[float]]:
-    """The learner's own computation (learner.model.sequence_logprobs) on the same weights."""
+    """The learner's own computation (vrft.learner.model.sequence_logprobs) on the same weights."""
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
     pad_id = AutoTokenizer.from_pretrained(path).pad_token_id
     batch = collate([Sample(prompt_ids=prompt.input_ids, completion_ids=c) for c in completions], pad_id)

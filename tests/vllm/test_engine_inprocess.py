@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rollout.engine import SamplingParams
-from rollout.hf_engine import TransformersEngine
-from rollout.vllm_engine import VLLMEngine
+from vrft.rollout.engine import SamplingParams
+from vrft.rollout.hf_engine import TransformersEngine
+from vrft.rollout.vllm_engine import VLLMEngine
 
 TOL = 1e-5
 

@@ -25,11 +25,11 @@ import socket
 import pytest
 import torch
 
-from rollout.engine import SamplingParams
-from rollout.hf_engine import TransformersEngine
-from rollout.inputs import build_prompt_inputs
-from rollout.processor import load_processor
-from rollout.vllm_engine import VLLMEngine
+from vrft.rollout.engine import SamplingParams
+from vrft.rollout.hf_engine import TransformersEngine
+from vrft.rollout.inputs import build_prompt_inputs
+from vrft.rollout.processor import load_processor
+from vrft.rollout.vllm_engine import VLLMEngine
 
 TOL = 1e-5
 
@@ -109,9 +109,9 @@ def test_load_weights_lands_and_seen_images_sample_again(engines, prompts, pertu
 def test_weight_transfer_lands_with_checkpoint_names(engines, prompts, perturbed):
     """The learner's sender (learner/transfer.py) over gloo into vLLM's weight-transfer lifecycle,
     with the family's transformers -> checkpoint names (a text model's test sends names as they are)."""
-    from learner.lora import plain_entries
-    from learner.transfer import BucketTransfer, EntrySource
-    from rollout.vllm_inputs import vllm_weight_prefixes
+    from vrft.learner.lora import plain_entries
+    from vrft.learner.transfer import BucketTransfer, EntrySource
+    from vrft.rollout.vllm_inputs import vllm_weight_prefixes
 
     engine, reference, _ = engines
     engine.generate(prompts, SamplingParams(n=1, max_new_tokens=4, seed=4))  # the images, seen before the update

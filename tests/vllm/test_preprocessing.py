@@ -15,10 +15,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rollout.inputs import build_prompt_inputs
-from rollout.processor import load_processor
-from rollout.vllm_engine import vllm_prompt_view
-from rollout.vllm_inputs import multimodal_engine_args
+from vrft.rollout.inputs import build_prompt_inputs
+from vrft.rollout.processor import load_processor
+from vrft.rollout.vllm_engine import vllm_prompt_view
+from vrft.rollout.vllm_inputs import multimodal_engine_args
 
 
 def vllm_preprocess(model_path: str, engine_args: dict, prompt) -> tuple[list[int], torch.Tensor, torch.Tensor]:

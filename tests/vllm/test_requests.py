@@ -13,11 +13,16 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.sources import decode_image, load_task_dataset
-from rollout.engine import SamplingParams
-from rollout.inputs import build_prompt_inputs
-from rollout.processor import load_processor
-from rollout.vllm_inputs import build_request, multimodal_engine_args, sampling_kwargs, weight_name_mapper
+from vrft.orchestrator.sources import decode_image, load_task_dataset
+from vrft.rollout.engine import SamplingParams
+from vrft.rollout.inputs import build_prompt_inputs
+from vrft.rollout.processor import load_processor
+from vrft.rollout.vllm_inputs import (
+    build_request,
+    multimodal_engine_args,
+    sampling_kwargs,
+    weight_name_mapper,
+)
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +102,7 @@ def test_vlm_weight_names_land_in_vllm_modules(tmp_path, arch, module, cls):
     from transformers import AutoModelForImageTextToText
     from vllm.model_executor.models.utils import WeightsMapper
 
-    from orchestrator.assets.tiny_model import make_tiny_model
+    from vrft.orchestrator.assets.tiny_model import make_tiny_model
 
     model = AutoModelForImageTextToText.from_pretrained(make_tiny_model(tmp_path / arch, arch=arch))
     names = [n for n, _ in model.named_parameters()]

@@ -14,8 +14,8 @@ from vllm.distributed.weight_transfer.nccl_engine import (
     NCCLWeightTransferUpdateInfo,
 )
 
-from learner.lora import plain_entries
-from learner.transfer import EntrySource
+from vrft.learner.lora import plain_entries
+from vrft.learner.transfer import EntrySource
 
 
 def test_entry_source_passes_vllms_own_stream_check(tiny_text_model):
