@@ -1,8 +1,8 @@
 """A simulated run of the training loop on a simulated clock: rollout engines and the learner are
 separate resources with fixed per-token costs, so what async mode buys is the scheduling alone.
 
-The driver below makes the loop's calls in the loop's order (orchestrator/loop.py `train` and
-orchestrator/step.py `grpo_step`), through the loop's own `LaunchSchedule` and `check_staleness`:
+The driver below makes the loop's calls in the loop's order (orchestrator/train/loop.py `train` and
+orchestrator/train/step.py `grpo_step`), through the loop's own `LaunchSchedule` and `check_staleness`:
 
     for step: launch what is due up to `step` → collect step's rollouts (wait) → launch what is due
     up to `step + ahead` (async) → staleness check → learn (wait) → weight sync (wait)
@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
-from vrft.orchestrator.schedule import LaunchSchedule, check_staleness
+from vrft.orchestrator.train.schedule import LaunchSchedule, check_staleness
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from vrft.orchestrator.assets.synthetic import make_synthetic_data
 from vrft.orchestrator.assets.tiny_model import make_tiny_model
-from vrft.orchestrator.config import load_config
-from vrft.orchestrator.loop import train
+from vrft.orchestrator.config.schema import load_config
+from vrft.orchestrator.train.loop import train
 
 CONFIG = Path(__file__).parent.parent / "configs" / "local" / "demo_cpu.yaml"
 STEPS = 8

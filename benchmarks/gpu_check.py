@@ -431,7 +431,7 @@ class Check:
 
     def samples(self, fam: Family, per_prompt: int = 4, prompts: int = 2) -> list:
         """`prompts` groups of `per_prompt` completions each (rewards 0/1 alternating)."""
-        from vrft.orchestrator.records import to_sample
+        from vrft.orchestrator.core.records import to_sample
 
         return [to_sample(fam.prompts[g % len(fam.prompts)], fam.completions[(g + i) % len(fam.completions)],
                           reward=float((g + i) % 2), group_id=g)

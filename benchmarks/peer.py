@@ -3,7 +3,7 @@ random Qwen2-VL-architecture model (orchestrator/assets/tiny_model.py, size smal
 synthetic colour prompts in the same order, the same rewards (vrft's verifiers) and settings:
 4 prompts x G=8, 64 new tokens, beta 0.04, fp32, every core as torch threads (configs/local/peer_cpu.yaml,
 checked against TRL's SPEC). vrft runs in the layout a local CPU run picks when its config leaves
-it open (orchestrator/layout.py).
+it open (orchestrator/runtime/layout.py).
 Mean step time over the steps after the first WARMUP, with each side's generate share;
 the best of ROUNDS alternating runs per side.
 
@@ -25,8 +25,8 @@ from pathlib import Path
 
 from vrft.orchestrator.assets.synthetic import make_synthetic_data
 from vrft.orchestrator.assets.tiny_model import make_tiny_model
-from vrft.orchestrator.config import load_config
-from vrft.orchestrator.loop import train
+from vrft.orchestrator.config.schema import load_config
+from vrft.orchestrator.train.loop import train
 
 ROOT = Path(__file__).parent.parent
 CONFIG = ROOT / "configs" / "local" / "peer_cpu.yaml"
@@ -37,7 +37,7 @@ ROUNDS = int(os.environ.get("VRFT_PEER_ROUNDS", "2"))
 SPEC = {"prompts": 4, "n": 8, "max_new_tokens": 64, "beta": 0.04, "lr": 1e-5, "seed": 0,
         "threads": os.cpu_count() or 1, "rewards": ["classification", "format"]}
 LAYOUTS = {
-    # The config leaves the layout open: the single-node CPU layout (orchestrator/layout.py).
+    # The config leaves the layout open: the single-node CPU layout (orchestrator/runtime/layout.py).
     "auto": [],
     # The demo's distributed layout: 2 workers + a 2-rank ZeRO-2 learner, 1 thread each.
     "demo": ["rollout.num_workers=2", "rollout.torch_threads=1", "learner.world_size=2",

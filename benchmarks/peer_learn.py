@@ -33,7 +33,7 @@ SFT = ["sft.steps=40", "sft.prompts_per_step=16", "sft.lr=1e-3", "sft.lr_schedul
 def vrft(args: list[str]) -> float:
     """`vrft train ...` in a fresh process; its wall time."""
     start = time.perf_counter()
-    out = subprocess.run([sys.executable, "-m", "vrft.orchestrator.cli", "train", *args], cwd=ROOT,
+    out = subprocess.run([sys.executable, "-m", "vrft.orchestrator.cli.main", "train", *args], cwd=ROOT,
                          capture_output=True, text=True, timeout=3600)
     if out.returncode:
         raise RuntimeError(f"vrft train failed ({out.returncode}):\n{out.stderr[-4000:]}")

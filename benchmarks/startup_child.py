@@ -38,8 +38,8 @@ def main(argv: list[str]) -> None:
     launched_at, rest = float(argv[0]), argv[1:]
     import ray
 
-    import vrft.orchestrator.cluster as cluster
-    from vrft.orchestrator.cli import main as vrft
+    import vrft.orchestrator.runtime.cluster as cluster
+    from vrft.orchestrator.cli.main import main as vrft
 
     marks.append(("imports", time.time()))  # the CLI's own: the training loop comes later
     cpu: dict[str, float] = {}
@@ -59,7 +59,7 @@ def main(argv: list[str]) -> None:
     def then_patch_loop(cfg, module):
         started = overlapped(cfg, module)
         marks.append(("import_join", time.time()))  # the import's part left once Ray was up
-        import vrft.orchestrator.loop as loop
+        import vrft.orchestrator.train.loop as loop
 
         # start_actors starts the rollout workers, the verifier pool and the learner ranks (model
         # load, DeepSpeed init, gloo group) at once: one phase, as long as the slowest kind.

@@ -3,7 +3,7 @@
 One small record per family, read by the processor loader (fallback chat template, image patch size),
 the tiny-model factory, and the vLLM weight sync (transformers parameter names -> the checkpoint names
 vLLM's `load_weights` takes). The coordinate frame a family answers boxes in lives with the data
-layer (`orchestrator/frames.py`: Qwen2-VL and Qwen3-VL answer in 0-1000 relative coordinates,
+layer (`orchestrator/core/frames.py`: Qwen2-VL and Qwen3-VL answer in 0-1000 relative coordinates,
 Qwen2.5-VL in the resized image's pixels). Vision special tokens are the same in all three
 (<|vision_start|>, <|image_pad|>, <|vision_end|>, <|video_pad|>), their ids come from each tokenizer.
 """

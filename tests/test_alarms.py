@@ -8,8 +8,9 @@ import logging
 import pytest
 from PIL import Image
 
-from vrft.orchestrator.alarms import AlarmThresholds, AlarmWatch, alarm_metrics, names_several
-from vrft.orchestrator.records import PromptGroup, PromptItem, ScoredCompletion
+from vrft.orchestrator.config.thresholds import AlarmThresholds
+from vrft.orchestrator.core.records import PromptGroup, PromptItem, ScoredCompletion
+from vrft.orchestrator.observe.alarms import AlarmWatch, alarm_metrics, names_several
 from vrft.rollout.engine import Completion
 from vrft.rollout.inputs import PromptInputs
 
@@ -107,7 +108,7 @@ def test_length_drift_against_the_first_steps_and_one_warning(caplog):
 
 
 def test_thresholds_are_config_keys():
-    from vrft.orchestrator.config import LoggingConfig
+    from vrft.orchestrator.config.schema import LoggingConfig
 
     cfg = LoggingConfig.model_validate({"alarms": {"empty_answer": 0.5, "truncated": None}})
     assert cfg.alarms.empty_answer == 0.5 and cfg.alarms.truncated is None

@@ -1,4 +1,4 @@
-"""The loop's async scheduling (orchestrator/schedule.py) driven on a simulated clock
+"""The loop's async scheduling (orchestrator/train/schedule.py) driven on a simulated clock
 (benchmarks/async_sim.py): what it launches when, the staleness bound, and the overlap it buys when
 engines and learner are separate resources. Every assertion is on the simulated clock, none on wall time."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 import benchmarks.async_sim as sim
-from vrft.orchestrator.schedule import LaunchSchedule, check_staleness
+from vrft.orchestrator.train.schedule import LaunchSchedule, check_staleness
 
 EQUAL = sim.Costs(tokens_per_step=1000, gen_s_per_token=1e-3, learn_s_per_token=1e-3, sync_s=0.01)
 

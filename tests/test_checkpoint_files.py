@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from vrft.learner.checkpointing import load_rng, save_rng
-from vrft.orchestrator.checkpoint import (
+from vrft.orchestrator.train.checkpoint import (
     has_checkpoint,
     latest_checkpoint,
     prune_checkpoints,

@@ -14,7 +14,7 @@ CONFIG = Path(__file__).parent.parent / "configs" / "local" / "test_cpu.yaml"
 
 
 def run_vrft(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "vrft.orchestrator.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "vrft.orchestrator.cli.main", *args], capture_output=True,
                           text=True, timeout=120)
 
 
@@ -102,7 +102,7 @@ def test_interrupt_stops_actors_and_ray(tiny_model, color_data, tmp_path, signum
     import signal
 
     run_dir = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "vrft.orchestrator.cli", "train", str(CONFIG),
+    proc = subprocess.Popen([sys.executable, "-m", "vrft.orchestrator.cli.main", "train", str(CONFIG),
                              f"model.path={tiny_model}", f"data.path={color_data}", "run.steps=500",
                              "rollout.num_workers=1", "verifier.num_actors=1", "learner.world_size=1",
                              "logging.wandb=false", "--run-dir", str(run_dir)],

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from vrft.orchestrator.config import load_config
-from vrft.orchestrator.placement import check_placement
+from vrft.orchestrator.config.schema import load_config
+from vrft.orchestrator.runtime.placement import check_placement
 from vrft.verifiers import CompositeReward
 
 # Bases (`_*.yaml`) are completed by the configs that extend them; every other file is a config.
@@ -33,7 +33,7 @@ def test_config_validates(path):
     elif cfg.rewards:
         CompositeReward(list(cfg.rewards))
     elif cfg.data.task is not None:
-        from vrft.orchestrator.tasks import default_rewards
+        from vrft.orchestrator.core.tasks import default_rewards
 
         assert default_rewards(cfg.data.task)
 

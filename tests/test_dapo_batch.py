@@ -10,9 +10,9 @@ import pytest
 
 from vrft.learner.config import LearnerConfig
 from vrft.learner.group import batch_advantages
-from vrft.orchestrator.config import ConfigError, load_config
-from vrft.orchestrator.records import PromptGroup, PromptItem, ScoredCompletion
-from vrft.orchestrator.step import build_batch, record_advantages, select_groups, shape_rewards
+from vrft.orchestrator.config.schema import ConfigError, load_config
+from vrft.orchestrator.core.records import PromptGroup, PromptItem, ScoredCompletion
+from vrft.orchestrator.train.step import build_batch, record_advantages, select_groups, shape_rewards
 from vrft.rollout.engine import Completion
 from vrft.rollout.inputs import PromptInputs
 

@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from vrft.orchestrator.assets.released import RELEASED_TASKS, make_all
-from vrft.orchestrator.cli import main
+from vrft.orchestrator.cli.main import main
 
 CONFIG = Path(__file__).parent.parent / "configs" / "local" / "test_cpu.yaml"
 
@@ -65,9 +65,9 @@ def test_check_data_names_the_failing_row(tmp_path, tiny_model, capsys):
 def test_reason_rft_template_wraps_the_released_question(released, tiny_model):
     """Reason-RFT's `problem` is the bare question; its task template wraps it, and the SFT target
     is the paper's `<think>\\n..\\n</think>\\n<answer>\\n..\\n</answer>`."""
-    from vrft.orchestrator.config import load_config
-    from vrft.orchestrator.data import RowReader
-    from vrft.orchestrator.sources import load_rows
+    from vrft.orchestrator.config.schema import load_config
+    from vrft.orchestrator.data.prompts import RowReader
+    from vrft.orchestrator.data.sources import load_rows
 
     cfg = load_config(CONFIG, [f"model.path={tiny_model}", f"data.path={released['reason_rft_counting']}",
                                "data.task=counting", "data.template=reason_rft/counting"])
@@ -114,7 +114,7 @@ def test_bad_data_stops_train_before_ray(case, make, needles, tmp_path, tiny_mod
     data = make(tmp_path / "data")
     task = "bogus" if case == "unknown task" else "detection"
     start = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "vrft.orchestrator.cli", "train", str(CONFIG), f"model.path={tiny_model}",
+    proc = subprocess.run([sys.executable, "-m", "vrft.orchestrator.cli.main", "train", str(CONFIG), f"model.path={tiny_model}",
                            f"data.path={data}", f"data.task={task}", f"run.output_dir={tmp_path / 'runs'}"],
                           capture_output=True, text=True, timeout=120)
     seconds = time.monotonic() - start
@@ -127,7 +127,7 @@ def test_bad_data_stops_train_before_ray(case, make, needles, tmp_path, tiny_mod
 
 def test_meta_file_rows_resolve_images_relative_to_the_file(released, tiny_model):
     """Reason-RFT's JSON names images relative to itself; TRANCE rows carry two."""
-    from vrft.orchestrator.sources import decode_image, load_rows
+    from vrft.orchestrator.data.sources import decode_image, load_rows
 
     rows = load_rows(released["reason_rft_spatial"])
     first = rows[0]
@@ -154,9 +154,9 @@ def test_prepare_data_k_shot_then_check(released, tiny_model, tmp_path, capsys):
 def test_reason_rft_row_split_answer_sft_and_prompt_cap(released, tiny_model):
     """Reason-RFT's recipe: SFT on the first rows, GRPO on the rest (`sft.rows`, `data.skip_rows`);
     ANS-SFT trains on the answer alone; prompts over `data.max_prompt_length` are skipped and counted."""
-    from vrft.orchestrator.config import load_config
-    from vrft.orchestrator.data import PromptSource
-    from vrft.orchestrator.session import logprob_temperature
+    from vrft.orchestrator.config.schema import load_config
+    from vrft.orchestrator.data.prompts import PromptSource
+    from vrft.orchestrator.runtime.session import logprob_temperature
     from vrft.rollout.processor import load_processor
 
     base = [f"model.path={tiny_model}", f"data.path={released['reason_rft_counting']}", "data.task=counting",

@@ -19,8 +19,8 @@ from vrft.orchestrator.assets.released import (
     make_reason_rft_spatial,
     make_virft_classification,
 )
-from vrft.orchestrator.cli import main
-from vrft.orchestrator.sources import load_rows
+from vrft.orchestrator.cli.main import main
+from vrft.orchestrator.data.sources import load_rows
 from vrft.verifiers import eval_tasks as T
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -122,7 +122,7 @@ def test_eval_end_to_end_through_ray_actors_then_rescore(tmp_path, tiny_model):
     predictions rescore to the same metrics without a model."""
     counting = make_reason_rft_counting(tmp_path / "counting", n=6)
     out = tmp_path / "eval"
-    proc = subprocess.run([sys.executable, "-m", "vrft.orchestrator.cli", "eval", "clevr_math", "--model", tiny_model,
+    proc = subprocess.run([sys.executable, "-m", "vrft.orchestrator.cli.main", "eval", "clevr_math", "--model", tiny_model,
                            "--data", str(counting), "--out", str(out), "--workers", "2", "--batch-size", "2",
                            "--max-new-tokens", "16", "--no-progress"],
                           capture_output=True, text=True, timeout=300)
@@ -156,7 +156,7 @@ def test_bad_input_one_line_before_engines(case, needle, tmp_path, tiny_model):
             "annotations missing": ["coco_fewshot_8", "--model", tiny_model, "--annotations",
                                     str(tmp_path / "none.json"), "--images", str(tmp_path)]}[case]
     start = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "vrft.orchestrator.cli", "eval", *args], capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "vrft.orchestrator.cli.main", "eval", *args], capture_output=True,
                           text=True, timeout=120)
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert proc.returncode != 0
@@ -170,8 +170,8 @@ def test_lisa_giou_ciou_through_box_prompted_sam(tmp_path):
     import numpy as np
 
     from vrft.orchestrator.assets.tiny_sam import make_tiny_sam
-    from vrft.orchestrator.evaluation import EvalSet, Query, add_sam_masks
-    from vrft.orchestrator.sam_masks import BoxMasker, paper_box
+    from vrft.orchestrator.evaluation.protocol import EvalSet, Query, add_sam_masks
+    from vrft.orchestrator.evaluation.sam_masks import BoxMasker, paper_box
     from vrft.verifiers.benchmarks import get_benchmark, score_report
 
     sam = make_tiny_sam(tmp_path / "sam")

@@ -21,9 +21,9 @@ import torch
 from vrft.learner import LearnerConfig, LearnerGroup, Sample, TrainBatch
 from vrft.learner.batch import collate
 from vrft.learner.model import sequence_logprobs
-from vrft.orchestrator.checkpoint import write_checkpoint
-from vrft.orchestrator.export import export_checkpoint
-from vrft.orchestrator.sources import decode_image, load_task_dataset
+from vrft.orchestrator.data.sources import decode_image, load_task_dataset
+from vrft.orchestrator.train.checkpoint import write_checkpoint
+from vrft.orchestrator.train.export import export_checkpoint
 from vrft.rollout.inputs import build_prompt_inputs
 from vrft.rollout.processor import load_processor, vision_special_token_ids
 

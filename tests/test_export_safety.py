@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from vrft.learner.checkpointing import UnsafeCheckpointError, consolidated_state_dict
-from vrft.orchestrator.export import MARKER, export_checkpoint
+from vrft.orchestrator.train.export import MARKER, export_checkpoint
 
 VRFT = Path(sys.executable).with_name("vrft")
 

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from vrft.orchestrator import loop, session
-from vrft.orchestrator.config import load_config
-from vrft.orchestrator.faults import RunStopped, describe
+from vrft.orchestrator.config.schema import load_config
+from vrft.orchestrator.runtime import session
+from vrft.orchestrator.runtime.faults import RunStopped, describe
+from vrft.orchestrator.train import loop
 from vrft.verifiers import RewardSpec
 
 CONFIG = Path(__file__).parent.parent / "configs" / "local" / "test_cpu.yaml"
@@ -142,7 +143,7 @@ class _Learner:
 def test_a_sync_failed_by_a_death_replaces_every_worker_whose_update_failed(ray_cluster, tiny_model, color_data):
     """Worker 0 lived, but its update failed beside worker 1's death: its weights may be half-updated,
     so it is replaced too (not counted as a restart), and the sync re-forms the transfer and retries."""
-    from vrft.orchestrator.rollout_pool import RolloutWorkers
+    from vrft.orchestrator.runtime.rollout_pool import RolloutWorkers
 
     cfg = load_config(CONFIG, [f"model.path={tiny_model}", f"data.path={color_data}", "rollout.num_workers=2",
                                "rollout.max_worker_restarts=1", "learner.world_size=1"])

@@ -12,7 +12,7 @@ from PIL import Image, ImageDraw
 from transformers import Qwen2_5_VLConfig, Qwen2VLConfig, Qwen3VLConfig
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
-from vrft.orchestrator.frames import (
+from vrft.orchestrator.core.frames import (
     PROCESSOR_DEFAULTS,
     answer_frame,
     box_to_frame,
@@ -20,7 +20,7 @@ from vrft.orchestrator.frames import (
     model_family,
     resized_size,
 )
-from vrft.orchestrator.ground_truth import perfect_answer
+from vrft.orchestrator.core.ground_truth import perfect_answer
 from vrft.verifiers import get_reward
 
 # Each family's processor as a run would build it: Visual-RFT's bounds for the Qwen2 families, the

@@ -21,13 +21,14 @@ def python_files() -> list[Path]:
 
 
 def imported_names(path: Path) -> list[tuple[int, str]]:
-    """(line, absolute module name) of each import in a file, function-level ones included."""
+    """(line, absolute name) of each import in a file, function-level ones included."""
     out = []
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
             out += [(node.lineno, alias.name) for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            out.append((node.lineno, node.module))
+            # `from vrft.orchestrator import train` imports the module vrft.orchestrator.train
+            out += [(node.lineno, node.module), *((node.lineno, f"{node.module}.{a.name}") for a in node.names)]
     return out
 
 
@@ -59,7 +60,7 @@ def test_bare_names_do_not_resolve_to_this_repo(tmp_path):
             f"for name in {PACKAGES!r}:\n"
             "    spec = importlib.util.find_spec(name)\n"
             "    print(name, spec.origin if spec else None)\n"
-            "import vrft.orchestrator.cli, vrft.verifiers\n"
+            "import vrft.orchestrator.cli.main, vrft.verifiers\n"
             "print('vrft', vrft.verifiers.__file__)\n")
     done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)
     found = dict(line.split(" ", 1) for line in done.stdout.splitlines())
@@ -80,3 +81,45 @@ def test_a_checkout_imports_without_an_install(tmp_path):
                           env={"PYTHONPATH": str(ROOT)})
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == str(ROOT / "verifiers" / "composite.py")
+
+
+# orchestrator's layers, bottom first. A module may import its own layer and any layer of a lower
+# tier; layers that share a tier do not import each other. Adding a layer means placing it here.
+TIERS = [("core",), ("config",), ("data", "runtime", "observe", "assets"), ("evaluation",), ("train",), ("cli",)]
+TIER = {layer: n for n, layers in enumerate(TIERS) for layer in layers}
+
+
+def layer_of(path: Path) -> str:
+    return path.relative_to(ROOT / "orchestrator").parts[0]
+
+
+def test_orchestrator_is_layers_only():
+    loose = sorted(p.name for p in (ROOT / "orchestrator").glob("*.py") if p.name != "__init__.py")
+    assert loose == [], "orchestrator/ holds layer sub-packages only"
+    layers = {p.name for p in (ROOT / "orchestrator").iterdir() if (p / "__init__.py").is_file()}
+    assert layers == set(TIER), layers ^ set(TIER)
+    assert imported_names(ROOT / "orchestrator" / "__init__.py") == []
+
+
+def upward_imports() -> list[str]:
+    """Every import that breaks the layer order or the package rules, as 'file:line: name (why)'."""
+    wrong = []
+    for path in python_files():
+        rel = path.relative_to(ROOT)
+        top = rel.parts[0]
+        for line, name in imported_names(path):
+            parts = name.split(".")
+            if parts[0] != "vrft" or len(parts) < 2:
+                continue
+            if top in ("rollout", "learner", "verifiers") and parts[1] != top:
+                # the three packages import nothing of each other's or the orchestrator's
+                wrong.append(f"{rel}:{line}: {name} ({top} imports only itself)")
+            elif top == "orchestrator" and len(rel.parts) > 2 and parts[1] == "orchestrator" and len(parts) > 2:
+                mine, theirs = layer_of(path), parts[2]
+                if theirs != mine and TIER.get(theirs, len(TIERS)) >= TIER[mine]:
+                    wrong.append(f"{rel}:{line}: {name} ({mine} may not import {theirs})")
+    return wrong
+
+
+def test_no_import_runs_up_the_layers():
+    assert upward_imports() == []

@@ -1,4 +1,4 @@
-"""The single-node CPU layout (orchestrator/layout.py): what a local CPU run fills in when its config
+"""The single-node CPU layout (orchestrator/runtime/layout.py): what a local CPU run fills in when its config
 leaves the layout open, and that a key the config sets always wins."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from vrft.orchestrator.config import load_config
-from vrft.orchestrator.layout import cpu_layout
+from vrft.orchestrator.config.schema import load_config
+from vrft.orchestrator.runtime.layout import cpu_layout
 
 ROOT = Path(__file__).parent.parent
 PEER = ROOT / "configs" / "local" / "peer_cpu.yaml"  # leaves the layout open

@@ -17,8 +17,8 @@ from pathlib import Path
 import torch
 
 from vrft.learner.checkpointing import consolidated_state_dict, read_meta
-from vrft.orchestrator.config import load_config
-from vrft.orchestrator.loop import train
+from vrft.orchestrator.config.schema import load_config
+from vrft.orchestrator.train.loop import train
 
 CONFIG = Path(__file__).parent.parent / "configs" / "local" / "test_cpu.yaml"
 SYNC_TOLERANCE = 1e-5

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import ray
 
-from vrft.orchestrator.config import load_config
-from vrft.orchestrator.loop import train
+from vrft.orchestrator.config.schema import load_config
+from vrft.orchestrator.train.loop import train
 
 CONFIG = Path(__file__).parent.parent / "configs" / "local" / "test_cpu.yaml"
 STEP_KEYS = {"step", "policy_version", "reward/mean", "reward/classification", "reward/format",

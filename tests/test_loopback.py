@@ -10,9 +10,9 @@ from pathlib import Path
 import psutil
 import ray
 
-from vrft.orchestrator import cluster, session
-from vrft.orchestrator.config import load_config
-from vrft.orchestrator.placement import place
+from vrft.orchestrator.config.schema import load_config
+from vrft.orchestrator.runtime import cluster, session
+from vrft.orchestrator.runtime.placement import place
 from vrft.rollout.processor import load_processor
 
 CONFIG = Path(__file__).parent.parent / "configs" / "local" / "test_cpu.yaml"

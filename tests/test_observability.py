@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from vrft.orchestrator.config import load_config
-from vrft.orchestrator.rollout_log import load_records, read_history, step_file
+from vrft.orchestrator.config.schema import load_config
+from vrft.orchestrator.observe.rollout_log import load_records, read_history, step_file
 
 CONFIG = Path(__file__).parent.parent / "configs" / "local" / "test_cpu.yaml"
 STEPS = 3
@@ -24,10 +24,10 @@ STEPS = 3
 def run(ray_cluster, tiny_model, tmp_path_factory):
     """Three recorded steps of mixed tasks; every learner batch's advantages captured as trained, and
     every wandb Table as logged."""
-    import vrft.orchestrator.rollout_log as rollout_log
-    import vrft.orchestrator.step as step_module
+    import vrft.orchestrator.observe.rollout_log as rollout_log
+    import vrft.orchestrator.train.step as step_module
     from vrft.orchestrator.assets.released import make_mixed
-    from vrft.orchestrator.loop import train
+    from vrft.orchestrator.train.loop import train
 
     tmp = tmp_path_factory.mktemp("observability")
     data = make_mixed(tmp / "data", n=2, seed=0)
@@ -60,7 +60,7 @@ def run(ray_cluster, tiny_model, tmp_path_factory):
 
 
 def test_records_hold_the_verifiers_scores_and_the_learners_advantages(run):
-    from vrft.orchestrator.tasks import reward_routes
+    from vrft.orchestrator.core.tasks import reward_routes
     from vrft.verifiers import CompositeReward
 
     cfg, run_dir, batches, tables = run
@@ -102,7 +102,7 @@ def test_records_hold_the_verifiers_scores_and_the_learners_advantages(run):
 def test_a_resumed_run_neither_duplicates_nor_loses_records(run, tmp_path):
     """A kill after step 3's records were written but before its checkpoint: the resume goes back to
     step 2's checkpoint, makes step 3's records again (once) and adds step 4's."""
-    from vrft.orchestrator.loop import train
+    from vrft.orchestrator.train.loop import train
 
     _, first_dir, _, _ = run
     run_dir = tmp_path / "run"
@@ -144,7 +144,7 @@ def rendered(dom: str) -> dict[str, str]:
 
 
 def test_the_report_renders_in_a_headless_browser(run, tmp_path):
-    from vrft.orchestrator.report import build_report
+    from vrft.orchestrator.observe.report import build_report
 
     _, run_dir, _, _ = run
     report = build_report(run_dir, tmp_path / "report.html")

@@ -1,4 +1,4 @@
-"""Engine/learner parity (orchestrator/parity.py): the learner's measurement of the gap between its
+"""Engine/learner parity (orchestrator/train/parity.py): the learner's measurement of the gap between its
 log-probs and the engine's is the sampling policy's, merged right over micro-batches, ranks and
 iterations; `parity/*` is logged every step of a real CPU run and is small there; an engine that
 preprocesses images differently from the learner stops the run at start-up in one line."""
@@ -18,15 +18,15 @@ import ray
 from PIL import Image
 
 from vrft.learner import LearnerConfig, LearnerGroup, Sample, TrainBatch
-from vrft.orchestrator.config import load_config
-from vrft.orchestrator.parity import (
+from vrft.orchestrator.config.schema import load_config
+from vrft.orchestrator.core.records import PromptGroup, PromptItem, ScoredCompletion
+from vrft.orchestrator.train.parity import (
     ParityError,
     ParityWatch,
     incomparable,
     parity_metrics,
     prompt_differences,
 )
-from vrft.orchestrator.records import PromptGroup, PromptItem, ScoredCompletion
 from vrft.rollout.engine import Completion
 from vrft.rollout.hf_engine import TransformersEngine
 from vrft.rollout.inputs import PromptInputs, build_prompt_inputs
@@ -159,7 +159,7 @@ def test_cpu_run_logs_small_parity_every_step(ray_cluster, tiny_model, color_dat
     learner's log-probs of the sampled tokens differ from the engine's only by summation order
     (cached decoding against one full forward), |d| ~1e-6 (the learner integration test bounds it by
     1e-5); k3 = e^d - d - 1 is then ~d^2/2 ~1e-12, under its own fp32 rounding (ulp(1) = 1.2e-7)."""
-    from vrft.orchestrator.loop import train
+    from vrft.orchestrator.train.loop import train
 
     cfg = load_config(CONFIG, [f"model.path={tiny_model}", f"data.path={color_data}", "logging.rollouts_every=0"])
     with caplog.at_level(logging.INFO, logger="vrft"):
@@ -201,7 +201,7 @@ class OwnImagesEngine(TransformersEngine):
 
 def test_engine_preprocessing_images_differently_stops_the_run_at_start_up(ray_cluster, tiny_model, color_data,
                                                                            tmp_path, monkeypatch):
-    import vrft.orchestrator.loop as loop
+    import vrft.orchestrator.train.loop as loop
 
     cfg = load_config(CONFIG, [f"model.path={tiny_model}", f"data.path={color_data}", "run.steps=2",
                                "rollout.num_workers=1", "learner.world_size=1", "verifier.num_actors=1",

@@ -12,9 +12,9 @@ import pytest
 from PIL import Image
 
 from vrft.orchestrator.assets.released import make_reason_rft_counting
-from vrft.orchestrator.cli import main
-from vrft.orchestrator.config import load_config
-from vrft.orchestrator.data import PromptSource
+from vrft.orchestrator.cli.main import main
+from vrft.orchestrator.config.schema import load_config
+from vrft.orchestrator.data.prompts import PromptSource
 from vrft.rollout.inputs import build_prompt_inputs
 from vrft.rollout.processor import load_processor, placeholder_in_text
 

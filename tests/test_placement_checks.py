@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from vrft.orchestrator.config import ConfigError, load_config
-from vrft.orchestrator.placement import check_placement
+from vrft.orchestrator.config.schema import ConfigError, load_config
+from vrft.orchestrator.runtime.placement import check_placement
 
 CONFIG = Path(__file__).parent.parent / "configs" / "local" / "test_cpu.yaml"
 
@@ -37,7 +37,7 @@ def test_good_placements_pass():
 
 
 def test_auto_backend_by_placement():
-    from vrft.orchestrator.rollout_pool import engine_options, sync_backend
+    from vrft.orchestrator.runtime.rollout_pool import engine_options, sync_backend
 
     def backend(*overrides):
         return sync_backend(load_config(CONFIG, ["model.path=m", "data.path=d", *overrides]))

@@ -17,8 +17,8 @@ from test_tiny_model import _prompts, generates_and_scores_batched
 from test_weight_sync import test_broadcast_makes_workers_match_learner as sync_check
 from transformers import AutoModelForImageTextToText
 
-from vrft.orchestrator.config import load_config
-from vrft.orchestrator.frames import answer_frame, model_family
+from vrft.orchestrator.config.schema import load_config
+from vrft.orchestrator.core.frames import answer_frame, model_family
 from vrft.rollout.families import family_of
 from vrft.rollout.processor import QWEN3_VL_CHAT_TEMPLATE, load_processor
 from vrft.rollout.vllm_inputs import weight_name_mapper
@@ -70,7 +70,7 @@ def test_export_matches_learner(ray_cluster, qwen3, color_data, tmp_path):
 
 
 def test_loop_two_steps(ray_cluster, qwen3, color_data, tmp_path):
-    from vrft.orchestrator.loop import train
+    from vrft.orchestrator.train.loop import train
 
     cfg = load_config(CONFIG, [f"model.path={qwen3}", f"data.path={color_data}", "run.steps=2",
                                "run.save_every=1", "logging.wandb=false"])

@@ -7,8 +7,8 @@ import json
 
 import yaml
 
-from vrft.orchestrator.cli_report import run_summary
-from vrft.orchestrator.report import build_report, series, tasks_of
+from vrft.orchestrator.cli.report import run_summary
+from vrft.orchestrator.observe.report import build_report, series, tasks_of
 
 
 def write_run(run_dir, steps: int, finished: bool) -> None:

@@ -9,10 +9,10 @@ import sys
 
 import pytest
 
-from vrft.orchestrator.cli import main
-from vrft.orchestrator.config import load_config
-from vrft.orchestrator.placement import gpus_needed
-from vrft.orchestrator.reproduce import CONFIGS, list_recipes
+from vrft.orchestrator.cli.main import main
+from vrft.orchestrator.cli.recipes import CONFIGS, list_recipes
+from vrft.orchestrator.config.schema import load_config
+from vrft.orchestrator.runtime.placement import gpus_needed
 from vrft.verifiers import CompositeReward
 
 RECIPES = list_recipes()
@@ -41,7 +41,7 @@ def test_every_recipe_validates_and_dry_runs(name, capsys, tmp_path):
 
 def test_missing_gpus_stop_before_anything_starts(tmp_path):
     gpu_recipe = next(n for n in RECIPES if load_config(CONFIGS / f"{n}.yaml").recipe.gpus > 0)
-    proc = subprocess.run([sys.executable, "-m", "vrft.orchestrator.cli", "reproduce", gpu_recipe,
+    proc = subprocess.run([sys.executable, "-m", "vrft.orchestrator.cli.main", "reproduce", gpu_recipe,
                            "--run-dir", str(tmp_path / "run")], capture_output=True, text=True, timeout=120)
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert proc.returncode != 0 and len(lines) == 1 and "GPUs; this machine has 0" in lines[0], proc.stderr
@@ -62,7 +62,7 @@ def test_cpu_recipe_end_to_end(tmp_path, tiny_model):
         f"  prepare: [{{mode: k-shot, inputs: ['{full}'], out: '{tmp_path / 'shot1'}', options: [--k, '1']}}]\n"
         f"  evals: [{{benchmark: aircraft, data: '{full}'}}]\n")
     run = tmp_path / "run"
-    proc = subprocess.run([sys.executable, "-m", "vrft.orchestrator.cli", "reproduce", str(recipe), "--run-dir", str(run)],
+    proc = subprocess.run([sys.executable, "-m", "vrft.orchestrator.cli.main", "reproduce", str(recipe), "--run-dir", str(run)],
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (tmp_path / "shot1").is_dir()  # prepared: one row per aircraft class

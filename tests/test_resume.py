@@ -29,7 +29,7 @@ COMPARED = ("reward/mean", "reward/accuracy", "rollout/tokens", "learner/loss", 
 
 def vrft(*args: str) -> subprocess.Popen:
     """`vrft train ARGS` in a session of its own, so that SIGKILL reaches everything it started."""
-    return subprocess.Popen([sys.executable, "-m", "vrft.orchestrator.cli", "train", *args],
+    return subprocess.Popen([sys.executable, "-m", "vrft.orchestrator.cli.main", "train", *args],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
 
@@ -103,7 +103,7 @@ def test_lost_learner_rank_stops_in_one_line_then_resume_matches(overrides, refe
     checkpoint as it was; `--resume` then continues exactly."""
     killed, log = tmp_path / "killed", tmp_path / "vrft.log"
     with open(log, "w") as out:  # a file, not a pipe: read while the run goes on
-        proc = subprocess.Popen([sys.executable, "-m", "vrft.orchestrator.cli", "train", *overrides,
+        proc = subprocess.Popen([sys.executable, "-m", "vrft.orchestrator.cli.main", "train", *overrides,
                                  "--run-dir", str(killed)], stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)
     wait_for_step_2_checkpoint(proc, killed)

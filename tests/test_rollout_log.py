@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 from PIL import Image
 
-from vrft.orchestrator.boxes import GT_COLOUR, PRED_COLOUR, Box, draw_boxes, frame_extent
-from vrft.orchestrator.records import PromptGroup, PromptItem, ScoredCompletion
-from vrft.orchestrator.rollout_log import (
+from vrft.orchestrator.core.boxes import GT_COLOUR, PRED_COLOUR, Box, draw_boxes, frame_extent
+from vrft.orchestrator.core.records import PromptGroup, PromptItem, ScoredCompletion
+from vrft.orchestrator.observe.rollout_log import (
     RolloutLog,
     choose_groups,
     load_records,
@@ -111,7 +111,7 @@ def test_seeded_choice_and_pruning_after_a_checkpoint(tmp_path):
 
 
 def test_wandb_boxes_are_fractions_of_the_frame():
-    from vrft.orchestrator.boxes import wandb_boxes
+    from vrft.orchestrator.core.boxes import wandb_boxes
 
     boxes = wandb_boxes([Box(100, 200, 500, 800)], [Box(0, 0, 98, 56, 0.75)], (196.0, 112.0))
     gt = boxes["ground_truth"]["box_data"][0]["position"]

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from vrft.orchestrator.assets.tiny_sam import make_tiny_sam
-from vrft.orchestrator.sam_masks import BoxMasker, add_masks, paper_box
+from vrft.orchestrator.evaluation.sam_masks import BoxMasker, add_masks, paper_box
 from vrft.verifiers.eval_tasks import mask_metrics, to_mask
 
 

@@ -11,8 +11,8 @@ import datasets
 import pytest
 from PIL import Image
 
-from vrft.orchestrator import sources
-from vrft.orchestrator.sources import decode_image, load_rows
+from vrft.orchestrator.data import sources
+from vrft.orchestrator.data.sources import decode_image, load_rows
 
 
 @pytest.fixture(autouse=True)

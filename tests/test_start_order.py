@@ -1,4 +1,4 @@
-"""`start_actors` (orchestrator/session.py): with separate placement the learner starts beside the
+"""`start_actors` (orchestrator/runtime/session.py): with separate placement the learner starts beside the
 engines; colocated, only after every engine is up (vLLM measures the GPU's free memory while it
 starts, and a learner loading onto the same GPU meanwhile would skew it). Fakes stand in for the
 three kinds of actors: what is checked is the order of the calls."""
@@ -11,8 +11,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from vrft.orchestrator import session
-from vrft.orchestrator.config import load_config
+from vrft.orchestrator.config.schema import load_config
+from vrft.orchestrator.runtime import session
 
 CONFIG = Path(__file__).parent.parent / "configs" / "local" / "test_cpu.yaml"
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from vrft.orchestrator.startup import check_startup, extensions_dir, stale_locks
+from vrft.orchestrator.runtime.startup import check_startup, extensions_dir, stale_locks
 
 VRFT = Path(sys.executable).with_name("vrft")
 CHECKOUT = Path(__file__).resolve().parent.parent

@@ -38,8 +38,8 @@ def _free_ports(n: int) -> list[int]:
 
 
 def test_shortfall_names_what_is_missing():
-    from vrft.orchestrator.config import load_config
-    from vrft.orchestrator.placement import cpus_needed, shortfall
+    from vrft.orchestrator.config.schema import load_config
+    from vrft.orchestrator.runtime.placement import cpus_needed, shortfall
 
     cfg = load_config(REPO / CONFIG, ["learner.num_gpus_per_rank=1", "rollout.num_gpus_per_worker=1"])
     assert cpus_needed(cfg) == 6
@@ -150,8 +150,8 @@ def test_joined_cluster_waits_for_autoscaling_then_gives_up(monkeypatch):
     """run.cluster_wait_s: a cluster that grows in time is used; one that does not fails in one line."""
     import ray
 
-    from vrft.orchestrator import cluster
-    from vrft.orchestrator.config import load_config
+    from vrft.orchestrator.config.schema import load_config
+    from vrft.orchestrator.runtime import cluster
 
     cfg = load_config(REPO / CONFIG, [*LEAN, "run.cluster_wait_s=0.5"])
     monkeypatch.setattr(ray, "shutdown", lambda: None)
@@ -174,16 +174,16 @@ def test_ray_starts_while_the_loop_imports(monkeypatch):
 
     import ray
 
-    from vrft.orchestrator import cluster
-    from vrft.orchestrator.config import load_config
+    from vrft.orchestrator.config.schema import load_config
+    from vrft.orchestrator.runtime import cluster
 
     cfg = load_config(REPO / CONFIG, LEAN)
     stopped = []
     monkeypatch.setattr(ray, "shutdown", lambda: stopped.append(True))
     monkeypatch.setattr(cluster, "start_ray", lambda _cfg: True)
-    monkeypatch.delitem(sys.modules, "vrft.orchestrator.layout", raising=False)
-    assert cluster.start_ray_while_importing(cfg, "vrft.orchestrator.layout") is True
-    assert "vrft.orchestrator.layout" in sys.modules and not stopped
+    monkeypatch.delitem(sys.modules, "vrft.orchestrator.runtime.layout", raising=False)
+    assert cluster.start_ray_while_importing(cfg, "vrft.orchestrator.runtime.layout") is True
+    assert "vrft.orchestrator.runtime.layout" in sys.modules and not stopped
     with pytest.raises(ModuleNotFoundError, match="no_such_vrft_module"):
         cluster.start_ray_while_importing(cfg, "no_such_vrft_module")
     assert stopped == [True]

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from vrft.orchestrator.assets.synthetic import BACKGROUND, COLORS, TASKS, make_synthetic_data
-from vrft.orchestrator.sources import decode_image, load_task_dataset
+from vrft.orchestrator.data.sources import decode_image, load_task_dataset
 
 FORMAT = re.compile(r"<think>.*?</think>\s*<answer>.*?</answer>", re.DOTALL)  # Visual-RFT format reward
 ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)

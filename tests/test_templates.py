@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from vrft.orchestrator.assets.synthetic import COUNTING_PROMPT, DETECTION_PROMPT
-from vrft.orchestrator.templates import TEMPLATES, fields, render_prompt, sft_target, template_names
+from vrft.orchestrator.core.templates import TEMPLATES, fields, render_prompt, sft_target, template_names
 
 AIRCRAFT = (
     "This is an image containing an aircraft. Please identify the model of the aircraft based on the image.\n"

@@ -68,7 +68,7 @@ def test_composite_returns_every_component_and_the_weighted_total() -> None:
 
 
 def test_detection_task_is_the_papers_sum() -> None:
-    from vrft.orchestrator.tasks import TASK_REWARDS, default_rewards
+    from vrft.orchestrator.core.tasks import TASK_REWARDS, default_rewards
 
     comp = verifiers.CompositeReward(default_rewards("detection"))
     c = "<think>t</think><answer>[{'Position': [0, 0, 100, 100], 'Confidence': 0.8}]</answer>"

@@ -12,7 +12,7 @@ import torch
 from vrft.learner import LearnerConfig, LearnerGroup, Sample, TrainBatch
 from vrft.learner.lora import plain_entries
 from vrft.learner.weight_sync import iter_buckets, make_plan
-from vrft.orchestrator.sources import decode_image, load_task_dataset
+from vrft.orchestrator.data.sources import decode_image, load_task_dataset
 from vrft.rollout.client import UpdateFailed, WorkerClient
 from vrft.rollout.engine import SamplingParams
 from vrft.rollout.inputs import build_prompt_inputs

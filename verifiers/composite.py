@@ -1,5 +1,5 @@
 """Weighted composition of rewards: ``RewardSpec`` (config) and ``CompositeReward`` (callable).
-Which rewards a task uses is the orchestrator's knowledge (``orchestrator/tasks.py``).
+Which rewards a task uses is the orchestrator's knowledge (``orchestrator/core/tasks.py``).
 
 Every component is returned next to the weighted ``"total"`` so that each can be logged. A component
 that raises (a user reward, or a built-in given a malformed ground truth) or returns a non-finite

@@ -26,7 +26,7 @@ from pathlib import Path
 import datasets
 from PIL import Image, ImageDraw
 
-from vrft.orchestrator.templates import render_prompt
+from vrft.orchestrator.core.templates import render_prompt
 
 COLORS = {"red": (220, 30, 30), "green": (20, 150, 40), "blue": (30, 60, 220), "yellow": (235, 190, 0),
           "gray": (128, 128, 128), "purple": (130, 40, 160), "cyan": (0, 190, 200), "brown": (130, 80, 30)}

@@ -11,7 +11,7 @@ Columns: `image` (datasets `Image` feature, PNG bytes), `problem`, `solution` (`
 `ground_truth` (JSON string: `{"answer": "3"}` or `{"boxes": [[x1, y1, x2, y2], ...]}`, xyxy ints in
 0-1000), `task`, `cot` (a short target completion `<think>...</think><answer>...</answer>` for SFT).
 
-Read them as any dataset, with `vrft.orchestrator.sources` (`load_rows`, `decode_image`). A dataset saved
+Read them as any dataset, with `vrft.orchestrator.data.sources` (`load_rows`, `decode_image`). A dataset saved
 with `n_corrupt > 0` stores its image column as `Image(decode=False)`, so even a plain
 `load_from_disk(...)[i]` never raises.
 """
@@ -28,7 +28,7 @@ from typing import Any
 
 from PIL import Image, ImageDraw
 
-from vrft.orchestrator.templates import COUNTING, DETECTION
+from vrft.orchestrator.core.templates import COUNTING, DETECTION
 
 TASKS = ("counting", "color", "detection")
 
@@ -48,7 +48,7 @@ BACKGROUND = (255, 255, 255)
 # 94% exact after 120.
 INK = (20, 20, 20)
 
-# The papers' prompts, verbatim (orchestrator/templates.py): Reason-RFT's counting question
+# The papers' prompts, verbatim (orchestrator/core/templates.py): Reason-RFT's counting question
 # template and Visual-RFT's detection prompt (paper Tab. 1).
 COUNTING_PROMPT = COUNTING
 DETECTION_PROMPT = DETECTION

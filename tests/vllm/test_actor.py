@@ -81,7 +81,7 @@ def test_sleep_is_refused_clearly_on_cpu(worker, text_prompts):
 def test_weight_update_from_deepspeed_learner(worker, tiny_text_model, text_prompts):
     prompt = text_prompts[1]  # fills whole KV blocks: the prefix cache holds it from the old weights
     # The engine never samples the tokenizer's special tokens and normalises without them: so does the
-    # learner, with the set the orchestrator gives it (orchestrator/loop.py).
+    # learner, with the set the orchestrator gives it (orchestrator/train/loop.py).
     banned = banned_token_ids(AutoTokenizer.from_pretrained(tiny_text_model))
     cfg = LearnerConfig(world_size=1, zero_stage=2, lr=1e-2, beta=0.0, torch_threads=1, banned_token_ids=banned)
     learner = LearnerGroup(tiny_text_model, cfg, total_steps=2, pad_id=0)

@@ -143,7 +143,7 @@ def test_weight_transfer_lands_with_checkpoint_names(engines, prompts, perturbed
 
 
 def test_prompt_view_is_the_learners(engines, prompts):
-    """The start-up parity check's view of vLLM's inputs (orchestrator/parity.py) equals the
+    """The start-up parity check's view of vLLM's inputs (orchestrator/train/parity.py) equals the
     transformers engine's, which is the learner's: ids, placeholder count, grid, pixels exactly."""
     engine, reference, _ = engines
     for prompt in prompts:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from vrft.orchestrator.sources import decode_image, load_task_dataset
+from vrft.orchestrator.data.sources import decode_image, load_task_dataset
 from vrft.rollout.engine import SamplingParams
 from vrft.rollout.inputs import build_prompt_inputs
 from vrft.rollout.processor import load_processor

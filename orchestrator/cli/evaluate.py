@@ -1,0 +1,185 @@
+"""`vrft eval BENCHMARK`: a model on a benchmark with its paper's protocol, or a saved
+predictions.jsonl rescored without a model. Every input is checked before any engine starts."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import tempfile
+from pathlib import Path
+
+EPILOG = """examples:
+  vrft eval clevr_math --model Qwen/Qwen2-VL-2B-Instruct --data data/Visual-Counting-id-test-1k.json
+  vrft eval coco_fewshot_8 --model runs/coco-…/checkpoints/step_000200 \\
+      --annotations coco/annotations/instances_val2017.json --images coco/val2017 \\
+      --existence-map exist_map_coco_Qwen2_vl_2B_baseline.json
+  vrft eval lisa_test --model runs/lisa-hf --data data/lisa_test
+  vrft eval clevr_math --predictions runs/eval/clevr_math/predictions.jsonl --data data/…-id-test-1k.json
+"""
+DESCRIPTION = ("Run a benchmark with its paper's protocol (prompts, R1 system prompt, decoding, resolution, "
+               "answer parsing, metric) on rollout engines as Ray actors; write predictions.jsonl and "
+               "metrics.json and print the metrics beside the paper's numbers. With --predictions, recompute "
+               "the metrics from a saved file.")
+_HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+
+
+def _fail(message: str) -> SystemExit:
+    return SystemExit(f"vrft: error: eval: {message.splitlines()[0]}")
+
+
+def _model_folder(model: str, workdir: Path, trust_remote_code: bool) -> str:
+    """A HF id or folder as it is; a run checkpoint (RUN_DIR/checkpoints/step_N) exported first."""
+    path = Path(model).expanduser()
+    if not path.exists():
+        if _HUB_ID.match(model):
+            return model
+        raise _fail(f"--model not found: {model}")
+    from vrft.orchestrator.train.export import export_checkpoint, learner_dir
+
+    if (learner_dir(path) / "vrft_learner.json").is_file():
+        out = workdir / "model"
+        print(f"exporting checkpoint {path} → {out}", file=sys.stderr)
+        return str(export_checkpoint(str(path), str(out), trust_remote_code=trust_remote_code))
+    return str(path)
+
+
+def _eval_config(args, model: str):
+    from vrft.orchestrator.config.schema import TrainConfig
+
+    b_max = args.benchmark_max_pixels
+    return TrainConfig.model_validate({
+        "model": {"path": model, "trust_remote_code": args.trust_remote_code,
+                  "min_pixels": args.min_pixels, "max_pixels": args.max_pixels or b_max},
+        "data": {"path": args.data or "-"},
+        "rollout": {"engine": args.engine, "num_workers": args.workers, "dtype": args.dtype,
+                    "num_gpus_per_worker": args.gpus_per_worker, "max_batch_size": args.batch_size,
+                    "tensor_parallel_size": args.tensor_parallel_size},
+        "learner": {"world_size": 1, "num_cpus_per_rank": 0},
+        "verifier": {"num_actors": 1},
+        "logging": {"wandb": False},
+    })
+
+
+def cmd_eval(args) -> int:
+    from vrft.orchestrator.evaluation.protocol import (
+        format_report,
+        load_eval_set,
+        read_predictions,
+        write_outputs,
+    )
+    from vrft.verifiers.benchmarks import get_benchmark, score_report
+
+    try:
+        bench = get_benchmark(args.benchmark)
+        eval_set = load_eval_set(bench.name, args.data, split=args.split, annotations=args.annotations,
+                                 images=args.images, limit=args.limit, protocol=args.protocol,
+                                 existence_map=args.existence_map, template=args.template,
+                                 rescoring=bool(args.predictions))
+    except (ValueError, OSError, KeyError) as err:
+        raise _fail(str(err)) from None
+    if args.sam and (bench.kind != "lisa" or not (Path(args.sam).exists() or _HUB_ID.match(args.sam))):
+        raise _fail(f"--sam {args.sam}: " + ("applies to the LISA benchmarks only" if bench.kind != "lisa"
+                                             else "not found"))
+    if args.predictions:  # rescoring: no model, no engine
+        try:
+            records = read_predictions(args.predictions)
+            report = score_report(bench.name, records, eval_set.ground_truth, **eval_set.options)
+        except (ValueError, KeyError) as err:
+            raise _fail(str(err)) from None
+        out = Path(args.out) if args.out else Path(args.predictions).parent
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
+        print(format_report(report))
+        return 0
+    if not args.model:
+        raise _fail("give --model (a HF id or folder, an export, or a run checkpoint), or --predictions")
+    args.benchmark_max_pixels = bench.max_pixels
+    with tempfile.TemporaryDirectory(prefix="vrft-eval-") as workdir:
+        model = _model_folder(args.model, Path(workdir), args.trust_remote_code)
+        cfg = _eval_config(args, model)
+        records, report = _run(cfg, eval_set, args)
+    out = Path(args.out) if args.out else Path("runs") / "eval" / bench.name
+    write_outputs(out, records, report)
+    print(format_report(report))
+    print(f"EVAL {bench.name} " + " ".join(f"{k}={v:.2f}" for k, v in report["metrics"].items())
+          + f" queries={len(records)} queries_per_s={report['timing']['queries_per_s']:.2f} out={out}")
+    return 0
+
+
+def _run(cfg, eval_set, args):
+    import ray
+
+    from vrft.orchestrator.evaluation.protocol import generate, score
+    from vrft.orchestrator.runtime.cluster import start_ray
+    from vrft.orchestrator.runtime.session import start_rollout
+    from vrft.rollout.processor import load_processor
+
+    processor = load_processor(cfg.model.path, cfg.model.min_pixels, cfg.model.max_pixels,
+                               cfg.model.trust_remote_code)
+    started = start_ray(cfg)
+    workers = []
+    try:
+        rc = cfg.rollout
+        placement = [{"num_cpus": rc.num_cpus_per_worker, "num_gpus": rc.num_gpus_per_worker}] * rc.num_workers
+        workers = start_rollout(cfg, cfg.model.path, placement)
+        completions, timing = generate(workers, processor, eval_set, batch_size=args.batch_size,
+                                       progress=not args.no_progress, seed=args.seed,
+                                       max_new_tokens=args.max_new_tokens)
+    finally:
+        for w in workers:
+            ray.kill(w)
+        if started and ray.is_initialized():
+            ray.shutdown()
+    if args.sam:
+        from vrft.orchestrator.evaluation.protocol import add_sam_masks
+
+        records, _ = score(eval_set, completions)
+        add_sam_masks(eval_set, records, args.sam)
+        from vrft.verifiers.benchmarks import score_report
+
+        report = score_report(eval_set.benchmark.name, records, eval_set.ground_truth)
+    else:
+        records, report = score(eval_set, completions)
+    report["timing"] = timing
+    report["model"] = args.model
+    report["sampling"] = {**vars(eval_set.benchmark.sampling), "max_new_tokens": args.max_new_tokens
+                          or eval_set.benchmark.sampling.max_new_tokens, "batch_size": args.batch_size}
+    return records, report
+
+
+def add_eval_command(sub) -> None:
+    from vrft.verifiers.benchmarks import list_benchmarks
+
+    p = sub.add_parser("eval", help="evaluate a model on a paper benchmark, or rescore saved predictions",
+                       description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG)
+    p.add_argument("benchmark", help=f"one of: {', '.join(list_benchmarks())}")
+    p.add_argument("--model", help="HF id or folder, a vrft export, or RUN_DIR/checkpoints/step_N")
+    p.add_argument("--data", help="test rows (hub id, save_to_disk folder, JSON/JSONL meta file)")
+    p.add_argument("--split", help="split of --data")
+    p.add_argument("--annotations", help="detection: the COCO / LVIS annotation json")
+    p.add_argument("--images", help="detection: the folder of its images")
+    p.add_argument("--existence-map", help="detection: {image_id: [categories]} of the baseline model "
+                   "(the paper's protocol); without it every ground-truth category is queried")
+    p.add_argument("--protocol", choices=["existence_map", "gt_categories"], help="detection query protocol")
+    p.add_argument("--template", help="prompt template (default: the benchmark's)")
+    p.add_argument("--limit", type=int, help="first N items (detection: first N images)")
+    p.add_argument("--sam", help="LISA: a SAM checkpoint (e.g. facebook/sam-vit-huge) turning each "
+                   "predicted box into a mask for gIoU / cIoU (the rows need ground-truth masks)")
+    p.add_argument("--predictions", help="rescore this predictions.jsonl instead of running a model")
+    p.add_argument("--out", help="output folder (default runs/eval/BENCHMARK)")
+    p.add_argument("--engine", choices=["hf", "vllm"], default="hf")
+    p.add_argument("--workers", type=int, default=1, help="rollout engines (Ray actors)")
+    p.add_argument("--gpus-per-worker", type=float, default=0.0)
+    p.add_argument("--tensor-parallel-size", type=int, default=1)
+    p.add_argument("--batch-size", type=int, default=8, help="queries per engine call")
+    p.add_argument("--dtype", choices=["auto", "float32", "bfloat16"], default="auto")
+    p.add_argument("--min-pixels", type=int)
+    p.add_argument("--max-pixels", type=int, help="default: the benchmark's (Reason-RFT: 480000)")
+    p.add_argument("--trust-remote-code", action="store_true")
+    p.add_argument("--max-new-tokens", type=int, help="cap the protocol's token limit (a deviation: "
+                   "for quick checks only; metrics.json records it)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_eval)

@@ -1,0 +1,214 @@
+"""`vrft`: the command line. Every check that can fail cheaply runs before Ray or any actor starts."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import time
+from pathlib import Path
+
+from vrft.orchestrator.train.preflight import preflight
+
+EPILOG = """examples:
+  vrft make-tiny-model runs/assets/model --size small
+  vrft make-synthetic-data runs/assets/color --task color --n 512 --seed 0
+  vrft check-data configs/visual_rft/coco_8cls_4shot_2b.yaml data.path=data/ViRFT_COCO_8_cate_4_shot
+  vrft prepare-data k-shot data/aircraft_full data/aircraft_8shot --k 8
+  vrft train configs/local/demo_cpu.yaml
+  vrft train configs/local/demo_cpu.yaml run.steps=5 rollout.n=4 learner.beta=0
+  vrft train --resume runs/demo-20261121-101500
+  vrft train configs/local/demo_cpu.yaml --resume auto --run-dir runs/demo-job42
+  vrft sft configs/local/demo_cpu.yaml sft.steps=50
+  vrft export runs/demo-20261121-101500/checkpoints/step_000050 runs/demo-hf
+  vrft report runs/demo-20261121-101500
+"""
+
+
+def _run_dir(cfg, explicit: str | None) -> Path:
+    if explicit:
+        return Path(explicit)
+    if cfg.run.resume == "auto":  # a requeued job must find the same folder again: no timestamp
+        return Path(cfg.run.output_dir) / cfg.run.name
+    return Path(cfg.run.output_dir) / f"{cfg.run.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _load(args) -> tuple:
+    from vrft.orchestrator.config.schema import ConfigError, load_config
+
+    try:
+        if args.resume and args.resume != "auto":
+            run_dir = Path(args.resume)
+            if not (run_dir / "config.yaml").is_file():
+                raise SystemExit(f"vrft: error: --resume {run_dir}: no config.yaml there")
+            cfg = load_config(run_dir / "config.yaml", args.overrides)
+        else:
+            if not args.config:
+                raise SystemExit("vrft: error: give a CONFIG file, or --resume RUN_DIR")
+            auto = ["run.resume=auto"] if args.resume == "auto" else []
+            cfg = load_config(args.config, [*args.overrides, *auto])
+            run_dir = _run_dir(cfg, args.run_dir)
+    except ConfigError as err:
+        raise SystemExit(f"vrft: error: {err}") from None
+    preflight(cfg)
+    if cfg.run.resume == "auto":
+        from vrft.orchestrator.train.checkpoint import auto_resume
+
+        args.resume = str(run_dir) if auto_resume(run_dir) else None
+    return cfg, run_dir
+
+
+def cmd_train(args) -> int:
+    cfg, run_dir = _load(args)
+    if args.sft_only:
+        cfg = cfg.model_copy(update={"run": cfg.run.model_copy(update={"steps": 0})})
+        if cfg.sft.steps == 0:
+            raise SystemExit("vrft: error: sft.steps is 0: nothing to do")
+    import ray
+
+    from vrft.orchestrator.runtime.cluster import start_ray_while_importing
+    from vrft.orchestrator.runtime.faults import RunStopped
+    from vrft.orchestrator.runtime.layout import cpu_layout
+
+    print(f"run dir: {run_dir}", file=sys.stderr)
+    # The inputs passed preflight: Ray starts now, sized for the layout the run will use, while
+    # another thread imports the training loop (the two overlap: docs/measurements.md).
+    started_ray = start_ray_while_importing(cpu_layout(cfg)[0], "vrft.orchestrator.train.loop")
+    from vrft.orchestrator.train.loop import train
+
+    try:
+        summary = train(cfg, run_dir, resume=bool(args.resume))
+    except RunStopped as err:  # actors stopped, Ray gone, the latest checkpoint as it was
+        then = f" (continue: vrft train --resume {run_dir})" if err.resumable else ""
+        raise SystemExit(f"vrft: error: {err}; run stopped{then}") from None
+    finally:
+        if started_ray and ray.is_initialized():
+            ray.shutdown()
+    if args.sft_only:
+        print(f"SFT model: {run_dir / 'sft_model'}")
+    else:
+        print("DEMO accuracy_first20={accuracy_first20:.4f} accuracy_last20={accuracy_last20:.4f} "
+              "minutes={minutes:.2f}".format(**summary))
+        from vrft.orchestrator.cli.report import end_of_run
+
+        print(end_of_run(cfg, run_dir), file=sys.stderr)  # the report, and where everything is
+    return 0
+
+
+def cmd_make_tiny_model(args) -> int:
+    from vrft.orchestrator.assets.tiny_model import make_tiny_model
+
+    out = make_tiny_model(args.out, arch=args.arch, size=args.size, seed=args.seed)
+    print(out)
+    return 0
+
+
+def cmd_make_synthetic_data(args) -> int:
+    from vrft.orchestrator.assets.synthetic import make_synthetic_data
+
+    out = make_synthetic_data(args.out, task=args.task, n=args.n, seed=args.seed,
+                              n_corrupt=args.n_corrupt, image_size=args.image_size)
+    print(out)
+    return 0
+
+
+def cmd_export(args) -> int:
+    from vrft.orchestrator.train.export import export_checkpoint, learner_dir
+
+    if not (learner_dir(Path(args.checkpoint)) / "vrft_learner.json").is_file():
+        raise SystemExit(f"vrft: error: {args.checkpoint} is not a run checkpoint "
+                         "(expected RUN_DIR/checkpoints/step_N with a learner/ folder)")
+    try:
+        print(export_checkpoint(args.checkpoint, args.out, dtype=args.dtype,
+                                trust_remote_code=args.trust_remote_code))
+    except (OSError, ValueError, KeyError) as err:  # a missing base model, names that do not match
+        raise SystemExit(f"vrft: error: export: {str(err).splitlines()[0]}") from None
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vrft", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
+        description="Reinforcement fine-tuning of vision-language models with verifiable rewards "
+                    "(Visual-RFT, Reason-RFT) on Ray: rollout actors, a verifier pool and a "
+                    "DeepSpeed GRPO learner.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    for name, sft_only, text in (
+        ("train", False, "run GRPO (after the SFT phase if sft.steps > 0)"),
+        ("sft", True, "run only the chain-of-thought SFT phase; writes RUN_DIR/sft_model"),
+    ):
+        p = sub.add_parser(name, help=text, description=text,
+                           formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG)
+        p.add_argument("config", nargs="?", help="YAML experiment config (see configs/)")
+        p.add_argument("overrides", nargs="*", help="section.key=value, e.g. learner.lr=1e-6")
+        p.add_argument("--resume", metavar="RUN_DIR|auto",
+                       help="continue a run from its latest checkpoint; auto: CONFIG's run in --run-dir "
+                            "(default run.output_dir/run.name), continued if it has a checkpoint, else "
+                            "started (requeued jobs; same as run.resume=auto)")
+        p.add_argument("--run-dir", help="where to write (default: run.output_dir/run.name-TIMESTAMP)")
+        p.set_defaults(func=cmd_train, sft_only=sft_only)
+
+    p = sub.add_parser("make-tiny-model",
+                       help="build a random-weight Qwen2-VL, Qwen2.5-VL or Qwen3-VL offline (tests, demo)")
+    p.add_argument("out")
+    p.add_argument("--arch", choices=["qwen2_vl", "qwen2_5_vl", "qwen3_vl"], default="qwen2_vl")
+    p.add_argument("--size", choices=["tiny", "small"], default="tiny",
+                   help="tiny: ~0.2M parameters, for tests; small: ~10-30M, for the demo")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_make_tiny_model)
+
+    p = sub.add_parser("make-synthetic-data", help="draw a synthetic image task with PIL")
+    p.add_argument("out")
+    p.add_argument("--task", choices=["counting", "color", "detection"], required=True)
+    p.add_argument("--n", type=int, required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n-corrupt", type=int, default=0, help="rows with undecodable images (tests)")
+    p.add_argument("--image-size", type=int, default=56)
+    p.set_defaults(func=cmd_make_synthetic_data)
+
+    from vrft.orchestrator.cli.data import add_data_commands
+    from vrft.orchestrator.cli.evaluate import add_eval_command
+    from vrft.orchestrator.cli.report import add_report_command
+    from vrft.orchestrator.cli.reproduce import add_reproduce_command
+
+    add_data_commands(sub)
+    add_eval_command(sub)
+    add_reproduce_command(sub)
+    add_report_command(sub)
+
+    p = sub.add_parser("export", help="write a checkpoint's policy as a Hugging Face folder (safetensors)")
+    p.add_argument("checkpoint", help="RUN_DIR/checkpoints/step_N")
+    p.add_argument("out", help="output folder, loadable with from_pretrained")
+    p.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], default="auto",
+                   help="auto: the base model's dtype")
+    p.add_argument("--trust-remote-code", action="store_true",
+                   help="run the base model's own code from its folder or hub repo (never taken "
+                        "from the checkpoint)")
+    p.set_defaults(func=cmd_export)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    from vrft.orchestrator.runtime.startup import check_startup
+
+    check_startup()  # before anything imports DeepSpeed: its build cache, and a stale build lock
+    # `ray job stop` sends SIGTERM: unwind through the same clean shutdown as Ctrl-C.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    from vrft.orchestrator.runtime.faults import RunStopped
+
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("vrft: interrupted; actors stopped", file=sys.stderr)
+        return 130
+    except RunStopped as err:  # an actor lost or not starting, outside `vrft train` (vrft eval)
+        print(f"vrft: error: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,40 @@
+"""`logging.alarms`: the threshold of each reward-hacking alarm (orchestrator/observe/alarms.py) and
+of the engine/learner parity checks (orchestrator/train/parity.py), and what crossing one means.
+Here, in the config layer, because the run config holds them; the alarms themselves sit above."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# The length drift is two-sided (answers that balloon or collapse): a threshold t is crossed above t or
+# below 1/t. Too few boxes is a weak model, too many the hack (each one buys matches and confidence terms).
+TWO_SIDED = ("answer_length_drift",)
+
+
+class AlarmThresholds(BaseModel):
+    """`logging.alarms`: the value at which each alarm logs its warning (null: never warns)."""
+    model_config = ConfigDict(extra="forbid")
+    empty_answer: float | None = Field(0.2, ge=0)
+    multi_class: float | None = Field(0.1, ge=0)
+    format_only: float | None = Field(0.8, ge=0, description="high early in a run by nature: warn only "
+                                      "when nearly every completion is paid for its format alone")
+    tags_in_answer: float | None = Field(0.05, ge=0)
+    box_count_ratio: float | None = Field(3.0, gt=0, description="predicted / ground-truth boxes")
+    full_image_boxes: float | None = Field(0.2, ge=0)
+    truncated: float | None = Field(0.3, ge=0)
+    answer_length_drift: float | None = Field(3.0, gt=1, description="answer length against the first "
+                                              "steps', above t or below 1/t")
+    # Engine/learner parity (orchestrator/train/parity.py): crossed at start-up, the run stops; later, a warning.
+    parity_logprob_kl: float | None = Field(0.02, ge=0, description="parity/logprob_kl: KL(engine || learner) "
+                                            "per token (fp32 on both sides: 0 to rounding)")
+    parity_max_abs_logprob_diff: float | None = Field(None, gt=0, description="parity/max_abs_logprob_diff; "
+                                                      "off by default: bf16's largest per-token gap is heavy-"
+                                                      "tailed (fp32 on both sides: 1e-3 is safe)")
+
+
+def crossed(name: str, value: float, threshold: float | None) -> bool:
+    if threshold is None:
+        return False
+    if name in TWO_SIDED:
+        return value > threshold or value < 1 / threshold
+    return value > threshold

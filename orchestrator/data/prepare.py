@@ -1,0 +1,293 @@
+"""`vrft prepare-data`: build what the papers trained on but did not release, from data the user has.
+
+Each mode writes a `save_to_disk` `DatasetDict({"train": ...})` in Visual-RFT's released schema
+(`image`, `problem`, `solution`) and returns `(path, summary)`; `describe(path, summary)` is the line
+the command prints.
+
+- `k_shot`: a seeded k-per-class subset (Visual-RFT released only 4-shot sets; 1/2/8/16 are the
+  user's to build). Classes come from a column, or from the classification answer, or from the
+  category named in the detection prompt.
+- `coco_to_detection`: a COCO instances json + image folder → one detection row per image and
+  category present, boxes in the 0–1000 frame, the verbatim detection prompt and the single-quoted
+  solution string; optionally `No Objects` rows for absent categories.
+- `lisa_to_grounding`: LISA ReasonSeg LabelMe-style jsons → one grounding row per instruction, the box
+  being the min/max of the image's first polygon (papers.md §1.5).
+
+Coordinates use LISA's conversion, `int(coord / W * 1000)` (truncation), for both modes. Crowd
+annotations, `ignore` polygons, boxes that collapse to zero area in the 0–1000 frame (they could
+never be matched) and repeated boxes are left out and counted in the summary.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import random
+import re
+from pathlib import Path
+from typing import Any
+
+import datasets
+from PIL import Image
+
+from vrft.orchestrator.core.ground_truth import GroundTruthError, parse_ground_truth
+from vrft.orchestrator.core.templates import render_prompt
+from vrft.orchestrator.data.sources import load_rows
+
+VIRFT_FEATURES = datasets.Features(
+    {"image": datasets.Image(), "problem": datasets.Value("string"), "solution": datasets.Value("string")}
+)
+_CATEGORY = re.compile(r"category '([^']+)'")
+_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+
+
+def _save(rows: list[dict] | datasets.Dataset, out: str | Path, what: str) -> Path:
+    if len(rows) == 0:
+        raise ValueError(f"{what} produced no rows; nothing written to {out}")
+    if isinstance(rows, datasets.Dataset):
+        dataset = rows
+    else:
+        dataset = datasets.Dataset.from_list(rows, features=VIRFT_FEATURES)
+    out = Path(out)
+    datasets.disable_progress_bars()
+    datasets.DatasetDict({"train": dataset}).save_to_disk(str(out))
+    return out
+
+
+def _redecoded(dataset: datasets.Dataset) -> datasets.Dataset:
+    """Image columns back to decode=True (load_rows hands them out undecoded), so the saved subset
+    has the released features."""
+    for name, feature in dataset.features.items():
+        if isinstance(feature, datasets.Image) and not feature.decode:
+            dataset = dataset.cast_column(name, datasets.Image())
+    return dataset
+
+
+def _row_class(row: dict, index: int, task: str, class_column: str | None) -> str | None:
+    """The class of a row; None for a detection negative."""
+    if class_column is not None:
+        value = row.get(class_column)
+        if value is None or not str(value).strip():
+            raise ValueError(f"row {index}: column {class_column!r} is empty")
+        return str(value).strip()
+    try:
+        gt = parse_ground_truth(row, task)
+    except GroundTruthError as e:
+        raise ValueError(f"row {index}: {e}") from None
+    if task == "detection":
+        if not gt["boxes"]:
+            return None
+        m = _CATEGORY.search(str(row.get("problem") or ""))
+        if m is None:
+            raise ValueError(f"row {index}: field 'problem' names no category '...'; pass class_column")
+        return m.group(1)
+    return gt["answer"]
+
+
+def k_shot(
+    source: str | Path,
+    out: str | Path,
+    k: int,
+    seed: int = 0,
+    task: str = "classification",
+    class_column: str | None = None,
+    split: str | None = None,
+    negatives: bool = False,
+    classes: list[str] | None = None,
+) -> tuple[Path, dict[str, Any]]:
+    """`k` rows per class of a classification or detection dataset, drawn with `seed`, in source order.
+
+    A class with fewer than `k` rows keeps all of them and is listed under `short_classes`. Detection
+    negatives (`No Objects`) are left out unless `negatives`, then drawn as a class of their own.
+    `classes` keeps only those classes (Visual-RFT's 8 COCO few-shot classes out of ViRFT_COCO's 80).
+    """
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"k must be a positive integer (the papers use 1, 2, 4, 8, 16), got {k!r}")
+    if task not in ("classification", "detection"):
+        raise ValueError(f"k_shot takes a classification or detection dataset, not {task!r}")
+    dataset = load_rows(source, split)
+    columns = ("problem", "solution", "answer", "ground_truth", class_column)
+    wanted = [c for c in columns if c in dataset.column_names]
+    by_class: dict[str, list[int]] = {}
+    skipped = 0
+    for i, row in enumerate(dataset.select_columns(wanted)):
+        label = _row_class(row, i, task, class_column)
+        if label is None and not negatives:
+            skipped += 1
+            continue
+        if classes is not None and label is not None and label not in classes:
+            continue
+        by_class.setdefault("No Objects" if label is None else label, []).append(i)
+    if classes is not None and not set(classes) & set(by_class):
+        raise ValueError(f"none of the classes {classes} appears in {source}")
+    rng = random.Random(seed)
+    chosen: list[int] = []
+    for label in sorted(by_class):
+        pool = by_class[label]
+        chosen += rng.sample(pool, min(k, len(pool)))
+    subset = _redecoded(dataset.select(sorted(chosen)))
+    path = _save(subset, out, f"k_shot of {source}")
+    short = {c: len(v) for c, v in sorted(by_class.items()) if len(v) < k}
+    summary = {"mode": "k_shot", "source": str(source), "rows": len(subset), "k": k, "seed": seed,
+               "classes": len(by_class), "short_classes": short, "negatives_skipped": skipped}
+    return path, summary
+
+
+def _rel(v: float, side: float) -> int:
+    return min(1000, max(0, int(v / side * 1000)))
+
+
+def _image_value(path: Path) -> dict:
+    return {"bytes": path.read_bytes(), "path": path.name}
+
+
+def _image_size(path: Path) -> tuple[int, int]:
+    with Image.open(path) as image:
+        return image.size
+
+
+def coco_to_detection(
+    annotations: str | Path,
+    image_dir: str | Path,
+    out: str | Path,
+    negatives_per_image: int = 0,
+    seed: int = 0,
+    categories: list[str] | None = None,
+) -> tuple[Path, dict[str, Any]]:
+    """Visual-RFT detection rows from a COCO instances json (read with pycocotools) and its images."""
+    from pycocotools.coco import COCO
+
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress
+        coco = COCO(str(annotations))
+    names = {c["id"]: c["name"] for c in coco.loadCats(coco.getCatIds())}
+    if categories is not None:
+        unknown = sorted(set(categories) - set(names.values()))
+        if unknown:
+            raise ValueError(f"categories {unknown} are not in {annotations}")
+        names = {i: n for i, n in names.items() if n in set(categories)}
+    rng = random.Random(seed)
+    rows: list[dict] = []
+    counts = {"images": 0, "positives": 0, "negatives": 0, "crowd_skipped": 0, "degenerate_boxes": 0,
+              "duplicate_boxes": 0, "missing_images": 0}
+    missing: list[str] = []
+    for image_id in sorted(coco.getImgIds()):
+        info = coco.loadImgs(image_id)[0]
+        file = Path(image_dir) / info["file_name"]
+        if not file.is_file():
+            counts["missing_images"] += 1
+            missing.append(info["file_name"])
+            continue
+        width, height = info.get("width"), info.get("height")
+        if not width or not height:
+            width, height = _image_size(file)
+        boxes: dict[int, list[list[int]]] = {}
+        for ann in coco.loadAnns(coco.getAnnIds(imgIds=image_id)):
+            if ann["category_id"] not in names:
+                continue
+            if ann.get("iscrowd", 0):
+                counts["crowd_skipped"] += 1
+                continue
+            x, y, w, h = ann["bbox"]
+            box = [_rel(x, width), _rel(y, height), _rel(x + w, width), _rel(y + h, height)]
+            if box[2] <= box[0] or box[3] <= box[1]:
+                counts["degenerate_boxes"] += 1
+            elif box in boxes.setdefault(ann["category_id"], []):
+                counts["duplicate_boxes"] += 1
+            else:
+                boxes[ann["category_id"]].append(box)
+        image = _image_value(file)
+        counts["images"] += 1
+        for cat_id in sorted(c for c in boxes if boxes[c]):
+            solution = [{"Position": b, "Confidence": 1} for b in boxes[cat_id]]
+            problem = render_prompt("visual_rft/detection", {"category": names[cat_id]})
+            rows.append({"image": image, "problem": problem, "solution": f"<answer>{solution!r}</answer>"})
+            counts["positives"] += 1
+        absent = sorted(c for c in names if not boxes.get(c))
+        for cat_id in sorted(rng.sample(absent, min(negatives_per_image, len(absent)))):
+            problem = render_prompt("visual_rft/detection", {"category": names[cat_id]})
+            rows.append({"image": image, "problem": problem, "solution": "<answer>No Objects</answer>"})
+            counts["negatives"] += 1
+    path = _save(rows, out, f"coco_to_detection of {annotations}")
+    summary = {"mode": "coco", "source": str(annotations), "rows": len(rows), "categories": len(names)}
+    summary.update(counts)
+    if missing:
+        summary["first_missing"] = missing[:5]
+    return path, summary
+
+
+def _find_image(meta: dict, json_file: Path, image_dir: Path) -> Path | None:
+    if meta.get("imagePath"):
+        candidate = image_dir / Path(str(meta["imagePath"])).name
+        if candidate.is_file():
+            return candidate
+    for suffix in _IMAGE_SUFFIXES:
+        candidate = image_dir / (json_file.stem + suffix)
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def lisa_to_grounding(
+    source_dir: str | Path, out: str | Path, image_dir: str | Path | None = None
+) -> tuple[Path, dict[str, Any]]:
+    """Grounding rows from LISA ReasonSeg jsons (`text`: the instructions, `shapes[].points`: polygons;
+    the image beside the json or in `image_dir`): the first polygon's min/max box, int(coord/W·1000)."""
+    source = Path(source_dir)
+    files = sorted(source.glob("*.json"))
+    if not files:
+        raise ValueError(f"no LISA .json annotation files in {source}")
+    images = Path(image_dir) if image_dir is not None else source
+    rows: list[dict] = []
+    counts = {"files": len(files), "images": 0, "no_polygon": 0, "no_instruction": 0, "missing_images": 0}
+    for file in files:
+        try:
+            meta = json.loads(file.read_text(encoding="utf-8"))
+        except ValueError as e:
+            raise ValueError(f"{file}: not JSON ({e})") from None
+        texts = meta.get("text") or []
+        texts = [texts] if isinstance(texts, str) else [t for t in texts if isinstance(t, str) and t.strip()]
+        shapes = meta.get("shapes") or []
+        polygons = [s for s in shapes if s.get("points") and str(s.get("label", "")).lower() != "ignore"]
+        if not polygons:
+            counts["no_polygon"] += 1
+            continue
+        if not texts:
+            counts["no_instruction"] += 1
+            continue
+        image_file = _find_image(meta, file, images)
+        if image_file is None:
+            counts["missing_images"] += 1
+            continue
+        width, height = meta.get("imageWidth"), meta.get("imageHeight")
+        if not width or not height:
+            width, height = _image_size(image_file)
+        xs = [float(p[0]) for p in polygons[0]["points"]]
+        ys = [float(p[1]) for p in polygons[0]["points"]]
+        x1, x2 = _rel(min(xs), width), _rel(max(xs), width)
+        y1, y2 = _rel(min(ys), height), _rel(max(ys), height)
+        solution = f"<answer>({x1},{y1}),({x2},{y2})</answer>"
+        image = _image_value(image_file)
+        counts["images"] += 1
+        for text in texts:
+            problem = render_prompt("visual_rft/lisa", {"instruction": text.strip()})
+            rows.append({"image": image, "problem": problem, "solution": solution})
+    path = _save(rows, out, f"lisa_to_grounding of {source}")
+    return path, {"mode": "lisa", "source": str(source), "rows": len(rows), **counts}
+
+
+def describe(path: str | Path, summary: dict[str, Any]) -> str:
+    """One line saying what a mode wrote: `prepare-data coco: 12 rows to /out (images 5, ...)`."""
+    details = []
+    for key, value in summary.items():
+        if key in ("mode", "rows", "source") or value in (0, {}, [], None):
+            continue
+        if isinstance(value, dict):
+            shown = ", ".join(f"{k}={v}" for k, v in list(value.items())[:5])
+            value = f"[{shown}{' ...' if len(value) > 5 else ''}]"
+        elif isinstance(value, list):
+            value = "[" + ", ".join(map(str, value)) + "]"
+        details.append(f"{key.replace('_', ' ')} {value}")
+    tail = f" ({'; '.join(details)})" if details else ""
+    mode, rows, source = summary.get("mode", "?"), summary.get("rows", 0), summary.get("source")
+    return f"prepare-data {mode}: {rows} rows from {source} to {path}{tail}"

@@ -1,0 +1,176 @@
+"""Reward-hacking alarms: per-task shares, computed every step from the prompt-group records, that
+rise when a policy finds a hole in a reward rather than learning the task.
+
+Each alarm is a pure function of the step's `PromptGroup`s (`alarm_metrics`), logged as
+`alarms/<task>/<name>` (`alarms/<name>` for rows without a task):
+
+    empty_answer         share of completions whose answer is empty (Visual-RFT issue #176: an empty
+                         answer scores 1 under the paper's substring match)
+    multi_class          classification: share of answers that name a list ("A or B or C", "A, B"),
+                         a separator the ground truth does not contain (Visual-RFT issue #79)
+    format_only          share of completions paid by the format term alone (every other component 0)
+    tags_in_answer       share of answers that hold a <think>/<answer> tag themselves: text spliced
+                         around the real answer that the format check still passes (seen in the CPU
+                         demo: "<answer>'Confidence</think><answer>blue</answer>" scores 2)
+    pred_boxes, gt_boxes detection/grounding: mean predicted and ground-truth boxes per completion,
+    box_count_ratio      and their ratio (sprayed boxes buy IoU matches and confidence terms)
+    full_image_boxes     share of predicted boxes covering ≥ 90% of the image (one box over
+                         everything overlaps every object)
+    truncated            share of completions cut at max_new_tokens
+    answer_chars         mean length of the answer in characters, and
+    answer_length_drift  its ratio to the median of the run's first `BASELINE_STEPS` steps
+
+`AlarmWatch` holds what needs memory (the length baseline, which alarms have warned) and logs one
+warning line per alarm and task, the first time its `logging.alarms` threshold is crossed.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import statistics
+from collections import defaultdict
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from vrft.orchestrator.config.thresholds import AlarmThresholds, crossed
+from vrft.orchestrator.core.boxes import BOX_TASKS, area_share, gt_boxes, predicted_boxes
+from vrft.verifiers._text import answer_or_whole
+
+if TYPE_CHECKING:
+    from vrft.orchestrator.core.records import PromptGroup
+
+log = logging.getLogger("vrft")
+
+BASELINE_STEPS = 5
+FULL_IMAGE_SHARE = 0.9
+# Separators that make an answer a list of classes, as the strict classification reward reads them.
+_TAG = re.compile(r"</?(?:think|answer)>")
+_LIST_SEPARATOR = re.compile(r",|;|\||\n|&|/|\bor\b|\band\b|\bvs\.?(?!\w)", re.IGNORECASE)
+def answer_of(completion: str) -> str:
+    """What the rewards read as the answer: the `<answer>` content, else the whole text."""
+    return answer_or_whole(completion, dotall=True)[0]
+
+
+def tagged_answers(scored: list) -> list[str]:
+    """The `<answer>` contents of the completions that have one (first `<answer>` to first `</answer>`,
+    as the rewards read it)."""
+    out = []
+    for _, c in scored:
+        text = c.completion.text
+        i = text.find("<answer>")
+        j = text.find("</answer>", i + 8) if i >= 0 else -1
+        if j >= 0:
+            out.append(text[i + 8 : j])
+    return out
+
+
+def names_several(answer: str, truth: str) -> bool:
+    """Whether `answer` is a list: it has a separator that the ground-truth name itself lacks
+    ("salt and pepper" may keep its "and"). Tags spliced into the answer are tags_in_answer's to count,
+    not a list ("</think>" holds a "/")."""
+    answer = _TAG.sub(" ", answer)
+    allowed = {m.group(0).lower() for m in _LIST_SEPARATOR.finditer(truth)}
+    return any(m.group(0).lower() not in allowed for m in _LIST_SEPARATOR.finditer(answer))
+
+
+def format_only(scores: dict[str, float]) -> bool | None:
+    """Paid by the format term alone (None: the task has no format term beside others)."""
+    others = [v for k, v in scores.items() if k not in ("format", "total")]
+    if "format" not in scores or not others:
+        return None
+    return scores["format"] > 0 and all(v == 0 for v in others)
+
+
+def _share(flags: list[bool | None]) -> float | None:
+    counted = [f for f in flags if f is not None]
+    return sum(counted) / len(counted) if counted else None
+
+
+def task_alarms(groups: list[PromptGroup], extent: Callable, frame: str) -> dict[str, float]:
+    """The alarms of groups that share one task. `extent(item)`: the answer frame's (width, height)
+    for a row's image (see boxes.frame_extent)."""
+    task = groups[0].item.task
+    scored = [(g.item, c) for g in groups for c in g.completions]
+    answers = [answer_of(c.completion.text) for _, c in scored]
+    out: dict[str, float | None] = {
+        "empty_answer": _share([a == "" for a in answers]),
+        "format_only": _share([format_only(c.scores) for _, c in scored]),
+        "tags_in_answer": _share([_TAG.search(a) is not None for a in tagged_answers(scored)]) or 0.0,
+        "truncated": _share([c.completion.finish_reason == "length" for _, c in scored]),
+        "answer_chars": sum(len(a) for a in answers) / len(answers),
+    }
+    if task == "classification":
+        out["multi_class"] = _share([names_several(a, str(item.ground_truth.get("answer", "")))
+                                     for (item, _), a in zip(scored, answers, strict=True)])
+    if task in BOX_TASKS:
+        n_pred, n_gt, shares = 0, 0, []
+        for item, c in scored:
+            preds = predicted_boxes(task, c.completion.text, frame) or []
+            n_pred += len(preds)
+            n_gt += len(gt_boxes(task, item.ground_truth) or [])
+            size = extent(item)
+            shares += [area_share(b, size) >= FULL_IMAGE_SHARE for b in preds]
+        out["pred_boxes"] = n_pred / len(scored)
+        out["gt_boxes"] = n_gt / len(scored)
+        out["box_count_ratio"] = n_pred / n_gt if n_gt else None
+        out["full_image_boxes"] = _share(shares) or 0.0
+    return {k: float(v) for k, v in out.items() if v is not None}
+
+
+def alarm_metrics(groups: list[PromptGroup], extent: Callable, frame: str = "rel1000") -> dict[str, float]:
+    """`alarms/<task>/<name>` for every task among `groups` (`alarms/<name>` for rows without one);
+    no drift (that needs the run's history: `AlarmWatch`)."""
+    by_task: dict[str | None, list[PromptGroup]] = defaultdict(list)
+    for g in groups:
+        if g.completions:
+            by_task[g.item.task].append(g)
+    out = {}
+    for task, task_groups in by_task.items():
+        prefix = f"alarms/{task}/" if task is not None else "alarms/"
+        out.update({prefix + k: v for k, v in task_alarms(task_groups, extent, frame).items()})
+    return out
+
+
+class AlarmWatch:
+    """The alarms of a run: adds each task's answer-length drift to `alarm_metrics` and warns once
+    per alarm and task when a threshold is crossed."""
+
+    def __init__(self, thresholds: AlarmThresholds, extent: Callable, frame: str = "rel1000"):
+        self.thresholds, self.extent, self.frame = thresholds, extent, frame
+        self.lengths: dict[str, list[float]] = defaultdict(list)  # answer_chars of the first steps
+        self.warned: set[str] = set()
+
+    def restore(self, history: list[dict]) -> None:
+        """After a resume: the length baseline and the alarms already raised, from the metrics the run
+        logged (steps in order)."""
+        for record in history:
+            for key, value in record.items():
+                if not key.startswith("alarms/"):
+                    continue
+                seen = self.lengths[key[: -len("answer_chars")]] if key.endswith("answer_chars") else None
+                if seen is not None and len(seen) < BASELINE_STEPS:
+                    seen.append(float(value))
+                name = key.rsplit("/", 1)[-1]
+                if crossed(name, float(value), getattr(self.thresholds, name, None)):
+                    self.warned.add(key)  # warned before the resume: not again
+
+    def __call__(self, step: int, groups: list[PromptGroup]) -> dict[str, float]:
+        metrics = alarm_metrics(groups, self.extent, self.frame)
+        for key in [k for k in metrics if k.endswith("answer_chars")]:
+            prefix = key[: -len("answer_chars")]
+            seen = self.lengths[prefix]
+            if len(seen) < BASELINE_STEPS:
+                seen.append(metrics[key])
+            # The median: one early spike (a burst of rambling answers) must not become the baseline.
+            baseline = statistics.median(seen)
+            metrics[prefix + "answer_length_drift"] = metrics[key] / max(baseline, 1.0)
+        for key, value in metrics.items():
+            name = key.rsplit("/", 1)[-1]
+            if key not in self.warned and crossed(name, value, getattr(self.thresholds, name, None)):
+                self.warned.add(key)
+                log.warning("alarm: %s = %.3g at step %d crosses logging.alarms.%s = %g (is a reward "
+                            "paying for something other than the task? see the rollout records, "
+                            "docs/observability.md)",
+                            key, value, step, name, getattr(self.thresholds, name))
+        return metrics
