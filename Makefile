@@ -99,7 +99,7 @@ $(VLLM_STAMP): constraints-vllm.txt
 	$(VLLM_PIP) install -q -c constraints-vllm.txt 'ray[default]' pydantic datasets pillow safetensors \
 		pyyaml pytest pytest-timeout
 	$(VLLM_PIP) install -q --no-deps -e .
-	$(VLLM_PY) -c "import vllm, deepspeed, vrft.rollout.vllm_engine, vrft.learner.group, vrft.orchestrator.assets.tiny_text_model"
+	$(VLLM_PY) -c "import vllm, deepspeed, vrft.rollout.vllm_engine, vrft.learner.group, vrft.testing.tiny_text_model"
 	$(VLLM_PY) -c "import torchvision, vllm.model_executor.models.qwen2_vl, vllm.model_executor.models.qwen2_5_vl"
 	$(VLLM_PY) -c "from deepspeed.accelerator import get_accelerator as a; a().create_op_builder('ShareMemCommBuilder').load()"
 	touch $(VLLM_STAMP)

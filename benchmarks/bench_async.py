@@ -11,10 +11,10 @@ import json
 import tempfile
 from pathlib import Path
 
-from vrft.orchestrator.assets.synthetic import make_synthetic_data
-from vrft.orchestrator.assets.tiny_model import make_tiny_model
 from vrft.orchestrator.config.schema import load_config
 from vrft.orchestrator.train.loop import train
+from vrft.testing.synthetic import make_synthetic_data
+from vrft.testing.tiny_model import make_tiny_model
 
 CONFIG = Path(__file__).parent.parent / "configs" / "local" / "demo_cpu.yaml"
 STEPS = 8

@@ -24,12 +24,12 @@ from pathlib import Path
 
 import torch
 
-from vrft.orchestrator.assets.synthetic import sample_task
-from vrft.orchestrator.assets.tiny_model import make_tiny_model
 from vrft.rollout.engine import SamplingParams
 from vrft.rollout.hf_engine import TransformersEngine
 from vrft.rollout.inputs import build_prompt_inputs
 from vrft.rollout.processor import load_processor
+from vrft.testing.synthetic import sample_task
+from vrft.testing.tiny_model import make_tiny_model
 
 REPEATS = 5
 SAMPLING = SamplingParams(n=8, max_new_tokens=64, temperature=1.0, seed=0)

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import ray
 
-from vrft.orchestrator.assets.released import make_lisa_grounding, make_reason_rft_counting
-from vrft.orchestrator.assets.tiny_model import make_tiny_model
 from vrft.orchestrator.evaluation.protocol import generate, load_eval_set
 from vrft.rollout.processor import load_processor
 from vrft.rollout.worker import RolloutWorker
+from vrft.testing.released import make_lisa_grounding, make_reason_rft_counting
+from vrft.testing.tiny_model import make_tiny_model
 
 QUERIES = 16
 MAX_NEW = 32

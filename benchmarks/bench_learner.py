@@ -27,10 +27,10 @@ import ray
 
 from vrft.learner import LearnerConfig, LearnerGroup, Sample, TrainBatch
 from vrft.learner.batch import split_micro_batches
-from vrft.orchestrator.assets.synthetic import sample_task
-from vrft.orchestrator.assets.tiny_model import make_tiny_model
 from vrft.rollout.inputs import build_prompt_inputs
 from vrft.rollout.processor import load_processor, vision_special_token_ids
+from vrft.testing.synthetic import sample_task
+from vrft.testing.tiny_model import make_tiny_model
 
 PROMPTS, G = 4, 8
 MIN_RESPONSE, MAX_RESPONSE = 32, 256  # 8x

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForImageTextToText
 
-from vrft.orchestrator.assets.tiny_model import make_tiny_model
+from vrft.testing.tiny_model import make_tiny_model
 
 REPEATS = 20
 

@@ -1,6 +1,6 @@
 """BENCH vllm_cpu_tokens_per_s / hf_cpu_tokens_per_s: rollout throughput of the two engines on CPU.
 
-Same model (the offline tiny text-only Qwen2 of orchestrator/assets/tiny_text_model.py, fp32), same 8 chat
+Same model (the offline tiny text-only Qwen2 of vrft/testing/tiny_text_model.py, fp32), same 8 chat
 prompts, same sampling (n=4, 32 new tokens, temperature 1, top-p 1, eos ignored so every sample is
 exactly 32 tokens: 8 x 4 x 32 = 1024 tokens per call), each timed as the best of 5 calls after a
 warm-up call; engine start is not counted. Both return per-token log-probs, as rollouts need.
@@ -22,10 +22,10 @@ from pathlib import Path
 
 from transformers import AutoTokenizer
 
-from vrft.orchestrator.assets.tiny_text_model import make_tiny_text_model
 from vrft.rollout.engine import SamplingParams
 from vrft.rollout.hf_engine import TransformersEngine
 from vrft.rollout.inputs import PromptInputs
+from vrft.testing.tiny_text_model import make_tiny_text_model
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMPTS = 8

@@ -17,8 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from vrft.orchestrator.assets.synthetic import make_synthetic_data
-from vrft.orchestrator.assets.tiny_model import make_tiny_model
+from vrft.testing.synthetic import make_synthetic_data
+from vrft.testing.tiny_model import make_tiny_model
 
 ROOT = Path(__file__).parent.parent
 CONFIG = ROOT / "configs" / "local" / "test_cpu.yaml"

@@ -2,7 +2,7 @@
 on: the image's own Python, torch and transformers, no Ray and no vLLM. In this order:
 
     sample         the transformers engine samples tiny Qwen2-VL, Qwen2.5-VL and Qwen3-VL models
-                   (orchestrator/assets/tiny_model.py, tied embeddings) on image prompts whose
+                   (vrft/testing/tiny_model.py, tied embeddings) on image prompts whose
                    images need resizing: tokens/s, and the engine's sampled log-probs against its
                    own teacher-forced ones
     zero2, zero3   a DeepSpeed learner rank (vrft.learner.worker.LearnerRank, world size 1) takes GRPO
@@ -407,9 +407,9 @@ class Check:
     def _make(self, name: str) -> Family:
         from PIL import Image, ImageDraw
 
-        from vrft.orchestrator.assets.tiny_model import make_tiny_model
         from vrft.rollout.inputs import build_prompt_inputs
         from vrft.rollout.processor import banned_token_ids, load_processor
+        from vrft.testing.tiny_model import make_tiny_model
 
         path = make_tiny_model(self.work / name, arch=name, size=self.args.size, tie_word_embeddings=True)
         processor = load_processor(str(path))

@@ -1,5 +1,5 @@
 """`make bench-peer`: TRL's GRPOTrainer (in .venv-trl, benchmarks/peer_trl.py) and vrft on the same
-random Qwen2-VL-architecture model (orchestrator/assets/tiny_model.py, size small), the same
+random Qwen2-VL-architecture model (vrft/testing/tiny_model.py, size small), the same
 synthetic colour prompts in the same order, the same rewards (vrft's verifiers) and settings:
 4 prompts x G=8, 64 new tokens, beta 0.04, fp32, every core as torch threads (configs/local/peer_cpu.yaml,
 checked against TRL's SPEC). vrft runs in the layout a local CPU run picks when its config leaves
@@ -23,10 +23,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from vrft.orchestrator.assets.synthetic import make_synthetic_data
-from vrft.orchestrator.assets.tiny_model import make_tiny_model
 from vrft.orchestrator.config.schema import load_config
 from vrft.orchestrator.train.loop import train
+from vrft.testing.synthetic import make_synthetic_data
+from vrft.testing.tiny_model import make_tiny_model
 
 ROOT = Path(__file__).parent.parent
 CONFIG = ROOT / "configs" / "local" / "peer_cpu.yaml"

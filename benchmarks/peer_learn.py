@@ -22,8 +22,8 @@ import time
 from pathlib import Path
 
 from benchmarks.peer import CONFIG, ROOT, SPEC, run_trl
-from vrft.orchestrator.assets.synthetic import make_synthetic_data
-from vrft.orchestrator.assets.tiny_model import make_tiny_model
+from vrft.testing.synthetic import make_synthetic_data
+from vrft.testing.tiny_model import make_tiny_model
 
 STEPS = int(os.environ.get("VRFT_PEER_LEARN_STEPS", "60"))
 SETTINGS = {"max_new_tokens": 40, "lr": 5e-5}

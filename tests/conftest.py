@@ -30,7 +30,7 @@ def ray_cluster():
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> str:
-    from vrft.orchestrator.assets.tiny_model import make_tiny_model
+    from vrft.testing.tiny_model import make_tiny_model
 
     return str(make_tiny_model(tmp_path_factory.mktemp("model") / "tiny", size="tiny"))
 
@@ -38,7 +38,7 @@ def tiny_model(tmp_path_factory) -> str:
 @pytest.fixture(scope="session")
 def color_data(tmp_path_factory) -> str:
     """Six rows, two of them undecodable: every epoch meets the bad ones."""
-    from vrft.orchestrator.assets.synthetic import make_synthetic_data
+    from vrft.testing.synthetic import make_synthetic_data
 
     return str(make_synthetic_data(tmp_path_factory.mktemp("data") / "color", task="color", n=6,
                                    seed=0, n_corrupt=2))

@@ -16,7 +16,6 @@ from vrft.learner.algorithms import entropy_from_logits, token_logprobs_from_log
 from vrft.learner.batch import collate
 from vrft.learner.model import sequence_logprobs
 from vrft.learner.worker import LearnerRank
-from vrft.orchestrator.assets.tiny_model import prefer_token
 from vrft.rollout.engine import SamplingParams
 from vrft.rollout.hf_engine import TransformersEngine, load_causal_model
 from vrft.rollout.inputs import build_prompt_inputs, collate_prompts
@@ -26,6 +25,7 @@ from vrft.rollout.processor import (
     special_token_strings,
     vision_special_token_ids,
 )
+from vrft.testing.tiny_model import prefer_token
 
 TOL = 1e-5
 

@@ -14,8 +14,8 @@ import datasets
 import pytest
 from PIL import Image
 
-from vrft.orchestrator.assets.released import RELEASED_TASKS, make_all
 from vrft.orchestrator.cli.main import main
+from vrft.testing.released import RELEASED_TASKS, make_all
 
 CONFIG = Path(__file__).parent.parent / "configs" / "local" / "test_cpu.yaml"
 
@@ -27,7 +27,7 @@ def released(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def tiny_qwen25(tmp_path_factory) -> str:
-    from vrft.orchestrator.assets.tiny_model import make_tiny_model
+    from vrft.testing.tiny_model import make_tiny_model
 
     return str(make_tiny_model(tmp_path_factory.mktemp("model25") / "tiny", arch="qwen2_5_vl", size="tiny"))
 

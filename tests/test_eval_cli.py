@@ -13,14 +13,14 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from vrft.orchestrator.assets.released import (
+from vrft.orchestrator.cli.main import main
+from vrft.orchestrator.data.sources import load_rows
+from vrft.testing.released import (
     make_lisa_grounding,
     make_reason_rft_counting,
     make_reason_rft_spatial,
     make_virft_classification,
 )
-from vrft.orchestrator.cli.main import main
-from vrft.orchestrator.data.sources import load_rows
 from vrft.verifiers import eval_tasks as T
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -169,9 +169,9 @@ def test_lisa_giou_ciou_through_box_prompted_sam(tmp_path):
     offline), the mask is stored as RLE in the record, and gIoU/cIoU equal a direct computation."""
     import numpy as np
 
-    from vrft.orchestrator.assets.tiny_sam import make_tiny_sam
     from vrft.orchestrator.evaluation.protocol import EvalSet, Query, add_sam_masks
     from vrft.orchestrator.evaluation.sam_masks import BoxMasker, paper_box
+    from vrft.testing.tiny_sam import make_tiny_sam
     from vrft.verifiers.benchmarks import get_benchmark, score_report
 
     sam = make_tiny_sam(tmp_path / "sam")

@@ -23,14 +23,14 @@ import torch
 from transformers import AutoTokenizer
 from transformers.generation import logits_process as hf
 
-from vrft.orchestrator.assets.synthetic import sample_task
-from vrft.orchestrator.assets.tiny_model import ARCHS, make_tiny_model
-from vrft.orchestrator.assets.tiny_text_model import make_tiny_text_model
 from vrft.rollout import decode
 from vrft.rollout.engine import SamplingParams
 from vrft.rollout.hf_engine import TransformersEngine
 from vrft.rollout.inputs import PromptInputs, build_prompt_inputs
 from vrft.rollout.processor import load_processor
+from vrft.testing.synthetic import sample_task
+from vrft.testing.tiny_model import ARCHS, make_tiny_model
+from vrft.testing.tiny_text_model import make_tiny_text_model
 
 TOL = 2e-5  # fp32: the two paths' log-probs differ by rounding only (~1e-6)
 ROWS_A_CALL = 6  # 2 prompts of n=3 per generate() chunk, so a batch takes several chunks

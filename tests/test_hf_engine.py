@@ -8,11 +8,11 @@ import json
 import shutil
 from pathlib import Path
 
-from vrft.orchestrator.assets.synthetic import sample_task
 from vrft.rollout.engine import SamplingParams
 from vrft.rollout.hf_engine import TransformersEngine
 from vrft.rollout.inputs import build_prompt_inputs
 from vrft.rollout.processor import load_processor
+from vrft.testing.synthetic import sample_task
 
 
 def test_model_generation_defaults_do_not_leak_into_sampling(tiny_model, tmp_path):

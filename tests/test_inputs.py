@@ -10,7 +10,6 @@ import torch
 from PIL import Image
 from transformers import AutoModelForImageTextToText
 
-from vrft.orchestrator.assets.synthetic import sample_task
 from vrft.rollout.inputs import PromptInputs, build_prompt_inputs, collate_prompts, split_pixel_values
 from vrft.rollout.processor import (
     QWEN2_VL_CHAT_TEMPLATE,
@@ -18,6 +17,7 @@ from vrft.rollout.processor import (
     load_processor,
     vision_special_token_ids,
 )
+from vrft.testing.synthetic import sample_task
 
 
 @pytest.fixture(scope="module")

@@ -85,7 +85,7 @@ def test_a_checkout_imports_without_an_install(tmp_path):
 
 # orchestrator's layers, bottom first. A module may import its own layer and any layer of a lower
 # tier; layers that share a tier do not import each other. Adding a layer means placing it here.
-TIERS = [("core",), ("config",), ("data", "runtime", "observe", "assets"), ("evaluation",), ("train",), ("cli",)]
+TIERS = [("core",), ("config",), ("data", "runtime", "observe"), ("evaluation",), ("train",), ("cli",)]
 TIER = {layer: n for n, layers in enumerate(TIERS) for layer in layers}
 
 
@@ -111,7 +111,11 @@ def upward_imports() -> list[str]:
             parts = name.split(".")
             if parts[0] != "vrft" or len(parts) < 2:
                 continue
-            if top in ("rollout", "learner", "verifiers") and parts[1] != top:
+            if parts[1] == "testing" and top in (*PACKAGES, "vrft") and rel.parts[:2] not in (
+                    ("orchestrator", "cli"), ("vrft", "testing")):
+                # fixtures stay out of the product: only the CLI's make-* commands reach them
+                wrong.append(f"{rel}:{line}: {name} (only orchestrator/cli imports vrft.testing)")
+            elif top in ("rollout", "learner", "verifiers") and parts[1] != top:
                 # the three packages import nothing of each other's or the orchestrator's
                 wrong.append(f"{rel}:{line}: {name} ({top} imports only itself)")
             elif top == "orchestrator" and len(rel.parts) > 2 and parts[1] == "orchestrator" and len(parts) > 2:

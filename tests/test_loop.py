@@ -113,7 +113,7 @@ def test_mixed_tasks_train_in_one_run_each_scored_by_its_own_rewards(ray_cluster
     """Detection, classification and counting rows in one dataset: each row's task picks its rewards
     (detection and counting get user rewards that read only their own task's typed ground truth;
     classification keeps the paper's defaults), and rewards are logged per task."""
-    from vrft.orchestrator.assets.released import make_mixed
+    from vrft.testing.released import make_mixed
 
     data = make_mixed(tmp_path / "data", n=4, seed=0)
     plugins = (f"{__package__}." if __package__ else "") + "test_verifiers_plugins"
@@ -148,7 +148,7 @@ def test_mixed_tasks_train_in_one_run_each_scored_by_its_own_rewards(ray_cluster
 def test_eval_during_training_logs_at_its_steps_and_keeps_the_best(ray_cluster, tiny_model, color_data, tmp_path):
     """eval.every 2 with at_start on the run's own engines: eval metrics at steps 0, 2 and 4 only;
     run.keep_best keeps the checkpoint of the best eval (checkpoints/best) even past run.keep_last."""
-    from vrft.orchestrator.assets.released import make_reason_rft_counting
+    from vrft.testing.released import make_reason_rft_counting
 
     bench = make_reason_rft_counting(tmp_path / "bench", n=3)
     evals = f"eval.benchmarks=[{{benchmark: clevr_math, data: '{bench}'}}]"

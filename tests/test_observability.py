@@ -26,8 +26,8 @@ def run(ray_cluster, tiny_model, tmp_path_factory):
     every wandb Table as logged."""
     import vrft.orchestrator.observe.rollout_log as rollout_log
     import vrft.orchestrator.train.step as step_module
-    from vrft.orchestrator.assets.released import make_mixed
     from vrft.orchestrator.train.loop import train
+    from vrft.testing.released import make_mixed
 
     tmp = tmp_path_factory.mktemp("observability")
     data = make_mixed(tmp / "data", n=2, seed=0)

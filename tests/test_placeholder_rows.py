@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from vrft.orchestrator.assets.released import make_reason_rft_counting
 from vrft.orchestrator.cli.main import main
 from vrft.orchestrator.config.schema import load_config
 from vrft.orchestrator.data.prompts import PromptSource
 from vrft.rollout.inputs import build_prompt_inputs
 from vrft.rollout.processor import load_processor, placeholder_in_text
+from vrft.testing.released import make_reason_rft_counting
 
 CONFIG = Path(__file__).parent.parent / "configs" / "local" / "test_cpu.yaml"
 

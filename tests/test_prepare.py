@@ -10,12 +10,12 @@ import datasets
 import pytest
 from PIL import Image
 
-from vrft.orchestrator.assets.released import make_virft_classification, make_virft_detection
 from vrft.orchestrator.core.ground_truth import parse_ground_truth, perfect_answer
 from vrft.orchestrator.core.tasks import default_rewards
 from vrft.orchestrator.core.templates import render_prompt
 from vrft.orchestrator.data.prepare import coco_to_detection, describe, k_shot, lisa_to_grounding
 from vrft.orchestrator.data.sources import load_rows
+from vrft.testing.released import make_virft_classification, make_virft_detection
 from vrft.verifiers import CompositeReward, reward_info
 
 

@@ -9,11 +9,11 @@ import re
 import datasets
 import pytest
 
-from vrft.orchestrator.assets.released import RELEASED_TASKS, make_all
 from vrft.orchestrator.core.ground_truth import parse_ground_truth, perfect_answer
 from vrft.orchestrator.core.tasks import default_rewards
 from vrft.orchestrator.core.templates import render_prompt, sft_target
 from vrft.orchestrator.data.sources import decode_image, load_rows
+from vrft.testing.released import RELEASED_TASKS, make_all
 from vrft.verifiers import CompositeReward, reward_info
 
 ITEM = r"\{'Position': \[\d+, \d+, \d+, \d+\], 'Confidence': 1\}"

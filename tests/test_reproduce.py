@@ -49,7 +49,7 @@ def test_missing_gpus_stop_before_anything_starts(tmp_path):
 
 
 def test_cpu_recipe_end_to_end(tmp_path, tiny_model):
-    from vrft.orchestrator.assets.released import make_virft_classification
+    from vrft.testing.released import make_virft_classification
 
     full = make_virft_classification(tmp_path / "aircraft_full", n=8)
     recipe = tmp_path / "recipe.yaml"

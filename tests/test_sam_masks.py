@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vrft.orchestrator.assets.tiny_sam import make_tiny_sam
 from vrft.orchestrator.evaluation.sam_masks import BoxMasker, add_masks, paper_box
+from vrft.testing.tiny_sam import make_tiny_sam
 from vrft.verifiers.eval_tasks import mask_metrics, to_mask
 
 

@@ -22,10 +22,10 @@ import vrft.learner.shared_prompt as shared
 from vrft.learner import LearnerConfig, LearnerGroup, Sample
 from vrft.learner.batch import collate, prefix_rows
 from vrft.learner.model import load_model, sequence_logprobs
-from vrft.orchestrator.assets.synthetic import sample_task
-from vrft.orchestrator.assets.tiny_model import ARCHS, make_tiny_model
 from vrft.rollout.inputs import build_prompt_inputs
 from vrft.rollout.processor import load_processor, vision_special_token_ids
+from vrft.testing.synthetic import sample_task
+from vrft.testing.tiny_model import ARCHS, make_tiny_model
 
 
 def _batch_samples(model_path: str, seed: int = 0) -> tuple[list[Sample], int]:

@@ -10,8 +10,8 @@ import datasets
 import pytest
 from PIL import Image
 
-from vrft.orchestrator.assets.synthetic import BACKGROUND, COLORS, TASKS, make_synthetic_data
 from vrft.orchestrator.data.sources import decode_image, load_task_dataset
+from vrft.testing.synthetic import BACKGROUND, COLORS, TASKS, make_synthetic_data
 
 FORMAT = re.compile(r"<think>.*?</think>\s*<answer>.*?</answer>", re.DOTALL)  # Visual-RFT format reward
 ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)

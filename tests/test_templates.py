@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from vrft.orchestrator.assets.synthetic import COUNTING_PROMPT, DETECTION_PROMPT
 from vrft.orchestrator.core.templates import TEMPLATES, fields, render_prompt, sft_target, template_names
+from vrft.testing.synthetic import COUNTING_PROMPT, DETECTION_PROMPT
 
 AIRCRAFT = (
     "This is an image containing an aircraft. Please identify the model of the aircraft based on the image.\n"

@@ -16,9 +16,9 @@ from vrft.learner.batch import collate
 from vrft.learner.lora import is_vision_param
 from vrft.learner.model import load_model, sequence_logprobs
 from vrft.learner.shared_prompt import shared_prompt_logprobs
-from vrft.orchestrator.assets.tiny_model import ARCHS, make_tiny_model
 from vrft.rollout.inputs import build_prompt_inputs
 from vrft.rollout.processor import load_processor
+from vrft.testing.tiny_model import ARCHS, make_tiny_model
 
 
 def _text_batch(processor) -> dict[str, torch.Tensor]:

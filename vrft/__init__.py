@@ -6,6 +6,7 @@ The code lives in the repository's top-level folders and is imported under this 
 (``verifiers`` is a widely used RL-environments library), so none of them is installed at the top
 level. pyproject.toml maps the folders into this package for an
 install (``package-dir``); this file does the same for a checkout used without installing it.
+``vrft.testing`` (vrft/testing/) holds the offline fixtures: tiny models, synthetic data.
 """
 
 import os as _os

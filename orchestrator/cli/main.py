@@ -97,7 +97,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_make_tiny_model(args) -> int:
-    from vrft.orchestrator.assets.tiny_model import make_tiny_model
+    from vrft.testing.tiny_model import make_tiny_model
 
     out = make_tiny_model(args.out, arch=args.arch, size=args.size, seed=args.seed)
     print(out)
@@ -105,7 +105,7 @@ def cmd_make_tiny_model(args) -> int:
 
 
 def cmd_make_synthetic_data(args) -> int:
-    from vrft.orchestrator.assets.synthetic import make_synthetic_data
+    from vrft.testing.synthetic import make_synthetic_data
 
     out = make_synthetic_data(args.out, task=args.task, n=args.n, seed=args.seed,
                               n_corrupt=args.n_corrupt, image_size=args.image_size)

@@ -25,7 +25,7 @@ except ImportError as err:  # pragma: no cover - a wrong interpreter, not a test
 
 @pytest.fixture(scope="session")
 def tiny_text_model(tmp_path_factory) -> str:
-    from vrft.orchestrator.assets.tiny_text_model import make_tiny_text_model
+    from vrft.testing.tiny_text_model import make_tiny_text_model
 
     return str(make_tiny_text_model(tmp_path_factory.mktemp("text-model") / "qwen2", seed=0))
 
@@ -51,7 +51,7 @@ def text_prompts(tiny_text_model):
 @pytest.fixture(scope="session")
 def small_vlm(tmp_path_factory):
     """`small_vlm(arch)`: the folder of a random "small" `arch` model, made once per session."""
-    from vrft.orchestrator.assets.tiny_model import make_tiny_model
+    from vrft.testing.tiny_model import make_tiny_model
 
     made: dict[str, str] = {}
 

@@ -14,11 +14,11 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from vrft.learner import Sample
 from vrft.learner.batch import collate
 from vrft.learner.model import sequence_logprobs
-from vrft.orchestrator.assets.tiny_model import prefer_token
 from vrft.rollout.engine import SamplingParams
 from vrft.rollout.processor import banned_token_ids
 from vrft.rollout.vllm_engine import VLLMEngine
 from vrft.rollout.vllm_inputs import sampling_kwargs
+from vrft.testing.tiny_model import prefer_token
 
 TOL = 1e-5
 PAD = 5  # <|image_pad|> in the offline tokenizer

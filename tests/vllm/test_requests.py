@@ -102,7 +102,7 @@ def test_vlm_weight_names_land_in_vllm_modules(tmp_path, arch, module, cls):
     from transformers import AutoModelForImageTextToText
     from vllm.model_executor.models.utils import WeightsMapper
 
-    from vrft.orchestrator.assets.tiny_model import make_tiny_model
+    from vrft.testing.tiny_model import make_tiny_model
 
     model = AutoModelForImageTextToText.from_pretrained(make_tiny_model(tmp_path / arch, arch=arch))
     names = [n for n, _ in model.named_parameters()]

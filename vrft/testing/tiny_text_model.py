@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, GenerationConfig, Qwen2Config, Qwen2ForCausalLM
 
-from vrft.orchestrator.assets.tiny_model import build_tokenizer
+from vrft.testing.tiny_model import build_tokenizer
 
 # head_dim = 64 / 2 = 32: vLLM's CPU attention kernels only take some head sizes (32, 64, 80, ...),
 # and the 16 of the tiny VLM's text part is not among them.

@@ -27,9 +27,9 @@ from transformers.models.qwen2_vl import Qwen2VLConfig, Qwen2VLForConditionalGen
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 from transformers.models.qwen3_vl import Qwen3VLConfig, Qwen3VLForConditionalGeneration
 
-from vrft.orchestrator.assets.synthetic import COLORS, SHAPES, TASKS, sample_task
 from vrft.rollout.families import FAMILIES
 from vrft.rollout.processor import QWEN2_VL_CHAT_TEMPLATE, QWEN3_VL_CHAT_TEMPLATE, VLProcessor, load_processor
+from vrft.testing.synthetic import COLORS, SHAPES, TASKS, sample_task
 
 SPECIAL_TOKENS = (
     "<|endoftext|>",
