@@ -5,7 +5,7 @@ what is its own: data, preparation, steps, evaluation and the paper's number.
     python configs/make_recipes.py           write them
     python configs/make_recipes.py --check   exit 1 if a file differs (tests/test_reproduce.py runs it)
 
-The paper numbers come from verifiers/paper_numbers.py (papers.md §1.7, §2.8).
+The paper numbers come from verifiers/paper_numbers.py (docs/sources.md V7, R8).
 """
 
 from __future__ import annotations
@@ -233,8 +233,8 @@ def reason_rft() -> list[tuple]:
                 out.append(recipe(
                     name, base=f"{base}_{size}.yaml",
                     comment=f"Reason-RFT, {task}, Qwen2-VL-{size.upper()}, {setting}: {steps_note} "
-                            f"(papers.md §2.3; steps from the nominal {rows} rows: set run.steps / sft.steps "
-                            "from your copy's row count). Evaluated on the ID and OOD test sets (§2.6, §2.7).",
+                            f"(docs/sources.md R3; steps from the nominal {rows} rows: set run.steps / sft.steps "
+                            "from your copy's row count). Evaluated on the ID and OOD test sets (docs/sources.md R6, R7).",
                     paper=f"Reason-RFT, {task}, {size.upper()} {setting}", kind=kind, gpus=8,
                     sections=sections, evals=ev_here, result=result))
     return out

@@ -1,5 +1,5 @@
 """The paper-exact reward settings (``vrft.verifiers.paper_modes.PAPER_OPTIONS``) against cases worked out by
-hand from the papers' reward code (papers.md §1.3 Visual-RFT, §2.4 Reason-RFT), each beside what the
+hand from the papers' reward code (docs/sources.md V3 Visual-RFT, R4 Reason-RFT), each beside what the
 project's default pays, so every row where the two differ is pinned down (docs/paper-semantics.md)."""
 
 from __future__ import annotations

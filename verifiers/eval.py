@@ -1,4 +1,4 @@
-"""The papers' evaluation metrics (papers.md §1.6, §2.7). All return fractions in [0, 1]; the papers
+"""The papers' evaluation metrics (docs/sources.md V6, R7). All return fractions in [0, 1]; the papers
 print them ×100.
 
 - Detection: COCO-style AP through ``pycocotools.COCOeval("bbox")``. Predictions in the 0–1000 frame

@@ -1,4 +1,4 @@
-"""The class lists the papers average detection AP over (papers.md §1.6).
+"""The class lists the papers average detection AP over (docs/sources.md V6).
 
 Names, not ids, identify a class everywhere in the evaluation: the paper's existence maps and prompts
 use names, and a ground-truth file whose ids are remapped (contiguous 1..80, say) must still score

@@ -2,7 +2,7 @@
 for COCO (Visual-RFT Tab. 3 / Tab. 7) and LVIS's federated protocol (Tab. 4 / Tab. 8).
 
 **Queries.** The paper asks one question per (image, category): "detect all <category>". Which pairs
-are asked is the query protocol (papers.md §1.6):
+are asked is the query protocol (docs/sources.md V6):
 
 - ``"existence_map"``: the pairs listed in an existence map ``{image_id: [category names]}``, which in
   the paper is the *baseline model's own* answer to "which of these classes are in the image"

@@ -1,5 +1,5 @@
 """Per-item evaluation scores of the non-detection benchmarks, each as the papers' evaluation scripts
-compute it (papers.md §1.6, §2.7), plus the LISA mask metrics. Scores are fractions; the benchmark
+compute it (docs/sources.md V6, R7), plus the LISA mask metrics. Scores are fractions; the benchmark
 layer (``vrft.verifiers.benchmarks``) averages them and prints ×100 as the papers do.
 
 These are evaluation metrics, not rewards: where a script differs from the training reward of the

@@ -1,5 +1,5 @@
 """Reason-RFT structure-perception rewards: ``math`` (exact match, then math-verify equivalence) and
-``math_tolerance`` (the paper's cosine tolerance, ``math_accuracy_reward``), papers.md §2.4 and §2.7.
+``math_tolerance`` (the paper's cosine tolerance, ``math_accuracy_reward``), docs/sources.md R4 and R7.
 
 math-verify is called with its own SIGALRM timeouts disabled and wrapped in
 ``vrft.verifiers.timeout.call_with_timeout``, which works on every thread (see that module). Inputs are
@@ -194,7 +194,7 @@ def paper_verify(content: str, sol: str, timeout_s: float = DEFAULT_TIMEOUT_S) -
     """The papers' math-verify test, ``float(verify(parse(content), parse(sol))) > 0``, verbatim: the
     whole completion and the raw solution string, in that argument order, no ``$…$`` wrapping
     (Visual-RFT's shortcut at the start of every accuracy reward, Reason-RFT's fallback for a
-    completion without ``<answer>``; papers.md §1.3, §2.4). Unlike the papers, bounded like
+    completion without ``<answer>``; docs/sources.md V3, R4). Unlike the papers, bounded like
     ``equivalent``: the last ``MAX_MATH_TAIL`` characters, ``too_costly`` inputs refused, ``timeout_s``
     and the completion's budget on any thread; any of those, or a math-verify error, is False."""
     return _timed(_paper_verify_untimed, "vrft.verifiers.math_reward:_paper_verify_untimed", content, sol, timeout_s)
@@ -219,7 +219,7 @@ def math_reward(
 
     - ``fallback="always"`` (default): 1 if math-verify finds that answer equivalent to the ground
       truth (e.g. ``\\frac{1}{2}`` vs ``0.5``), tagged or not;
-    - ``fallback="untagged"``: Reason-RFT's ``accuracy_reward`` (papers.md §2.4): a tagged answer is
+    - ``fallback="untagged"``: Reason-RFT's ``accuracy_reward`` (docs/sources.md R4): a tagged answer is
       exact match only; only a completion with no ``<answer>`` tag falls back, to the paper's
       ``verify(parse(completion), parse(solution))`` (``paper_verify``).
 
@@ -278,7 +278,7 @@ def math_tolerance(
     ``mode="fixed"`` (default): Δ = 0 scores 1 (the paper divides 0 by 0 when gt = 0 and pays 0), and
     "nan"/"inf" are not numbers (the paper's ``float()`` returns a NaN reward); numbers are plain
     decimals with an optional exponent.
-    ``mode="reason_rft"``: the paper's code (papers.md §2.4): Python's ``float()`` reads the numbers,
+    ``mode="reason_rft"``: the paper's code (docs/sources.md R4): Python's ``float()`` reads the numbers,
     a correct "0" against a ground truth of 0 pays 0 (its ZeroDivisionError), and the fallback is the
     paper's ``verify(parse(completion), parse(solution))``. Kept guard: where the paper returns NaN
     (a "nan" answer or ground truth, inf against inf) this returns 0.

@@ -1,4 +1,4 @@
-"""The reward options that reproduce the papers' own reward code (papers.md §1.3, §2.4).
+"""The reward options that reproduce the papers' own reward code (docs/sources.md V3, R4).
 
 The built-in rewards default to the project's stricter semantics; each difference from the papers'
 code is an option, and ``PAPER_OPTIONS[name]`` is the setting that turns them all back to the code's

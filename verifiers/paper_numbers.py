@@ -1,10 +1,10 @@
-"""The papers' reported numbers (Qwen2-VL 2B/7B), copied from papers.md §1.7 and §2.8, so an evaluation
+"""The papers' reported numbers (Qwen2-VL 2B/7B), copied from docs/sources.md V7 and R8, so an evaluation
 can print its result beside the paper's row.
 
 ``PAPER[benchmark][size][setting][metric]``; ``GROUP_PAPER[group][size][setting]`` holds the
 averages the tables print over several benchmarks (they belong to no single one). Values are as
 printed (percent). Two printed averages are not the mean of their row; both are kept as printed
-except where papers.md corrects a typo, and noted below.
+except one corrected typo, each noted below.
 """
 
 from __future__ import annotations
@@ -81,8 +81,8 @@ GROUP_PAPER: dict[str, dict] = {
                  "7B": dict(zip(_RRFT, (70.35, 64.45, 64.85, 76.20, 73.30), strict=True))},
     "structure": {"2B": dict(zip(_RRFT, (23.25, 36.92, 34.15, 40.09, 41.08), strict=True)),
                   "7B": dict(zip(_RRFT, (43.59, 38.36, 41.75, 54.88, 54.26), strict=True))},
-    # 2B RFT-Zero prints 33.74 although its three columns average 36.54; 7B RFT-Zero is papers.md's
-    # correction (the table prints 56.68, the columns average 60.34).
+    # 2B RFT-Zero prints 33.74 although its three columns average 36.54; 7B RFT-Zero is the
+    # mean of its columns, a typo corrected (the table prints 56.68, the columns average 60.34).
     "spatial": {"2B": dict(zip(_RRFT, (4.35, 58.99, 50.14, 33.74, 67.58), strict=True)),
                 "7B": dict(zip(_RRFT, (13.01, 63.77, 59.00, 60.34, 65.98), strict=True))},
 }

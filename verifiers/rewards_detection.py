@@ -1,5 +1,5 @@
 """Box rewards of Visual-RFT: ``detection_iou``, ``detection_confidence`` (open-vocabulary / few-shot
-detection, papers.md §1.3) and ``grounding_iou``, ``grounding_giou`` (reasoning grounding on LISA).
+detection, docs/sources.md V3) and ``grounding_iou``, ``grounding_giou`` (reasoning grounding on LISA).
 
 Coordinates are xyxy in the Qwen2-VL 0–1000 frame. The detection answer is the paper's list
 ``[{'Position': [x1, y1, x2, y2], 'Confidence': c}, ...]``. The defaults repair and validate where the
@@ -138,7 +138,7 @@ def _paper_number(v: object) -> float | None:
 
 
 def parse_detections_visual_rft(completion: str) -> tuple[list[tuple], int] | None:
-    """Parse a detection answer exactly as Visual-RFT's ``accuracy_reward_iou`` does (papers.md §1.3):
+    """Parse a detection answer exactly as Visual-RFT's ``accuracy_reward_iou`` does (docs/sources.md V3):
 
     ``re.search(r"<answer>(.*?)</answer>", completion)`` without DOTALL (else the whole completion),
     stripped and wrapped back in ``<answer>…</answer>``; ``[[``→``[``, ``]]``→``]``, newlines removed;
@@ -227,7 +227,7 @@ def _fmt(v: float) -> str:
 
 
 def paper_detection_solution(gts: list[tuple[float, float, float, float]]) -> str:
-    """The paper's solution string for these boxes (papers.md §1.5), what its math-verify shortcut
+    """The paper's solution string for these boxes (docs/sources.md V5), what its math-verify shortcut
     parses: ``<answer>[{'Position': [x1, y1, x2, y2], 'Confidence': 1}, ...]</answer>``, or
     ``<answer>No Objects</answer>``."""
     if not gts:

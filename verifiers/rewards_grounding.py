@@ -1,4 +1,4 @@
-"""Visual-RFT's LISA reasoning-grounding rewards (papers.md §1.3): ``grounding_iou`` (the evaluation's
+"""Visual-RFT's LISA reasoning-grounding rewards (docs/sources.md V3): ``grounding_iou`` (the evaluation's
 per-sample IoU) and ``grounding_giou`` (the training reward GIoU + 1), on the first
 ``(x1,y1),(x2,y2)`` of the answer; ``mode="visual_rft"`` reproduces the paper's code as written."""
 
@@ -140,7 +140,7 @@ def grounding_giou(completion: str, ground_truth: dict, *, mode: str = "strict",
     (the paper's string-equality shortcut, which also covers a degenerate ground-truth box). Reversed
     corners score 0 instead of the paper's spurious positive GIoU from negative areas.
 
-    ``mode="visual_rft"``: ``grpo_lisa.py``'s ``accuracy_reward`` (papers.md §1.3): the ``<answer>``
+    ``mode="visual_rft"``: ``grpo_lisa.py``'s ``accuracy_reward`` (docs/sources.md V3): the ``<answer>``
     content (DOTALL; the completion without a tag), ``re.findall`` of the box regex, the first box's
     top-left corner with the second box's top-left corner when there are several (its
     ``student_bbox[1]``), GIoU + 1 on coordinates / 1000; then 2.0 if the stripped answer string

@@ -1,4 +1,4 @@
-"""Reason-RFT spatial transformation (TRANCE): ``spatial_transform`` (papers.md §2.4, §2.7).
+"""Reason-RFT spatial transformation (TRANCE): ``spatial_transform`` (docs/sources.md R4, R7).
 
 An answer is a sequence of ``func(obj, value)`` calls, e.g. ``change_color(3, 'red')``. Items are
 parsed with the paper's regex and de-duplicated; the duplicate penalty is p = n_unique / n_total and

@@ -1,7 +1,7 @@
 """Text rewards: ``format`` (both papers), ``classification`` (Visual-RFT), ``counting`` (Reason-RFT),
 ``choice`` (multiple-choice letters).
 
-papers.md §1.3 and §2.4 give the originals; every deviation is an option or is listed in
+docs/sources.md V3 and R4 give the originals; every deviation is an option or is listed in
 docs/verifiers.md.
 """
 
@@ -161,7 +161,7 @@ def counting(completion: str, ground_truth: dict, *, numeric: bool = False, fall
     equals the stripped ground truth. As in the paper, only a completion with no ``<answer>`` tag
     falls back to math-verify, with the paper's own call ``verify(parse(completion), parse(gt))``
     (``fallback=False`` turns that off). ``numeric=True`` also accepts the same number written
-    differently: "3.0", " 3 ", "three". The defaults are the paper's code (papers.md §2.4).
+    differently: "3.0", " 3 ", "three". The defaults are the paper's code (docs/sources.md R4).
     """
     read = answer_and_truth(completion, ground_truth)
     if isinstance(read, float):

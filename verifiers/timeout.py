@@ -2,7 +2,7 @@
 
 math-verify's own timeout is ``signal.alarm``, which raises "signal only works in main thread" off the
 main thread; systems that call it from Ray or thread workers then score 0 silently, and disabling the
-timeout hangs training (papers.md / peers.md §7 item 7). ``call_with_timeout`` picks what works where
+timeout hangs training (veRL PRs #5635 and #5839, TRL PR #5281, Math-Verify issues #50 and #55). ``call_with_timeout`` picks what works where
 it runs:
 
 - on the main thread: ``setitimer(ITIMER_REAL)`` with a handler that raises ``Deadline``, a

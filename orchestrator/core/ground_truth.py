@@ -1,6 +1,6 @@
 """Each row's ground truth, parsed once, in the typed form its task's rewards take.
 
-The papers released their ground truth as strings (papers.md §1.5, §2.6), and the rewards in
+The papers released their ground truth as strings (docs/sources.md V5, R6), and the rewards in
 `verifiers` read typed dicts. Parsing here, once per row and loudly, is what keeps a released
 dataset from training on silent zeros (a `solution` the detection reward cannot read scores 0 on
 every completion and only shows up as a `verifier/errors` count):

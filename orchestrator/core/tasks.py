@@ -11,7 +11,7 @@ from typing import Any
 
 from vrft.verifiers import RewardSpec
 
-# The papers' compositions (papers.md §1.3: R = R_IoU + R_conf + R_format for detection; §2.4:
+# The papers' compositions (docs/sources.md V3: R = R_IoU + R_conf + R_format for detection; R4:
 # accuracy + format with equal weights for Reason-RFT).
 TASK_REWARDS: dict[str, list[dict[str, Any]]] = {
     "detection": [{"name": "detection_iou"}, {"name": "detection_confidence"}, {"name": "format"}],

@@ -2,7 +2,7 @@
 
 A dataset without a `problem` text of its own gets its prompt from a named template (a config key
 picks the name). The papers' models were trained on these exact strings, so they are kept verbatim
-from papers.md §1.4 and §2.5 (typos included: "grouding", the stray ")" of the LISA prompt, the
+from docs/sources.md V4 and R5 (typos included: "grouding", the stray ")" of the LISA prompt, the
 missing space in "tags.The"), except where marked otherwise:
 
 - `visual_rft/detection` ({category}), `visual_rft/classification` ({kind}, {what}), `visual_rft/lisa`
@@ -33,7 +33,7 @@ DETECTION = (
     "Please strictly follow the format."
 )
 # Verified for aircraft ("an aircraft", "model"); plant and pet use "species". The Cars wording is
-# UNVERIFIED (papers.md §1.4); the answer placeholder is "species name" for every kind in the code.
+# UNVERIFIED (docs/sources.md V4); the answer placeholder is "species name" for every kind in the code.
 CLASSIFICATION = (
     "This is an image containing {article} {kind}. Please identify the {what} of the {kind} based on the "
     "image.\n"
@@ -63,8 +63,8 @@ STRUCTURE_NUMBER = (
     "{question} Output the thinking process in <think> </think> and final answer (float number or int "
     "number) in <answer> </answer> tags."
 )
-# NOT VERBATIM. Reason-RFT's TRANCE_QUESTION_PROMPT is a long rule prompt that papers.md §2.5 only
-# describes; this one is written from that description and the function/value lists of §2.4 (two
+# NOT VERBATIM. Reason-RFT's TRANCE_QUESTION_PROMPT is a long rule prompt that docs/sources.md R5 only
+# describes; this one is written from that description and the function/value lists of docs/sources.md R4 (two
 # images, the initial objects as tuples, 1-4 func(object_id, value) steps, <think>/<answer>). Give the
 # rows a `problem` of their own to train on the released text.
 SPATIAL = (
@@ -186,7 +186,7 @@ def _strip_wrapping(cot: str) -> str:
 
 
 def sft_target(cot: str, answer: str) -> str:
-    """The CoT-SFT target of Reason-RFT (papers.md §2.3):
+    """The CoT-SFT target of Reason-RFT (docs/sources.md R3):
     `<think>\\n{cot}\\n</think>\\n<answer>\\n{answer}\\n</answer>`, with any `<think>`/`<answer>` wrapping
     that the released cot and answer already carry removed first."""
     if not isinstance(cot, str) or not isinstance(answer, str | int | float) or isinstance(answer, bool):

@@ -11,7 +11,7 @@ the command prints.
   category present, boxes in the 0–1000 frame, the verbatim detection prompt and the single-quoted
   solution string; optionally `No Objects` rows for absent categories.
 - `lisa_to_grounding`: LISA ReasonSeg LabelMe-style jsons → one grounding row per instruction, the box
-  being the min/max of the image's first polygon (papers.md §1.5).
+  being the min/max of the image's first polygon (docs/sources.md V5).
 
 Coordinates use LISA's conversion, `int(coord / W * 1000)` (truncation), for both modes. Crowd
 annotations, `ignore` polygons, boxes that collapse to zero area in the 0–1000 frame (they could

@@ -38,7 +38,7 @@ from vrft.verifiers.benchmarks import (
 )
 from vrft.verifiers.eval_detection import load_ground_truth
 
-# The prompt each Reason-RFT benchmark wraps its question in (the RL/CoT templates; papers.md §2.5).
+# The prompt each Reason-RFT benchmark wraps its question in (the RL/CoT templates; docs/sources.md R5).
 BENCHMARK_TEMPLATES = {
     "clevr_math": "reason_rft/counting", "super_clevr": "reason_rft/counting",
     "geomath": "reason_rft/structure", "geometry3k": "reason_rft/structure",

@@ -9,7 +9,7 @@ dependency and no remote code. Its output goes into prediction records as COCO R
 which `vrft.verifiers.benchmarks._score_lisa` feeds to `vrft.verifiers.eval_tasks.mask_metrics`.
 
 What box2mask.py does, and what is kept here (read from a public copy of the release,
-wangzhifengharrison/visual_rft_zw@ca4e501; papers.md does not say):
+wangzhifengharrison/visual_rft_zw@ca4e501; docs/sources.md V6 names the file only):
 - ``SamPredictor.predict_torch(boxes=..., multimask_output=False)``: one box per image and SAM's
   single-mask output (mask token 0), not the best of the three multimask outputs. That is the default
   here (``multimask=False``); ``multimask=True`` picks the multimask output with the highest predicted

@@ -1,4 +1,4 @@
-"""Fixtures in exactly the schemas the papers released (papers.md §1.5, §2.6), drawn with PIL.
+"""Fixtures in exactly the schemas the papers released (docs/sources.md V5, R6), drawn with PIL.
 
 Tests and `vrft check-data` demos need the released forms themselves, not look-alikes: the same field
 names and string forms, single-quoted detection dicts, `No Objects` negatives, LISA's `(x1,y1),(x2,y2)`,
