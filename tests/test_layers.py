@@ -111,7 +111,11 @@ def upward_imports() -> list[str]:
             parts = name.split(".")
             if parts[0] != "vrft" or len(parts) < 2:
                 continue
-            if parts[1] == "testing" and top in (*PACKAGES, "vrft") and rel.parts[:2] not in (
+            private = next((part for part in parts[2:] if part.startswith("_") and part != "__init__"), None)
+            if private and top in PACKAGES and parts[1] != top:
+                # a leading underscore is the owning package's to change: another reaches its public names
+                wrong.append(f"{rel}:{line}: {name} (private to {parts[1]})")
+            elif parts[1] == "testing" and top in (*PACKAGES, "vrft") and rel.parts[:2] not in (
                     ("orchestrator", "cli"), ("vrft", "testing")):
                 # fixtures stay out of the product: only the CLI's make-* commands reach them
                 wrong.append(f"{rel}:{line}: {name} (only orchestrator/cli imports vrft.testing)")

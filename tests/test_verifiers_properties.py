@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from vrft import verifiers
-from vrft.verifiers._text import check_format, extract_answer
+from vrft.verifiers.answers import check_format, extract_answer
 from vrft.verifiers.rewards_detection import _match_greedy, _match_hungarian, box_iou
 from vrft.verifiers.rewards_spatial import _ITEM_RE
 
@@ -186,7 +186,7 @@ def test_adversarial_inputs_are_fast() -> None:
 
 
 def test_paper_regex_is_the_slow_one() -> None:
-    # Why _text.check_format exists: on bait the paper's regex is quadratic, ours linear.
+    # Why answers.check_format exists: on bait the paper's regex is quadratic, ours linear.
     bait = "<think>" + "</think><answer>" * 1000
     t0 = time.perf_counter()
     assert PAPER_FORMAT.fullmatch(bait) is None

@@ -8,7 +8,8 @@ This package imports nothing else of the project. See docs/verifiers.md.
 - ``RewardSpec``, ``CompositeReward(specs)`` → ``{component: score, ..., "total": weighted sum}``.
 - ``VerifierPool(specs, num_actors=2, timeout_s=5.0)``: ``submit``/``gather``/``stats``/``shutdown``
   (imports Ray on first use).
-- ``vrft.verifiers.eval``: COCO mAP through pycocotools, accuracy, mIoU, the TRANCE partial score.
+- ``vrft.verifiers.benchmarks``: the papers' benchmarks, one protocol and one scorer each (COCO / LVIS
+  mAP in ``eval_detection``, the other metrics in ``eval_tasks``).
 """
 
 from __future__ import annotations
@@ -38,8 +39,4 @@ def __getattr__(name: str) -> Any:
         from vrft.verifiers.pool import VerifierPool
 
         return VerifierPool
-    if name == "eval":
-        import importlib
-
-        return importlib.import_module("vrft.verifiers.eval")
     raise AttributeError(f"module 'verifiers' has no attribute {name!r}")

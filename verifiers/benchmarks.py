@@ -277,12 +277,10 @@ def _score_detection(b: Benchmark, records: list, ground_truth: Any, **options: 
     queries = det.detection_queries(gt, b.classes, protocol, existence_map)
     by_id = _index(b, records, queries, f"a query of {b.name} under the {protocol} protocol")
     ids = det.category_ids(gt, b.classes)
-    from vrft.verifiers.eval import detections_from_completion
-
     dets: list[dict[str, Any]] = []
     for key, r in by_id.items():
         img, name = queries[key]
-        dets += detections_from_completion(r["completion"], img, ids[name])
+        dets += det.detections_from_completion(r["completion"], img, ids[name])
     res = det.subset_map(gt, dets, b.subsets, federated=b.kind == "lvis")
     return {"protocol": protocol, "metrics": {k: _pct(v) for k, v in res["metrics"].items()},
             "per_class": {k: _pct(v) for k, v in res["per_class"].items()},

@@ -39,6 +39,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from os import PathLike
 from typing import Any
 
+from vrft.verifiers.rewards_detection import parse_detections
+
 PROTOCOLS = ("existence_map", "gt_categories")
 LVIS_MAX_DETS = 300
 COCO_MAX_DETS = 100
@@ -127,6 +129,17 @@ def detection_queries(
             if name in present:
                 queries[query_id(img, name)] = (img, name)
     return queries
+
+
+def detections_from_completion(completion: str, image_id: Any, category_id: int) -> list[dict[str, Any]]:
+    """Detections (``box`` in the 0–1000 frame, ``score`` = Confidence) parsed from one completion
+    answering "detect all <category>", with the training reward's parser (the paper asks one category
+    per prompt, so every box is of ``category_id``)."""
+    parsed = parse_detections(completion)
+    if parsed is None:
+        return []
+    return [{"image_id": image_id, "category_id": category_id, "box": [x1, y1, x2, y2], "score": c}
+            for c, x1, y1, x2, y2 in parsed[0]]
 
 
 def boxes_to_results(gt: Any, detections: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:

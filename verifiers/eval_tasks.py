@@ -14,7 +14,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from vrft.verifiers._text import MAX_COMPLETION_CHARS, extract_answer, strip_answer_tags
+from vrft.verifiers.answers import MAX_COMPLETION_CHARS, extract_answer, strip_answer_tags
 from vrft.verifiers.rewards_spatial import extract_items
 
 # ---- fine-grained classification (Visual-RFT Tab. 2) -------------------------------------------

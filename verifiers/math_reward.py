@@ -25,7 +25,7 @@ import re
 import threading
 
 from vrft.verifiers import budget
-from vrft.verifiers._text import answer_and_truth, answer_or_whole, gt_answer, usable
+from vrft.verifiers.answers import answer_and_truth, answer_or_whole, gt_answer, usable
 from vrft.verifiers.registry import one_of, positive_float, register, unit_float
 from vrft.verifiers.timeout import CallTimeout, call_with_timeout
 

@@ -18,7 +18,7 @@ import json
 import math
 from dataclasses import dataclass
 
-from vrft.verifiers._text import MAX_ANSWER_CHARS, answer_or_whole, extract_answer, usable
+from vrft.verifiers.answers import MAX_ANSWER_CHARS, answer_or_whole, extract_answer, usable
 from vrft.verifiers.registry import boolean, one_of, register
 
 _NO_OBJECTS = frozenset({"no objects", "no objects.", "[]"})

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 import re
 
-from vrft.verifiers._text import MAX_ANSWER_CHARS, answer_or_whole, usable
+from vrft.verifiers.answers import MAX_ANSWER_CHARS, answer_or_whole, usable
 from vrft.verifiers.registry import boolean, one_of, register
 from vrft.verifiers.rewards_detection import _box, _fmt, _paper_shortcut
 

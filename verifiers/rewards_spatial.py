@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 
-from vrft.verifiers._text import MAX_ANSWER_CHARS, answer_or_whole, gt_answer, usable
+from vrft.verifiers.answers import MAX_ANSWER_CHARS, answer_or_whole, gt_answer, usable
 from vrft.verifiers.registry import one_of, register
 
 # The paper's pattern `(\w+)\((\w+),\s*'?(\w+)'?\)` with a `(?<!\w)` guard in front. findall's matches

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from vrft.verifiers._text import (
+from vrft.verifiers.answers import (
     MAX_ANSWER_CHARS,
     answer_and_truth,
     answer_or_whole,

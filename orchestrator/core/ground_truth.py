@@ -34,7 +34,7 @@ import re
 from typing import Any
 
 from vrft.orchestrator.core.tasks import ALIASES, TASK_REWARDS
-from vrft.verifiers._text import extract_answer
+from vrft.verifiers.answers import extract_answer
 from vrft.verifiers.rewards_spatial import extract_items
 
 TASKS = tuple(TASK_REWARDS)

@@ -21,7 +21,7 @@ import re
 import string
 from collections.abc import Callable
 
-from vrft.verifiers._text import extract_answer
+from vrft.verifiers.answers import extract_answer
 
 DETECTION = (
     "Detect all objects belonging to the category '{category}' in the image, and provide the bounding "

@@ -67,7 +67,7 @@ class EvalSet:
 
 
 def _text_answer(row: dict, where: str) -> str:
-    from vrft.verifiers._text import extract_answer
+    from vrft.verifiers.answers import extract_answer
 
     for name in ("answer", "solution", "label"):
         value = row.get(name)

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 
 from vrft.orchestrator.config.thresholds import AlarmThresholds, crossed
 from vrft.orchestrator.core.boxes import BOX_TASKS, area_share, gt_boxes, predicted_boxes
-from vrft.verifiers._text import answer_or_whole
+from vrft.verifiers.answers import answer_or_whole
 
 if TYPE_CHECKING:
     from vrft.orchestrator.core.records import PromptGroup

@@ -1,4 +1,5 @@
-"""Linear-time text helpers shared by the rewards: tag extraction, the format check, length bounds.
+"""Linear-time answer-text helpers shared by the rewards, evaluation and the data layer: tag extraction,
+the format check, length bounds.
 
 The papers' code uses ``re.search(r"<answer>(.*?)</answer>", ...)`` and
 ``re.fullmatch(r"<think>.*?</think>\\s*<answer>.*?</answer>", ..., re.DOTALL)``. On adversarial text
