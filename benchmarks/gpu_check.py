@@ -248,17 +248,15 @@ class Host:
     def score(self, prompt, token_ids: list[int]) -> list[float]:
         return self.engine.score(prompt, token_ids)
 
-    def init_weight_transfer_engine(self, init_info: dict) -> None:
-        self.engine.init_weight_transfer_engine(init_info)
+    # The engine's end of the weight transfer, called by name over the pipe as RolloutWorker's are over
+    # Ray (rollout/worker.py): handed to the engine itself, so no second copy of those calls to drift.
+    ENGINE_CALLS = frozenset({"init_weight_transfer_engine", "start_weight_update", "update_weights",
+                              "finish_weight_update"})
 
-    def start_weight_update(self) -> None:
-        self.engine.start_weight_update()
-
-    def update_weights(self, update_info: dict) -> None:
-        self.engine.update_weights(update_info)
-
-    def finish_weight_update(self, weight_version: int) -> int:
-        return self.engine.finish_weight_update(weight_version)
+    def __getattr__(self, name: str):
+        if name in Host.ENGINE_CALLS and self.__dict__.get("engine") is not None:
+            return getattr(self.engine, name)
+        raise AttributeError(name)
 
     # ---- the learner rank ----
     def setup_learner(self, model_path: str, pad_id: int, cfg: dict) -> dict:

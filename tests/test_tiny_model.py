@@ -13,13 +13,7 @@ from transformers import AutoModelForImageTextToText, AutoTokenizer
 from vrft.rollout.inputs import build_prompt_inputs, collate_prompts
 from vrft.rollout.processor import VLProcessor, load_processor, vision_special_token_ids
 from vrft.testing.synthetic import sample_task
-from vrft.testing.tiny_model import (
-    FORMAT_TOKENS,
-    SPECIAL_TOKENS,
-    build_tokenizer,
-    describe,
-    make_tiny_model,
-)
+from vrft.testing.tiny_model import FORMAT_TOKENS, SPECIAL_TOKENS, build_tokenizer, describe, make_tiny_model
 
 
 @pytest.fixture(scope="module")
