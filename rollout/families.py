@@ -1,10 +1,11 @@
 """Model families: what differs between Qwen2-VL, Qwen2.5-VL and Qwen3-VL, picked from config.json.
 
-One small record per family, read by the processor loader (fallback chat template, image patch size),
-the tiny-model factory, and the vLLM weight sync (transformers parameter names -> the checkpoint names
-vLLM's `load_weights` takes). The coordinate frame a family answers boxes in lives with the data
-layer (`orchestrator/core/frames.py`: Qwen2-VL and Qwen3-VL answer in 0-1000 relative coordinates,
-Qwen2.5-VL in the resized image's pixels). Vision special tokens are the same in all three
+One record per family, the only place this knowledge lives: read by the processor loader (fallback
+chat template, image patch size), the tiny-model factory, the vLLM weight sync (transformers parameter
+names -> the checkpoint names vLLM's `load_weights` takes), and the data layer
+(`orchestrator/core/frames.py`: the frame a family answers boxes in, Qwen2-VL and Qwen3-VL in 0-1000
+relative coordinates, Qwen2.5-VL in the resized image's pixels; the released image-processor settings
+it resizes with when only the family is known). Vision special tokens are the same in all three
 (<|vision_start|>, <|image_pad|>, <|vision_end|>, <|video_pad|>), their ids come from each tokenizer.
 """
 
@@ -31,14 +32,21 @@ class Family:
     patch_size: int  # vision patch side in pixels (merge_size 2 in all three)
     vllm_prefixes: tuple[tuple[str, str], ...]
     default_system: bool  # whether the chat template adds "You are a helpful assistant." itself
+    answer_frame: str  # where its box answers are: "rel1000" (0-1000 of each side) or "resized_pixels"
+    # the released image processor's resize bounds (preprocessor_config.json), in pixels
+    min_pixels: int
+    max_pixels: int
+    merge_size: int = 2  # vision patches merged per side into one token
 
 
 FAMILIES: dict[str, Family] = {f.name: f for f in (
-    Family("qwen2_vl", ("qwen2_vl",), "Qwen2VLProcessor", "Qwen2VLVideoProcessor", 14, _QWEN2_LAYOUT, True),
+    Family("qwen2_vl", ("qwen2_vl",), "Qwen2VLProcessor", "Qwen2VLVideoProcessor", 14, _QWEN2_LAYOUT, True,
+           answer_frame="rel1000", min_pixels=56 * 56, max_pixels=28 * 28 * 1280),
     Family("qwen2_5_vl", ("qwen2_5_vl",), "Qwen2_5_VLProcessor", "Qwen2VLVideoProcessor", 14, _QWEN2_LAYOUT,
-           True),
+           True, answer_frame="resized_pixels", min_pixels=56 * 56, max_pixels=28 * 28 * 1280),
+    # Qwen3-VL's processor states shortest_edge 65536 and longest_edge 16777216
     Family("qwen3_vl", ("qwen3_vl", "qwen3_vl_moe"), "Qwen3VLProcessor", "Qwen3VLVideoProcessor", 16,
-           _SAME_LAYOUT, False),
+           _SAME_LAYOUT, False, answer_frame="rel1000", min_pixels=65536, max_pixels=16777216),
 )}
 
 

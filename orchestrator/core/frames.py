@@ -30,22 +30,16 @@ import math
 from pathlib import Path
 from typing import Any
 
+from vrft.rollout.families import FAMILIES
+
 FRAMES = ("rel1000", "resized_pixels")
-FAMILY_FRAMES = {"qwen2_vl": "rel1000", "qwen2_5_vl": "resized_pixels", "qwen3_vl": "rel1000"}
-# config.json model_type → family.
-_MODEL_TYPES = {
-    "qwen2_vl": "qwen2_vl",
-    "qwen2_5_vl": "qwen2_5_vl",
-    "qwen3_vl": "qwen3_vl",
-    "qwen3_vl_moe": "qwen3_vl",
-}
-# Each family's released image processor settings (preprocessor_config.json), used when a caller has
-# only the family name. Qwen3-VL: patch 16, shortest_edge 65536, longest_edge 16777216.
+# Views of the one family record (rollout/families.py), keyed as this module's callers ask.
+FAMILY_FRAMES = {f.name: f.answer_frame for f in FAMILIES.values()}
+_MODEL_TYPES = {model_type: f.name for f in FAMILIES.values() for model_type in f.model_types}  # config.json's
+# Each family's released image processor settings, used when a caller has only the family name.
 PROCESSOR_DEFAULTS: dict[str, dict[str, int]] = {
-    "qwen2_vl": {"patch_size": 14, "merge_size": 2, "min_pixels": 56 * 56, "max_pixels": 28 * 28 * 1280},
-    "qwen2_5_vl": {"patch_size": 14, "merge_size": 2, "min_pixels": 56 * 56, "max_pixels": 28 * 28 * 1280},
-    "qwen3_vl": {"patch_size": 16, "merge_size": 2, "min_pixels": 65536, "max_pixels": 16777216},
-}
+    f.name: {"patch_size": f.patch_size, "merge_size": f.merge_size, "min_pixels": f.min_pixels,
+             "max_pixels": f.max_pixels} for f in FAMILIES.values()}
 _OVERRIDE_HINT = "set the answer frame explicitly (rel1000 or resized_pixels)"
 
 
