@@ -4,6 +4,7 @@ packaged, and no import of a bare top-level name that PyPI gives to another proj
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 import tomllib
@@ -55,14 +56,16 @@ def test_no_bare_import_of_a_package_name():
 
 
 def test_bare_names_do_not_resolve_to_this_repo(tmp_path):
-    # From outside the checkout (no repo folder on sys.path), in the project's own venv.
+    # From outside the checkout (no repo folder on sys.path: PYTHONPATH left out), in the project's venv.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     code = ("import importlib.util, sys\n"
             f"for name in {PACKAGES!r}:\n"
             "    spec = importlib.util.find_spec(name)\n"
             "    print(name, spec.origin if spec else None)\n"
             "import vrft.orchestrator.cli.main, vrft.verifiers\n"
             "print('vrft', vrft.verifiers.__file__)\n")
-    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True,
+                          env=env)
     found = dict(line.split(" ", 1) for line in done.stdout.splitlines())
     for name in PACKAGES:
         assert found[name] == "None" or not found[name].startswith(str(ROOT)), (name, found[name])
