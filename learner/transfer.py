@@ -42,10 +42,10 @@ from vrft.learner.weight_sync import (
     _gathered,
     _plan_members,
     iter_buckets,
-    join_group,
     make_plan,
     send_buckets,
 )
+from vrft.wire import join_group, renamer
 
 
 class WeightSyncClient(Protocol):
@@ -66,22 +66,6 @@ class ParamMeta:
     name: str
     dtype: torch.dtype
     shape: tuple[int, ...]
-
-
-def renamer(pairs: list[tuple[str, str]] | None):
-    """transformers parameter name -> the receiver's name; first matching prefix wins. None:
-    names as they are (the transformers engine, text-only models)."""
-    if not pairs:
-        return lambda name: name
-
-    def rename(name: str) -> str:
-        for old, new in pairs:
-            if name.startswith(old):
-                return new + name[len(old):]
-        raise ValueError(f"weight sync: {name!r} matches none of the model family's prefixes "
-                         f"({', '.join(old for old, _ in pairs)})")
-
-    return rename
 
 
 class EntrySource:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import nullcontext
-from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -28,27 +27,6 @@ def loopback_interface() -> str:
 
     names = [name for _, name in socket.if_nameindex()]
     return next((n for n in names if n in ("lo", "lo0")), "lo")
-
-
-def join_group(master_addr: str, port: int, rank: int, world_size: int, backend: str,
-               timeout_s: float = 300.0, listen_fd: int | None = None) -> dist.ProcessGroup:
-    """A group outside torch's default (DeepSpeed's) group: learner rank 0 + every rollout worker.
-    `listen_fd`: rank 0's already bound and listening socket (else the store listens everywhere)."""
-    timeout = timedelta(seconds=timeout_s)
-    extra = {"master_listen_fd": listen_fd} if listen_fd is not None else {}
-    store = dist.TCPStore(master_addr, port, world_size, is_master=(rank == 0), timeout=timeout,
-                          wait_for_workers=False, **extra)
-    if backend == "gloo":
-        return dist.ProcessGroupGloo(store, rank, world_size, timeout)
-    if backend == "nccl":
-        opts = dist.ProcessGroupNCCL.Options()
-        opts._timeout = timeout
-        group = dist.ProcessGroupNCCL(store, rank, world_size, opts)
-        # NCCL builds its communicator at the first collective: one now, so a peer that cannot
-        # join fails here, within the rendezvous's bound, not at the first weight sync.
-        group.broadcast(torch.zeros(1, device="cuda"), 0).wait()
-        return group
-    raise ValueError(f"unknown weight-sync backend {backend!r}; choose gloo or nccl")
 
 
 def make_plan(entries: list[Entry], dtype: torch.dtype, bucket_mb: float) -> list[dict]:

@@ -24,6 +24,7 @@ from typing import Any
 from vrft.rollout.engine import SamplingParams
 from vrft.rollout.families import FAMILIES
 from vrft.rollout.inputs import PromptInputs
+from vrft.wire import renamer
 
 
 def collapse_image_pads(input_ids: list[int], image_token_id: int) -> list[int]:
@@ -147,18 +148,4 @@ def weight_name_mapper(model_type: str, is_vlm: bool) -> Callable[[str], str]:
 
     Text-only causal LMs (Qwen2, Llama, ...) name their parameters as their checkpoints do: identity.
     """
-    prefixes = _VLM_PREFIXES.get(model_type)
-    if prefixes is None:
-        if is_vlm:
-            raise ValueError(f"no transformers->vLLM weight-name mapping for the VLM model_type "
-                             f"{model_type!r}; add one to rollout/vllm_inputs.py (known: {sorted(_VLM_PREFIXES)})")
-        return lambda name: name
-
-    def to_vllm(name: str) -> str:
-        for old, new in prefixes:
-            if name.startswith(old):
-                return new + name[len(old):]
-        raise ValueError(f"weight sync: {name!r} matches no known {model_type} prefix "
-                         f"({', '.join(old for old, _ in prefixes)})")
-
-    return to_vllm
+    return renamer(vllm_weight_prefixes(model_type, is_vlm), model_type)

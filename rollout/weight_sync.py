@@ -1,7 +1,8 @@
 """Receiving end of weight sync for vrft's own transports: join the learner's side group and
 unpack flat buckets, or map a bucket shared by CUDA IPC.
 
-Wire format (agreed with learner/transfer.py as plain data, no import between the two): a plan is
+Wire format (agreed with learner/transfer.py as plain data; the group both ends join is vrft/wire.py's):
+a plan is
 a list of buckets, each `{"dtype": "float32", "numel": int, "entries": [(name, shape), ...]}`; the
 tensors of a bucket are its entries laid end to end. Over a group, rank 0 (the learner) broadcasts
 one flat 1-D tensor per bucket, in plan order (`update_weights({"plan": plan})`); by CUDA IPC each
@@ -11,29 +12,10 @@ never one per parameter: per-parameter RPCs are the classic bottleneck of peer s
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import torch
 import torch.distributed as dist
 
-
-def join_group(master_addr: str, port: int, rank: int, world_size: int, backend: str,
-               timeout_s: float = 300.0) -> dist.ProcessGroup:
-    """A process group outside torch's default one, so it coexists with the learner's DeepSpeed group."""
-    timeout = timedelta(seconds=timeout_s)
-    store = dist.TCPStore(master_addr, port, world_size, is_master=(rank == 0), timeout=timeout,
-                          wait_for_workers=False)
-    if backend == "gloo":
-        return dist.ProcessGroupGloo(store, rank, world_size, timeout)
-    if backend == "nccl":
-        opts = dist.ProcessGroupNCCL.Options()
-        opts._timeout = timeout
-        group = dist.ProcessGroupNCCL(store, rank, world_size, opts)
-        # NCCL builds its communicator at the first collective: one now, so a peer that cannot
-        # join fails here, within the rendezvous's bound, not at the first weight sync.
-        group.broadcast(torch.zeros(1, device="cuda"), 0).wait()
-        return group
-    raise ValueError(f"unknown weight-sync backend {backend!r}; choose gloo or nccl")
+from vrft.wire import join_group  # noqa: F401 (the receivers join through this module)
 
 
 def unpack_bucket(flat: torch.Tensor, entries: list[tuple[str, list[int]]]) -> dict[str, torch.Tensor]:
