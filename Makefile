@@ -37,7 +37,7 @@ demo: install
 
 # Both venvs first, then the suites: the main one (.venv) and the vLLM-on-CPU one (.venv-vllm).
 test: install install-vllm browser deploy-tools
-	$(PY) -m pytest -q tests --ignore=tests/vllm
+	VRFT_NO_SKIP=1 $(PY) -m pytest -q tests --ignore=tests/vllm
 	$(MAKE) test-vllm
 
 bench: install install-vllm
@@ -105,7 +105,7 @@ $(VLLM_STAMP): constraints-vllm.txt
 	touch $(VLLM_STAMP)
 
 test-vllm: $(VLLM_STAMP)
-	$(VLLM_PY) -m pytest -q tests/vllm
+	VRFT_NO_SKIP=1 $(VLLM_PY) -m pytest -q tests/vllm
 
 # Debian's chromium: the report test opens `vrft report`'s page in it, headless. A no-op once installed.
 browser:

@@ -5,6 +5,7 @@ random fixture that exercises negative / unverified / not-exhaustive classes and
 from __future__ import annotations
 
 import json
+import math
 import random
 
 import numpy as np
@@ -50,9 +51,11 @@ MISS = pos([600, 600, 900, 900], 0.95)  # scored higher, matches nothing
 def test_federated_rules_by_hand(neg2: list, nel1: list, records: dict, ap: float) -> None:
     emap = {"1": ["papaya"], "2": ["papaya"]}
     recs = [{"id": k, "completion": v} for k, v in records.items()]
-    got = B.score_report("lvis_fewshot", recs, hand_gt(neg2, nel1), existence_map=emap)
+    got = B.score_report("lvis_fewshot", recs, hand_gt(neg2, nel1), existence_map=emap, scoring="strict")
     assert got["per_class"]["papaya"] == pytest.approx(ap, abs=1e-9)
-    assert got["metrics"] == {"mAP": pytest.approx(ap, abs=1e-9)}  # the other five have no ground truth
+    assert got["metrics"] == {"mAP": pytest.approx(ap, abs=1e-9)}  # strict: the other five have no ground truth
+    paper = B.score_report("lvis_fewshot", recs, hand_gt(neg2, nel1), existence_map=emap)
+    assert math.isnan(paper["metrics"]["mAP"]) and "no ground truth for" in paper["warnings"][-1]
 
 
 def test_missing_federated_fields_raise() -> None:

@@ -34,10 +34,13 @@ def vrft(*args: str) -> subprocess.Popen:
 
 
 def steps(run_dir: Path) -> dict[int, dict]:
+    """Each step's record; every step exactly once (a resume that ran a step again, or started over
+    from step 0, would log it twice)."""
     out = {}
     for line in (run_dir / "metrics.jsonl").read_text().splitlines():
         record = json.loads(line)  # a half-written line would fail here: the resume must drop it
         if "step" in record and not record.get("summary"):
+            assert record["step"] not in out, f"step {record['step']} logged twice"
             out[record["step"]] = record
     return out
 

@@ -12,10 +12,10 @@ import signal
 import time
 
 import pytest
+import ray
 
 from vrft import verifiers
 
-ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.integration
 
 PLUGINS = (f"{__package__}." if __package__ else "") + "test_verifiers_plugins"

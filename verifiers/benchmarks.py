@@ -19,10 +19,18 @@ Ground truth by benchmark kind:
 An item without a record scores 0 (a detection query without one has no detections), as a failed
 generation does in the papers' scripts; ``counts["missing"]`` says how many. Metrics are ×100, on the
 papers' scale.
+
+Scoring (option ``scoring``, every kind): ``"paper"`` (the default) reads each answer as the paper's
+released evaluation script does (``vrft.verifiers.eval_paper``: detection post-processing, the
+notebook's NaN-propagating class mean, Reason-RFT's answer reading, TRANCE in the script's set
+order); ``"strict"`` reads it with vrft's own parsers (the training rewards'). The report says which
+ran (``scoring``, ``scoring_source``) and lists what the reader should know (``warnings``).
+docs/evaluation.md lists each difference.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,6 +49,16 @@ R1_SYSTEM_PROMPT = (
     "tags, respectively, i.e., <think> reasoning process here </think><answer> answer here </answer>"
 )
 REQUIRED_FIELDS = ("id", "completion")
+SCORINGS = ("paper", "strict")
+# The released script each kind's paper scoring follows (docs/sources.md).
+SCORING_SOURCES = {
+    "coco": "Visual-RFT coco_evaluation/Qwen2_VL_coco_infere.py + coco_evaluation.py + evaluation.ipynb",
+    "lvis": "Visual-RFT lvis_evaluation/Qwen2_VL_lvis_infere.py (the COCO notebook's mean assumed)",
+    "classification": "Visual-RFT classification/Qwen2_VL_classification_infere.py",
+    "lisa": "Visual-RFT lisa_evaluation/Qwen2_VL_lisa_infere.py + merge_eval.py (rows as vrft prepares them)",
+    "answer": "Reason-RFT eval/cal_score_benchmarks_for_open_source.py",
+    "trance": "Reason-RFT eval/cal_score_benchmarks_for_open_source.py",
+}
 
 
 @dataclass(frozen=True)
@@ -158,15 +176,19 @@ def rescore(benchmark: str, predictions: Sequence[Mapping[str, Any]], ground_tru
 
 def score_report(benchmark: str, predictions: Sequence[Mapping[str, Any]], ground_truth: Any,
                  **options: Any) -> dict[str, Any]:
-    """``{"benchmark", "protocol", "metrics", "counts", "paper", ...}``: the metrics (×100), the query
-    protocol used (detection; ``"paper"`` elsewhere), item counts, the paper's numbers and per-kind
-    detail (``per_class`` AP for detection, ``by_type`` accuracy for answers).
+    """``{"benchmark", "protocol", "scoring", "scoring_source", "metrics", "counts", "warnings", "paper",
+    ...}``: the metrics (×100), the query protocol used (detection; ``"paper"`` elsewhere), how answers
+    were read (option ``scoring``: see the module's docstring), item counts, one-line warnings, the
+    paper's numbers and per-kind detail (``per_class`` AP for detection, ``by_type`` accuracy for
+    answers, ``score_bounds`` for TRANCE under paper scoring).
 
     Records that do not fit the benchmark (not an object, a missing field, a non-string completion,
     an unknown or repeated id) raise a one-line ValueError naming the first bad record."""
     b = get_benchmark(benchmark)
     report = b.metric(b, list(predictions), ground_truth, **options)
-    return {"benchmark": b.name, **report, "paper": b.paper}
+    return {"benchmark": b.name, **report, "scoring_source": SCORING_SOURCES[b.kind] if report["scoring"] == "paper"
+            else "vrft's own readings (the training rewards' parsers)", "warnings": report.get("warnings", []),
+            "paper": b.paper}
 
 
 def benchmark_queries(benchmark: str, ground_truth: Any, *, protocol: str | None = None,
@@ -181,21 +203,21 @@ def benchmark_queries(benchmark: str, ground_truth: Any, *, protocol: str | None
                                  _load_json(existence_map))
 
 
-def prediction_record(benchmark: str, item_id: Any, completion: str, ground_truth_item: Any = None) -> dict:
+def prediction_record(benchmark: str, item_id: Any, completion: str, ground_truth_item: Any = None,
+                      scoring: str = "paper") -> dict:
     """The ``predictions.jsonl`` line for one item: ``{"id", "completion", "answer", "score"}``.
 
-    ``answer`` is what the metric reads from the completion (detection: ``[{"box", "score"}]`` or None
-    when unparseable; LISA: the first box; otherwise the answer text). ``score`` is the per-item score
-    (fraction) given the item's ground truth in the form ``rescore`` takes; None for detection, whose
-    metric exists only over the whole set, or without ground truth."""
+    ``answer`` is what the metric reads from the completion under ``scoring`` (detection:
+    ``[{"box", "score"}]`` or None when unparseable; LISA: the first box; otherwise the answer text).
+    ``score`` is the per-item score (fraction) given the item's ground truth in the form ``rescore``
+    takes; None for detection, whose metric exists only over the whole set, or without ground truth."""
     b = get_benchmark(benchmark)
+    _check_scoring(scoring)
     score: float | None = None
     if b.kind in ("coco", "lvis"):
-        from vrft.verifiers.rewards_detection import parse_detections
-
-        parsed = parse_detections(completion)
-        answer: Any = None if parsed is None else [{"box": [x1, y1, x2, y2], "score": c}
-                                                   for c, x1, y1, x2, y2 in parsed[0]]
+        found = det.read_detections(completion, scoring)
+        answer: Any = None if found is None else [{"box": [x1, y1, x2, y2], "score": c}
+                                                  for c, x1, y1, x2, y2 in found]
     elif b.kind == "classification":
         answer = tasks.extract_answer(completion, dotall=False)
         if ground_truth_item is not None:
@@ -208,9 +230,26 @@ def prediction_record(benchmark: str, item_id: Any, completion: str, ground_trut
     else:
         answer = tasks.answer_text(completion, dotall=b.kind == "answer")
         if ground_truth_item is not None:
-            fn = tasks.trance_eval_score if b.kind == "trance" else tasks.answer_score
-            score = fn(completion, ground_truth_item)
+            score = _answer_scorer(b, scoring)(completion, ground_truth_item)
     return {"id": item_id, "completion": completion, "answer": answer, "score": score}
+
+
+def _check_scoring(scoring: str) -> None:
+    if scoring not in SCORINGS:
+        raise ValueError(f"unknown scoring {scoring!r}; choose {' or '.join(SCORINGS)}")
+
+
+def _answer_scorer(b: Benchmark, scoring: str) -> Callable[[str, str], float]:
+    """One completion's score against its answer for a Reason-RFT benchmark, under `scoring`."""
+    if scoring == "strict":
+        return tasks.trance_eval_score if b.kind == "trance" else tasks.answer_score
+    from vrft.verifiers import eval_paper
+    from vrft.verifiers.math_reward import paper_verify
+
+    if b.kind == "trance":
+        return eval_paper.trance_score_script
+    return lambda completion, answer: eval_paper.answer_score_script(
+        completion, answer, lambda gold, target: paper_verify(gold, target, tail=None))
 
 
 def _load_json(obj: Any) -> Any:
@@ -269,7 +308,9 @@ def _pct(x: float) -> float:
 
 
 def _score_detection(b: Benchmark, records: list, ground_truth: Any, **options: Any) -> dict[str, Any]:
-    _check_options(b, options, ("protocol", "existence_map"))
+    _check_options(b, options, ("protocol", "existence_map", "scoring"))
+    scoring = options.get("scoring", "paper")
+    _check_scoring(scoring)
     existence_map = _load_json(options.get("existence_map"))
     protocol = options.get("protocol")
     protocol = protocol or ("existence_map" if existence_map is not None else "gt_categories")
@@ -278,29 +319,57 @@ def _score_detection(b: Benchmark, records: list, ground_truth: Any, **options: 
     by_id = _index(b, records, queries, f"a query of {b.name} under the {protocol} protocol")
     ids = det.category_ids(gt, b.classes)
     dets: list[dict[str, Any]] = []
+    losses = {"answers_unparsed": 0, "answers_lost_whole": 0, "answers_cut": 0, "items_lost_after_error": 0,
+              "unscorable_scores": 0}
     for key, r in by_id.items():
         img, name = queries[key]
-        dets += det.detections_from_completion(r["completion"], img, ids[name])
-    res = det.subset_map(gt, dets, b.subsets, federated=b.kind == "lvis")
-    return {"protocol": protocol, "metrics": {k: _pct(v) for k, v in res["metrics"].items()},
-            "per_class": {k: _pct(v) for k, v in res["per_class"].items()},
-            "counts": {**_counts(len(queries), len(by_id)), "detections": len(dets)}}
+        dets += det.detections_from_completion(r["completion"], img, ids[name], scoring=scoring, losses=losses)
+    res = det.subset_map(gt, dets, b.subsets, federated=b.kind == "lvis",
+                         nan="propagate" if scoring == "paper" else "skip")
+    warnings = []
+    if losses["unscorable_scores"]:
+        warnings.append(f"{losses['unscorable_scores']} detections have a non-numeric Confidence: the released "
+                        "evaluation crashes on them; dropped")
+    if not dets:
+        warnings.append("no detections: the released notebook cannot score an empty result (it crashes); "
+                        "reported as 0")
+    for metric, value in res["metrics"].items():
+        if math.isnan(value):
+            missing = [c for c in b.subsets[metric] if math.isnan(res["per_class"][c])]
+            strict = det.subset_map(gt, dets, {metric: b.subsets[metric]}, federated=b.kind == "lvis")
+            warnings.append(f"{metric} is NaN as the notebook computes it (the sum of {len(b.subsets[metric])} "
+                            f"class APs over {len(b.subsets[metric])}): no ground truth for "
+                            f"{', '.join(missing)} among the evaluated images; --scoring strict averages the "
+                            f"others: {_pct(strict['metrics'][metric]):.2f}")
+    counts = {**_counts(len(queries), len(by_id)), "detections": len(dets)}
+    if scoring == "paper":
+        counts.update(losses)
+    return {"protocol": protocol, "scoring": scoring, "warnings": warnings,
+            "metrics": {k: _pct(v) for k, v in res["metrics"].items()},
+            "per_class": {k: _pct(v) for k, v in res["per_class"].items()}, "counts": counts}
 
 
 def _score_classification(b: Benchmark, records: list, ground_truth: Any, **options: Any) -> dict[str, Any]:
-    _check_options(b, options)
+    # The script's reading is vrft's `visual_rft` mode under both scorings ("accuracy"); the exact
+    # match beside it is vrft's stricter one.
+    _check_options(b, options, ("scoring",))
+    _check_scoring(options.get("scoring", "paper"))
     labels = _gt_items(b, ground_truth)
     by_id = _index(b, records, labels, f"an item of the {b.name} ground truth")
     n = max(len(labels), 1)
     acc = {mode: sum(tasks.classification_correct(by_id[k]["completion"], lab, mode=mode)
                      for k, lab in labels.items() if k in by_id) / n for mode in ("visual_rft", "exact")}
-    return {"protocol": "paper", "metrics": {"accuracy": _pct(acc["visual_rft"]),
+    return {"protocol": "paper", "scoring": options.get("scoring", "paper"),
+            "metrics": {"accuracy": _pct(acc["visual_rft"]),
                                              "accuracy_exact": _pct(acc["exact"])},
             "counts": _counts(len(labels), len(by_id))}
 
 
 def _score_lisa(b: Benchmark, records: list, ground_truth: Any, **options: Any) -> dict[str, Any]:
-    _check_options(b, options)
+    # Per-item IoU as the script computes it under both scorings; which rows and boxes are scored is
+    # the ground truth's (docs/evaluation.md, "LISA").
+    _check_options(b, options, ("scoring",))
+    _check_scoring(options.get("scoring", "paper"))
     items = _gt_items(b, ground_truth)
     for k, g in items.items():
         if not isinstance(g, Mapping) or not all(f in g for f in ("box", "width", "height")):
@@ -317,23 +386,67 @@ def _score_lisa(b: Benchmark, records: list, ground_truth: Any, **options: Any) 
         preds = [by_id[k].get("mask") if k in by_id else None for k in items]
         masks = tasks.mask_metrics(preds, [g["mask"] for g in items.values()])
         metrics.update({k: _pct(v) for k, v in masks.items()})
-    return {"protocol": "paper", "metrics": metrics, "counts": _counts(len(items), len(by_id))}
+    return {"protocol": "paper", "scoring": options.get("scoring", "paper"), "metrics": metrics,
+            "counts": _counts(len(items), len(by_id))}
 
 
 def _score_answers(b: Benchmark, records: list, ground_truth: Any, **options: Any) -> dict[str, Any]:
-    _check_options(b, options)
+    _check_options(b, options, ("scoring",))
+    scoring = options.get("scoring", "paper")
+    _check_scoring(scoring)
     answers = _gt_items(b, ground_truth)
     by_id = _index(b, records, answers, f"an item of the {b.name} ground truth")
-    fn = tasks.trance_eval_score if b.kind == "trance" else tasks.answer_score
+    fn = _answer_scorer(b, scoring)
     scores = {k: fn(by_id[k]["completion"], a) if k in by_id else 0.0 for k, a in answers.items()}
     mean = sum(scores.values()) / len(scores) if scores else 0.0
-    out: dict[str, Any] = {"protocol": "paper", "metrics": {b.metrics[0]: _pct(mean)},
-                           "counts": _counts(len(answers), len(by_id))}
+    out: dict[str, Any] = {"protocol": "paper", "scoring": scoring, "warnings": [],
+                           "metrics": {b.metrics[0]: _pct(mean)}, "counts": _counts(len(answers), len(by_id))}
     if b.kind == "answer":  # cal_score_benchmarks prints choice / non-choice items apart
         by_type: dict[str, list[float]] = {}
         for k, a in answers.items():
             by_type.setdefault("choice" if tasks.is_choice(a) else "non_choice", []).append(scores[k])
         out["by_type"] = {t: _pct(sum(v) / len(v)) for t, v in by_type.items()}
+        if scoring == "paper":
+            import importlib.metadata
+
+            out["math_verify"] = importlib.metadata.version("math-verify")  # Reason-RFT pins 0.3.3
+    elif scoring == "paper":
+        order = _trance_order(b, by_id, answers, mean)
+        out["counts"].update(order.pop("counts"))
+        out.update(order)
+    return out
+
+
+def _trance_order(b: Benchmark, by_id: Mapping[str, Any], answers: Mapping[str, str], mean: float) -> dict:
+    """What another string hash seed could have scored: the released script iterates a `set` of each
+    side's items, so an answer with tied greedy choices scores by this process's hash seed."""
+    import os
+    import platform
+
+    from vrft.verifiers.eval_paper import trance_order_bounds
+
+    lows, highs, dependent, unbounded = [], [], 0, 0
+    for k, a in answers.items():
+        bounds = trance_order_bounds(by_id[k]["completion"], a) if k in by_id else (0.0, 0.0)
+        if bounds is None:
+            unbounded += 1
+            bounds = (0.0, 1.0)
+        lows.append(bounds[0])
+        highs.append(bounds[1])
+        dependent += bounds[0] != bounds[1]
+    n = max(len(answers), 1)
+    lo, hi = _pct(sum(lows) / n), _pct(sum(highs) / n)
+    seed = os.environ.get("PYTHONHASHSEED", "random")
+    out = {"trance_order": "set", "python_hash_seed": seed, "python": platform.python_version(),
+           "score_bounds": [lo, hi], "warnings": []}
+    out_counts = {"order_dependent": dependent, "order_unbounded": unbounded}
+    if dependent or unbounded:
+        out["warnings"].append(
+            f"{b.name}: {dependent} of {len(answers)} items score differently under another PYTHONHASHSEED (the "
+            f"released script iterates a set); this run {_pct(mean):.2f}, possible {lo:.2f}-{hi:.2f}"
+            + (f" ({unbounded} items too long to bound)" if unbounded else "")
+            + ("; set PYTHONHASHSEED to repeat it" if seed == "random" else ""))
+    out["counts"] = out_counts
     return out
 
 

@@ -16,8 +16,10 @@ Ground truth of a pair that was not queried still counts (as misses): scoring ru
 of the ground truth, as the paper's ``COCOeval`` over the whole val set does.
 
 **AP.** ``pycocotools.COCOeval("bbox")``; per-class AP is ``precision[:, :, k, 0, -1]`` (IoU .50:.95,
-area "all", the last maxDets) averaged over its valid entries, and a subset's mAP is the mean of its
-classes' APs (classes without ground truth left out), as Visual-RFT's notebook computes it. Only
+area "all", the last maxDets) averaged over its valid entries (NaN for a class without ground truth).
+A subset's mAP is, under ``nan="propagate"`` (`--scoring paper`), the notebook's sum of its classes'
+APs over their number, so one class without ground truth makes it NaN; under ``nan="skip"``
+(`--scoring strict`) the mean of the classes that have ground truth. Only
 the benchmark's classes and the "all" area range are evaluated: COCOeval scores each (image, class)
 and each area range independently, so the numbers are the same and the run is faster.
 
@@ -131,15 +133,39 @@ def detection_queries(
     return queries
 
 
-def detections_from_completion(completion: str, image_id: Any, category_id: int) -> list[dict[str, Any]]:
-    """Detections (``box`` in the 0–1000 frame, ``score`` = Confidence) parsed from one completion
-    answering "detect all <category>", with the training reward's parser (the paper asks one category
-    per prompt, so every box is of ``category_id``)."""
-    parsed = parse_detections(completion)
-    if parsed is None:
-        return []
+def read_detections(completion: str, scoring: str = "strict",
+                    losses: dict[str, int] | None = None) -> list[tuple[float, float, float, float, float]] | None:
+    """``(confidence, x1, y1, x2, y2)`` in the 0–1000 frame read from one detection answer, or None
+    when it does not parse.
+
+    ``scoring="strict"``: the training reward's parser. ``"paper"``: the released inference script's
+    post-processing (``vrft.verifiers.eval_paper.parse_detections_script``); a detection whose
+    Confidence is not a number is dropped (the script's evaluation would crash on it). ``losses``,
+    when given, counts what the paper reading lost (answers unparsed, lost whole, cut; items lost
+    after an error; unscorable confidences)."""
+    if scoring == "strict":
+        parsed = parse_detections(completion)
+        return None if parsed is None else parsed[0]
+    from vrft.verifiers.eval_paper import parse_detections_script
+
+    read = parse_detections_script(completion)
+    found = [d for d in read.detections if isinstance(d[0], (int, float))]
+    if losses is not None:
+        losses["answers_unparsed"] += not read.parsed
+        losses["answers_lost_whole"] += read.lost_whole
+        losses["answers_cut"] += read.stopped_at is not None
+        losses["items_lost_after_error"] += read.lost_after_stop
+        losses["unscorable_scores"] += len(read.detections) - len(found)
+    return found if read.parsed else None
+
+
+def detections_from_completion(completion: str, image_id: Any, category_id: int, *, scoring: str = "strict",
+                               losses: dict[str, int] | None = None) -> list[dict[str, Any]]:
+    """COCO-style detections (``box`` in the 0–1000 frame, ``score`` = Confidence) from one completion
+    answering "detect all <category>" (``read_detections``; none when it does not parse). The paper
+    asks one category per prompt, so every box is of ``category_id``."""
     return [{"image_id": image_id, "category_id": category_id, "box": [x1, y1, x2, y2], "score": c}
-            for c, x1, y1, x2, y2 in parsed[0]]
+            for c, x1, y1, x2, y2 in read_detections(completion, scoring, losses) or []]
 
 
 def boxes_to_results(gt: Any, detections: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -242,8 +268,11 @@ def class_ap(
             for k, c in enumerate(cat_ids)}
 
 
-def _mean(values: Iterable[float]) -> float:
-    vals = [v for v in values if not math.isnan(v)]
+def _mean(values: Iterable[float], nan: str = "skip") -> float:
+    """The mean; ``nan="skip"`` leaves NaN values out, ``"propagate"`` keeps them (then NaN)."""
+    vals = list(values)
+    if nan == "skip":
+        vals = [v for v in vals if not math.isnan(v)]
     return sum(vals) / len(vals) if vals else math.nan
 
 
@@ -253,8 +282,10 @@ def subset_map(
     subsets: Mapping[str, Sequence[str]],
     *,
     federated: bool = False,
+    nan: str = "skip",
 ) -> dict[str, Any]:
-    """AP per class and its mean over each named class subset, as fractions.
+    """AP per class and its mean over each named class subset, as fractions (``nan``: see the
+    module's docstring, "AP").
 
     ``gt``: see ``load_ground_truth``; ``detections``: see ``boxes_to_results``; ``subsets``: metric
     name → class names, e.g. ``{"mAP_n": novel, "mAP_b": base, "mAP_all": novel + base}``.
@@ -269,8 +300,8 @@ def subset_map(
     per_class = {n: aps[ids[n]][0] for n in every}
     per_class50 = {n: aps[ids[n]][1] for n in every}
     return {
-        "metrics": {k: _mean(per_class[n] for n in names) for k, names in subsets.items()},
-        "AP50": {k: _mean(per_class50[n] for n in names) for k, names in subsets.items()},
+        "metrics": {k: _mean((per_class[n] for n in names), nan) for k, names in subsets.items()},
+        "AP50": {k: _mean((per_class50[n] for n in names), nan) for k, names in subsets.items()},
         "per_class": per_class,
         "per_class_AP50": per_class50,
     }

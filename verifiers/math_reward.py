@@ -145,13 +145,13 @@ def _equivalent_untimed(pred: str, gt: str) -> bool:
     return bool(verify(gold, target, timeout_seconds=None))
 
 
-def _timed(untimed, ref: str, a: str, b: str, timeout_s: float) -> bool:
+def _timed(untimed, ref: str, a: str, b: str, timeout_s: float, tail: int | None = MAX_MATH_TAIL) -> bool:
     """``untimed(a, b)`` (named ``ref`` for the helper process) within ``timeout_s`` and what is left
-    of the completion's budget, on inputs bounded to their last ``MAX_MATH_TAIL`` characters; False
-    on timeout, on an input too costly to decide, or on any math-verify error (the first two are
-    counted as budget exceeded)."""
-    a = a[-MAX_MATH_TAIL:]
-    b = b[-MAX_MATH_TAIL:]
+    of the completion's budget, on inputs bounded to their last ``tail`` characters (None: whole);
+    False on timeout, on an input too costly to decide, or on any math-verify error (the first two
+    are counted as budget exceeded)."""
+    if tail is not None:
+        a, b = a[-tail:], b[-tail:]
     why = too_costly(a) or too_costly(b)
     timeout_s = budget.left(timeout_s)
     if why or timeout_s <= 0.01:
@@ -190,14 +190,17 @@ def _paper_verify_untimed(content: str, sol: str) -> bool:
     return float(verify(gold, target, timeout_seconds=None)) > 0
 
 
-def paper_verify(content: str, sol: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> bool:
+def paper_verify(content: str, sol: str, timeout_s: float = DEFAULT_TIMEOUT_S,
+                 tail: int | None = MAX_MATH_TAIL) -> bool:
     """The papers' math-verify test, ``float(verify(parse(content), parse(sol))) > 0``, verbatim: the
     whole completion and the raw solution string, in that argument order, no ``$…$`` wrapping
     (Visual-RFT's shortcut at the start of every accuracy reward, Reason-RFT's fallback for a
     completion without ``<answer>``; docs/sources.md V3, R4). Unlike the papers, bounded like
     ``equivalent``: the last ``MAX_MATH_TAIL`` characters, ``too_costly`` inputs refused, ``timeout_s``
-    and the completion's budget on any thread; any of those, or a math-verify error, is False."""
-    return _timed(_paper_verify_untimed, "vrft.verifiers.math_reward:_paper_verify_untimed", content, sol, timeout_s)
+    and the completion's budget on any thread; any of those, or a math-verify error, is False.
+    ``tail=None`` reads the whole text, as the evaluation scripts do (`vrft eval --scoring paper`)."""
+    return _timed(_paper_verify_untimed, "vrft.verifiers.math_reward:_paper_verify_untimed", content, sol,
+                  timeout_s, tail)
 
 
 @register(

@@ -4,7 +4,6 @@ predictions.jsonl rescored without a model. Every input is checked before any en
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 import tempfile
@@ -66,6 +65,7 @@ def cmd_eval(args) -> int:
     from vrft.orchestrator.evaluation.protocol import (
         format_report,
         load_eval_set,
+        metrics_json,
         read_predictions,
         write_outputs,
     )
@@ -76,7 +76,7 @@ def cmd_eval(args) -> int:
         eval_set = load_eval_set(bench.name, args.data, split=args.split, annotations=args.annotations,
                                  images=args.images, limit=args.limit, protocol=args.protocol,
                                  existence_map=args.existence_map, template=args.template,
-                                 rescoring=bool(args.predictions))
+                                 rescoring=bool(args.predictions), scoring=args.scoring)
     except (ValueError, OSError, KeyError) as err:
         raise _fail(str(err)) from None
     if args.sam and (bench.kind != "lisa" or not (Path(args.sam).exists() or _HUB_ID.match(args.sam))):
@@ -90,7 +90,7 @@ def cmd_eval(args) -> int:
             raise _fail(str(err)) from None
         out = Path(args.out) if args.out else Path(args.predictions).parent
         out.mkdir(parents=True, exist_ok=True)
-        (out / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
+        (out / "metrics.json").write_text(metrics_json(report))
         print(format_report(report))
         return 0
     if not args.model:
@@ -139,7 +139,7 @@ def _run(cfg, eval_set, args):
         add_sam_masks(eval_set, records, args.sam)
         from vrft.verifiers.benchmarks import score_report
 
-        report = score_report(eval_set.benchmark.name, records, eval_set.ground_truth)
+        report = score_report(eval_set.benchmark.name, records, eval_set.ground_truth, **eval_set.options)
     else:
         records, report = score(eval_set, completions)
     report["timing"] = timing
@@ -163,6 +163,10 @@ def add_eval_command(sub) -> None:
     p.add_argument("--existence-map", help="detection: {image_id: [categories]} of the baseline model "
                    "(the paper's protocol); without it every ground-truth category is queried")
     p.add_argument("--protocol", choices=["existence_map", "gt_categories"], help="detection query protocol")
+    p.add_argument("--scoring", choices=["paper", "strict"], default="paper",
+                   help="how answers are read: paper (default) as the paper's released evaluation script "
+                   "does, strict with vrft's own parsers (docs/evaluation.md, \"Scoring\"); metrics.json "
+                   "records which ran")
     p.add_argument("--template", help="prompt template (default: the benchmark's)")
     p.add_argument("--limit", type=int, help="first N items (detection: first N images)")
     p.add_argument("--sam", help="LISA: a SAM checkpoint (e.g. facebook/sam-vit-huge) turning each "

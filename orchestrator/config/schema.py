@@ -130,6 +130,8 @@ class EvalSpec(_Strict):
     images: str | None = None  # detection: its image folder
     existence_map: str | None = None
     protocol: Literal["existence_map", "gt_categories"] | None = None
+    scoring: Literal["paper", "strict"] = Field("paper", description="how answers are read: as the paper's "
+                                                "released evaluation script (paper) or with vrft's parsers")
     template: str | None = None
     limit: int | None = Field(None, ge=1, description="first N items (detection: images)")
 

@@ -25,7 +25,8 @@ def load_eval_sets(cfg: TrainConfig) -> list[EvalSet]:
         try:
             sets.append(load_eval_set(spec.benchmark, spec.data, split=spec.split, annotations=spec.annotations,
                                       images=spec.images, limit=spec.limit, protocol=spec.protocol,
-                                      existence_map=spec.existence_map, template=spec.template))
+                                      existence_map=spec.existence_map, template=spec.template,
+                                      scoring=spec.scoring))
         except (ValueError, OSError, KeyError) as err:
             raise ValueError(f"eval.benchmarks[{spec.benchmark}]: {str(err).splitlines()[0]}") from None
     return sets

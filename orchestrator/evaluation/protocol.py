@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,7 @@ from vrft.rollout.engine import SamplingParams
 from vrft.rollout.inputs import build_prompt_inputs
 from vrft.verifiers.benchmarks import (
     R1_SYSTEM_PROMPT,
+    SCORINGS,
     Benchmark,
     benchmark_queries,
     get_benchmark,
@@ -59,16 +61,21 @@ class EvalSet:
     benchmark: Benchmark
     queries: list[Query]
     ground_truth: Any  # what rescore takes: {id: item} or a COCO/LVIS dict
-    options: dict = field(default_factory=dict)  # detection: protocol, existence_map
+    options: dict = field(default_factory=dict)  # scoring; detection: protocol, existence_map
 
     @property
     def system_prompt(self) -> str | None:
         return R1_SYSTEM_PROMPT if self.benchmark.r1_system_prompt else None
 
 
-def _text_answer(row: dict, where: str) -> str:
+def _text_answer(row: dict, where: str, scoring: str = "strict") -> str:
+    """The item's answer: under strict scoring the stripped `<answer>` content of its first answer
+    field (or the field stripped); under paper scoring a released row's `answer` exactly as it is, as
+    Reason-RFT's script compares it (its exact match does not strip the solution)."""
     from vrft.verifiers.answers import extract_answer
 
+    if scoring == "paper" and isinstance(row.get("answer"), str) and row["answer"].strip():
+        return row["answer"]
     for name in ("answer", "solution", "label"):
         value = row.get(name)
         if value is not None and str(value).strip():
@@ -82,7 +89,8 @@ def _images(row: dict) -> list:
     return raw if isinstance(raw, list) else ([] if raw is None else [raw])
 
 
-def _row_queries(b: Benchmark, rows, template: str | None) -> tuple[list[Query], dict[str, Any]]:
+def _row_queries(b: Benchmark, rows, template: str | None,
+                 scoring: str = "paper") -> tuple[list[Query], dict[str, Any]]:
     """Queries and `{id: truth}` of a row-per-item benchmark (classification, LISA, Reason-RFT)."""
     template = template if template is not None else BENCHMARK_TEMPLATES.get(b.name)
     queries, truth = [], {}
@@ -99,7 +107,7 @@ def _row_queries(b: Benchmark, rows, template: str | None) -> tuple[list[Query],
         if b.kind == "lisa":
             item = _lisa_truth(row, where)
         else:
-            item = _text_answer(row, where)
+            item = _text_answer(row, where, scoring if b.kind in ("answer", "trance") else "strict")
         truth[rid] = item
         queries.append(Query(rid, problem, _images(row), item))
     return queries, truth
@@ -170,16 +178,20 @@ def _detection_queries(b: Benchmark, annotations: str, images: str | None, limit
 def load_eval_set(benchmark: str, data: str | None = None, *, split: str | None = None,
                   annotations: str | None = None, images: str | None = None, limit: int | None = None,
                   protocol: str | None = None, existence_map: str | None = None,
-                  template: str | None = None, rescoring: bool = False) -> EvalSet:
+                  template: str | None = None, rescoring: bool = False, scoring: str = "paper") -> EvalSet:
     """The benchmark's queries from the user's copy of its data (detection: a COCO/LVIS annotation
     file and its image folder; the others: rows in any `data.path` form). Bad input is a one-line
     ValueError, raised before any engine starts. `rescoring`: no model will run, so detection needs
-    no images."""
+    no images. `scoring`: how answers are read (`paper` or `strict`, vrft.verifiers.benchmarks)."""
     b = get_benchmark(benchmark)
+    if scoring not in SCORINGS:
+        raise ValueError(f"unknown scoring {scoring!r}; choose {' or '.join(SCORINGS)}")
     if b.kind in ("coco", "lvis"):
         if not annotations or not (images or rescoring):
             raise ValueError(f"{b.name} needs --annotations (a COCO/LVIS json) and --images (its folder)")
-        return _detection_queries(b, annotations, images, limit, protocol, existence_map)
+        eval_set = _detection_queries(b, annotations, images, limit, protocol, existence_map)
+        eval_set.options["scoring"] = scoring
+        return eval_set
     if protocol or existence_map:
         raise ValueError(f"{b.name} is not a detection benchmark: --protocol/--existence-map do not apply")
     if not data:
@@ -187,8 +199,8 @@ def load_eval_set(benchmark: str, data: str | None = None, *, split: str | None 
     rows = load_rows(data, split=split)
     if limit is not None:
         rows = rows.select(range(min(limit, len(rows))))
-    queries, truth = _row_queries(b, rows, template)
-    return EvalSet(b, queries, truth)
+    queries, truth = _row_queries(b, rows, template, scoring)
+    return EvalSet(b, queries, truth, {"scoring": scoring})
 
 
 def sampling_of(b: Benchmark, seed: int = 0, max_new_tokens: int | None = None) -> SamplingParams:
@@ -244,16 +256,34 @@ def generate(workers: list, processor, eval_set: EvalSet, batch_size: int = 8, p
 def score(eval_set: EvalSet, completions: list[str]) -> tuple[list[dict], dict[str, Any]]:
     """The predictions.jsonl records and the benchmark's report (metrics ×100, protocol, counts, paper)."""
     b = eval_set.benchmark
-    records = [prediction_record(b.name, q.id, c, q.truth) for q, c in zip(eval_set.queries, completions,
-                                                                            strict=True)]
+    scoring = eval_set.options.get("scoring", "paper")
+    records = [prediction_record(b.name, q.id, c, q.truth, scoring)
+               for q, c in zip(eval_set.queries, completions, strict=True)]
     return records, score_report(b.name, records, eval_set.ground_truth, **eval_set.options)
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN and infinities as null: JSON has no such numbers (json.dumps would write a bare NaN that
+    strict readers refuse); the in-memory report keeps the float."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def metrics_json(report: dict[str, Any]) -> str:
+    """metrics.json's text: the report, NaN written as null."""
+    return json.dumps(_json_safe(report), indent=2, allow_nan=False) + "\n"
 
 
 def write_outputs(out: Path, records: list[dict], report: dict[str, Any]) -> None:
     """`predictions.jsonl` and `metrics.json`, each written whole then renamed (never half a file)."""
     out.mkdir(parents=True, exist_ok=True)
-    for name, text in (("predictions.jsonl", "".join(json.dumps(r) + "\n" for r in records)),
-                       ("metrics.json", json.dumps(report, indent=2) + "\n")):
+    for name, text in (("predictions.jsonl", "".join(json.dumps(_json_safe(r)) + "\n" for r in records)),
+                       ("metrics.json", metrics_json(report))):
         tmp = out / f".{name}.tmp"
         tmp.write_text(text, encoding="utf-8")
         tmp.replace(out / name)
@@ -277,7 +307,8 @@ def read_predictions(path: str | Path) -> list[dict]:
 def format_report(report: dict[str, Any]) -> str:
     """The metrics beside every number the paper prints for this benchmark."""
     paper = report.get("paper") or {}
-    lines = [f"{report['benchmark']} ({report.get('protocol', 'paper')} protocol)"]
+    queries = f", {report['protocol']} queries" if report.get("protocol", "paper") != "paper" else ""
+    lines = [f"{report['benchmark']} ({report.get('scoring', 'paper')} scoring{queries})"]
     for metric, value in report["metrics"].items():
         ref = [f"{size} {setting} {row[metric]:.1f}" for size, rows in paper.items()
                for setting, row in rows.items() if metric in row]
@@ -285,4 +316,5 @@ def format_report(report: dict[str, Any]) -> str:
     counts = report.get("counts", {})
     if counts:
         lines.append("  " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    lines += [f"  warning: {w}" for w in report.get("warnings", [])]
     return "\n".join(lines)
