@@ -21,7 +21,6 @@ from vrft.testing.released import (
     make_reason_rft_spatial,
     make_virft_classification,
 )
-from vrft.verifiers import eval_tasks as T
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_eval_benchmarks import IDS, answer, coco_fixture, direct_class_ap, mean_over  # noqa: E402
@@ -87,34 +86,29 @@ def test_rescore_reason_rft_and_classification_and_lisa(tmp_path):
     rows = list(load_rows(trance))
     records = [{"id": r["id"], "completion": f"<answer>{r['answer']}</answer>"} for r in rows[:2]]
     report = rescore(tmp_path, "trance", records, "--data", str(trance))
-    direct = sum(T.trance_eval_score(f"<answer>{r['answer']}</answer>", r["answer"]) for r in rows[:2]) / 4
-    assert report["metrics"]["score"] == pytest.approx(100 * direct, abs=1e-6) and report["counts"]["missing"] == 2
+    # each of the two answered items repeats its answer exactly (1 each), the two missing score 0
+    assert report["metrics"]["score"] == pytest.approx(50.0, abs=1e-6) and report["counts"]["missing"] == 2
 
     aircraft = make_virft_classification(tmp_path / "aircraft", n=8)
     rows = load_rows(aircraft)
     labels = [r["solution"].removeprefix("<answer>").removesuffix("</answer>") for r in rows]
-    records = [{"id": str(i), "completion": f"<answer>{lab if i < 5 else 'Cessna 172 or A320'}</answer>"}
-               for i, lab in enumerate(labels)]
+    # 5 exact; one with a word added (Visual-RFT's test: either contains the other, so right there, wrong
+    # for the exact match); two naming no class at all
+    answers = [*labels[:5], f"{labels[5]} aircraft", "Zeppelin NT", "Zeppelin NT"]
+    assert not any("zeppelin" in lab.lower() for lab in labels)
+    records = [{"id": str(i), "completion": f"<answer>{a}</answer>"} for i, a in enumerate(answers)]
     report = rescore(tmp_path, "aircraft", records, "--data", str(aircraft))
-    exact = sum(T.classification_correct(r["completion"], lab, mode="exact") for r, lab in zip(records, labels, strict=True))
-    paper = sum(T.classification_correct(r["completion"], lab) for r, lab in zip(records, labels, strict=True))
-    assert report["metrics"]["accuracy_exact"] == pytest.approx(100 * exact / 8, abs=1e-6)
-    assert report["metrics"]["accuracy"] == pytest.approx(100 * paper / 8, abs=1e-6)
+    assert report["metrics"]["accuracy_exact"] == pytest.approx(100 * 5 / 8, abs=1e-6)
+    assert report["metrics"]["accuracy"] == pytest.approx(100 * 6 / 8, abs=1e-6)
 
     lisa = make_lisa_grounding(tmp_path / "lisa", n=4)
     rows = load_rows(lisa)
-    records, ious = [], []
-    for i, r in enumerate(rows):
-        box = r["solution"].removeprefix("<answer>").removesuffix("</answer>")
-        shifted = box if i % 2 == 0 else "(0,0),(10,10)"
-        records.append({"id": str(i), "completion": f"<answer>{shifted}</answer>"})
-        w, h = Image.open(r["image"]["path"] or __import__("io").BytesIO(r["image"]["bytes"])).size
-        x1, y1, x2, y2 = (int(v) for v in box.replace("(", "").replace(")", "").split(","))
-        ious.append(T.lisa_box_iou(records[-1]["completion"], [x1 * w / 1000, y1 * h / 1000, x2 * w / 1000,
-                                                               y2 * h / 1000], w, h))
+    # even rows answer their own box (IoU A / (A + 1e-6) in the script's formula, 1 to 1e-4 for these
+    # boxes); odd rows a box of zero area (IoU 0)
+    records = [{"id": str(i), "completion": "<answer>" + (r["solution"].removeprefix("<answer>").removesuffix(
+        "</answer>") if i % 2 == 0 else "(0,0),(0,0)") + "</answer>"} for i, r in enumerate(rows)]
     report = rescore(tmp_path, "lisa_test", records, "--data", str(lisa))
-    assert report["metrics"]["mIoU"] == pytest.approx(100 * sum(ious) / 4, abs=1e-6)
-    assert ious[0] > 0.99 and ious[1] == 0.0
+    assert report["metrics"]["mIoU"] == pytest.approx(50.0, abs=1e-2)
 
 
 def test_eval_end_to_end_through_ray_actors_then_rescore(tmp_path, tiny_model):
@@ -192,6 +186,8 @@ def test_lisa_giou_ciou_through_box_prompted_sam(tmp_path):
     inter = [float((p & g).sum()) for p, g in zip(pred, gt_masks, strict=True)]
     union = [float((p | g).sum()) for p, g in zip(pred, gt_masks, strict=True)]
     assert not pred[1].any()  # no box: an empty mask
+    # the box's mask is not empty and meets the ground truth, so the metrics below are not 0 == 0
+    assert pred[0].any() and inter[0] > 0 and report["metrics"]["gIoU"] > 0
     assert report["metrics"]["gIoU"] == pytest.approx(100 * np.mean([i / (u + 1e-6) for i, u in zip(inter, union,
                                                                                                      strict=True)]), abs=1e-6)
     assert report["metrics"]["cIoU"] == pytest.approx(100 * sum(inter) / (sum(union) + 1e-6), abs=1e-6)
