@@ -25,6 +25,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from vrft.verifiers.eval_tasks import trance_greedy
+
 _ANSWER = re.compile(r"<answer>(.*?)</answer>")  # no DOTALL: the detection text has no newlines left
 _ANSWER_DOTALL = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 
@@ -137,34 +139,6 @@ def answer_score_script(completion: str, solution: str, verify) -> float:
 
 
 # ---- TRANCE ----------------------------------------------------------------------------------------
-_TRANCE_PASSES = (
-    (lambda p, s: p == s, 1.0),
-    (lambda p, s: p[:2] == s[:2], 0.5),
-    (lambda p, s: p[0] == s[0] and p[2] == s[2], 0.5),
-    (lambda p, s: p[0] == s[0], 0.25),
-)
-
-
-def _greedy(pred: list, sol: list) -> float:
-    """Four passes (exact, same function and object, same function and value, same function), each
-    taking for every free predicted item in order the first free solution item that matches."""
-    if not sol or not pred:
-        return 0.0
-    item = 1.0 / max(len(pred), len(sol))
-    free_pred, free_sol, score = list(pred), list(sol), 0.0
-    for same, weight in _TRANCE_PASSES:
-        left = []
-        for p in free_pred:
-            k = next((k for k, s in enumerate(free_sol) if same(p, s)), None)
-            if k is None:
-                left.append(p)
-            else:
-                del free_sol[k]
-                score += weight * item
-        free_pred = left
-    return score
-
-
 def trance_items(completion: str, solution: str) -> tuple[list, list]:
     """Both sides' distinct `func(obj, value)` items as the script reads them: the `<answer>` content
     without DOTALL (else the whole completion), each side's items in the order a `set` of them
@@ -181,7 +155,7 @@ def trance_score_script(completion: str, solution: str) -> float:
     no duplicate penalty."""
     if not isinstance(completion, str):
         return 0.0
-    return _greedy(*trance_items(completion, solution))
+    return trance_greedy(*trance_items(completion, solution))
 
 
 def trance_order_bounds(completion: str, solution: str, most: int = 5040) -> tuple[float, float] | None:
@@ -192,6 +166,6 @@ def trance_order_bounds(completion: str, solution: str, most: int = 5040) -> tup
     pred, sol = trance_items(completion, solution)
     if math.factorial(len(pred)) * math.factorial(len(sol)) > most:
         return None
-    scores = [_greedy(list(p), list(s)) for p in itertools.permutations(pred)
+    scores = [trance_greedy(p, s) for p in itertools.permutations(pred)
               for s in itertools.permutations(sol)] or [0.0]
     return min(scores), max(scores)

@@ -176,33 +176,37 @@ _TRANCE_PASSES = (
 )
 
 
-def trance_eval_score(completion: str, answer: str) -> float:
-    """``cal_score_benchmarks``' TRANCE partial credit, in [0, 1].
+def trance_greedy(pred: Sequence[tuple[str, str, str]], sol: Sequence[tuple[str, str, str]]) -> float:
+    """``cal_score_benchmarks``' TRANCE matching of two item lists, in [0, 1]: each item is worth
+    1 / max(n_pred, n_gt); four passes (exact ×1, same (func, obj) ×0.5, same (func, value) ×0.5,
+    same func ×0.25), each giving every still-free predicted item, in order, the first still-free
+    solution item it matches. The result depends on both lists' order when choices tie."""
+    if not pred or not sol:
+        return 0.0
+    item = 1.0 / max(len(pred), len(sol))
+    free_pred, free_sol, score = list(pred), list(sol), 0.0
+    for same, weight in _TRANCE_PASSES:
+        left = []
+        for p in free_pred:
+            k = next((k for k, s in enumerate(free_sol) if same(p, s)), None)
+            if k is None:
+                left.append(p)
+            else:
+                del free_sol[k]
+                score += weight * item
+        free_pred = left
+    return score
 
-    The ``<answer>`` content (no DOTALL; the whole completion without a tag) and the answer are read as
-    unique ``func(obj, value)`` items; each item is worth 1 / max(n_pred, n_gt) and is matched greedily
-    exact ×1, then (func, obj) ×0.5, (func, value) ×0.5, func ×0.25. Unlike the training reward there
-    is no duplicate penalty. The script iterates ``set`` order (hash-seed dependent when several
-    greedy choices exist); here items keep their first-appearance order, so scores are reproducible.
-    """
+
+def trance_eval_score(completion: str, answer: str) -> float:
+    """``cal_score_benchmarks``' TRANCE partial credit, in [0, 1] (``trance_greedy``), vrft's strict
+    reading: the ``<answer>`` content (no DOTALL; the whole completion without a tag) and the answer
+    read as unique ``func(obj, value)`` items in order of first appearance, so scores are reproducible
+    (the script iterates ``set`` order: ``eval_paper.trance_score_script``). Unlike the training
+    reward there is no duplicate penalty."""
     if not isinstance(completion, str) or len(completion) > MAX_COMPLETION_CHARS:
         return 0.0
     gt_items, _ = extract_items(strip_answer_tags(str(answer)))
     ans = extract_answer(completion, dotall=False)
     pred, _ = extract_items((completion if ans is None else ans).strip())
-    if not gt_items or not pred:
-        return 0.0
-    item = 1.0 / max(len(pred), len(gt_items))
-    free_gt = list(gt_items)
-    score = 0.0
-    for same, weight in _TRANCE_PASSES:
-        kept = []
-        for p in pred:
-            k = next((k for k, s in enumerate(free_gt) if same(p, s)), None)
-            if k is None:
-                kept.append(p)
-            else:
-                del free_gt[k]
-                score += weight * item
-        pred = kept
-    return score
+    return trance_greedy(pred, gt_items)
