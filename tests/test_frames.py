@@ -20,7 +20,7 @@ from vrft.orchestrator.core.frames import (
     model_family,
     resized_size,
 )
-from vrft.orchestrator.core.ground_truth import perfect_answer
+from vrft.orchestrator.core.tasks import perfect_answer
 from vrft.verifiers import get_reward
 
 # Each family's processor as a run would build it: Visual-RFT's bounds for the Qwen2 families, the

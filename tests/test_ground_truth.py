@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from vrft.orchestrator.core.ground_truth import GroundTruthError, parse_ground_truth, perfect_answer
-from vrft.orchestrator.core.tasks import default_rewards
+from vrft.orchestrator.core.ground_truth import GroundTruthError
+from vrft.orchestrator.core.tasks import default_rewards, parse_ground_truth, perfect_answer
 from vrft.verifiers import CompositeReward, reward_info
 
 DET = (

@@ -10,8 +10,7 @@ import datasets
 import pytest
 from PIL import Image
 
-from vrft.orchestrator.core.ground_truth import parse_ground_truth, perfect_answer
-from vrft.orchestrator.core.tasks import default_rewards
+from vrft.orchestrator.core.tasks import default_rewards, parse_ground_truth, perfect_answer
 from vrft.orchestrator.core.templates import render_prompt
 from vrft.orchestrator.data.prepare import coco_to_detection, describe, k_shot, lisa_to_grounding
 from vrft.orchestrator.data.sources import load_rows
@@ -82,6 +81,14 @@ def test_k_shot_with_a_class_column_and_errors(tmp_path):
     bad.save_to_disk(str(tmp_path / "bad"))
     with pytest.raises(ValueError, match="row 0: field 'solution'"):
         k_shot(tmp_path / "bad", tmp_path / "o4", k=1)
+    # the task is checked before any data is read (the source does not exist)
+    with pytest.raises(ValueError, match="k_shot takes a classification or detection dataset, not 'bogus'"):
+        k_shot(tmp_path / "nowhere", tmp_path / "o5", k=1, task="bogus")
+    nameless = datasets.Dataset.from_dict({"problem": ["find it"], "solution": [
+        "<answer>[{'Position': [1, 2, 30, 40], 'Confidence': 1}]</answer>"]})
+    nameless.save_to_disk(str(tmp_path / "nameless"))
+    with pytest.raises(ValueError, match="row 0: field 'problem' names no category"):
+        k_shot(tmp_path / "nameless", tmp_path / "o6", k=1, task="detection")
 
 
 # ---- COCO -----------------------------------------------------------------------------------------

@@ -9,8 +9,7 @@ import re
 import datasets
 import pytest
 
-from vrft.orchestrator.core.ground_truth import parse_ground_truth, perfect_answer
-from vrft.orchestrator.core.tasks import default_rewards
+from vrft.orchestrator.core.tasks import default_rewards, parse_ground_truth, perfect_answer
 from vrft.orchestrator.core.templates import render_prompt, sft_target
 from vrft.orchestrator.data.sources import decode_image, load_rows
 from vrft.testing.released import RELEASED_TASKS, make_all

@@ -68,13 +68,13 @@ def test_composite_returns_every_component_and_the_weighted_total() -> None:
 
 
 def test_detection_task_is_the_papers_sum() -> None:
-    from vrft.orchestrator.core.tasks import TASK_REWARDS, default_rewards
+    from vrft.orchestrator.core.tasks import default_rewards, task_names
 
     comp = verifiers.CompositeReward(default_rewards("detection"))
     c = "<think>t</think><answer>[{'Position': [0, 0, 100, 100], 'Confidence': 0.8}]</answer>"
     got = comp(c, {"boxes": [[0, 0, 100, 100]]})
     assert got == {"detection_iou": 1.0, "detection_confidence": 0.8, "format": 1.0, "total": 2.8}
-    for task in TASK_REWARDS:
+    for task in task_names():
         verifiers.CompositeReward(default_rewards(task))
     with pytest.raises(ValueError, match="unknown task"):
         default_rewards("segmentation")

@@ -71,7 +71,8 @@ def add_data_commands(sub) -> None:
     m.add_argument("out")
     m.add_argument("--k", type=int, required=True, choices=[1, 2, 4, 8, 16])
     m.add_argument("--seed", type=int, default=0)
-    m.add_argument("--task", choices=["classification", "detection"], default="classification")
+    m.add_argument("--task", default="classification",  # k_shot refuses a task without classes, in one line
+                   help="the rows' task, one whose rows have a class (default: classification)")
     m.add_argument("--class-column", help="column holding the class (default: read from the answer)")
     m.add_argument("--split")
     m.add_argument("--negatives", action="store_true", help="detection: keep No Objects rows too")

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from vrft.learner.config import LearnerConfig
 from vrft.orchestrator.config.checks import raw_problem
 from vrft.orchestrator.config.thresholds import AlarmThresholds
-from vrft.orchestrator.core.tasks import ALIASES, TASK_REWARDS
+from vrft.orchestrator.core.tasks import find_task, known_names
 from vrft.orchestrator.core.templates import template_names
 from vrft.rollout.config import RolloutConfig
 from vrft.verifiers import RewardSpec
@@ -242,7 +242,7 @@ class TrainConfig(_Strict):
     def custom_tasks(self) -> set[str]:
         """Tasks the config gives rewards for that are not paper tasks (the user's own)."""
         named = set(self.rewards) if isinstance(self.rewards, dict) else set()
-        return {t for t in named if t not in TASK_REWARDS and t not in ALIASES}
+        return {t for t in named if find_task(t) is None}
 
     @model_validator(mode="after")
     def _check_sleep_level(self) -> TrainConfig:
@@ -258,8 +258,8 @@ class TrainConfig(_Strict):
     @model_validator(mode="after")
     def _check_templates(self) -> TrainConfig:
         task = self.data.task
-        if task is not None and task not in TASK_REWARDS and task not in ALIASES and task not in self.custom_tasks():
-            raise ValueError(f"data.task {task!r} is unknown (known: {', '.join([*TASK_REWARDS, *ALIASES])}; "
+        if task is not None and find_task(task) is None and task not in self.custom_tasks():
+            raise ValueError(f"data.task {task!r} is unknown (known: {', '.join(known_names())}; "
                              "or give it rewards: rewards.<task>)")
         named = self.data.template
         for name in (named.values() if isinstance(named, dict) else [named] if named else []):

@@ -1,2 +1,2 @@
-"""The run's vocabulary, imported by every layer above: the prompt-group records, the task table,
+"""The run's vocabulary, imported by every layer above: the prompt-group records, the task records,
 prompt templates, answer frames, ground-truth parsing and box helpers. Imports no other layer."""

@@ -5,6 +5,8 @@ Ground truth and predictions share one frame (orchestrator/core/frames.py): `rel
 x/W·1000) or `resized_pixels` (Qwen2.5-VL: pixels of the image as its processor resized it). Drawing
 maps that frame onto the picture by its extent (1000×1000, or the resized width×height), so a box
 lands where the model meant it whatever size the picture is shown at.
+
+Which reader a task uses is its record's (orchestrator/core/tasks.py: `gt_boxes`, `predicted_boxes`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ from vrft.orchestrator.core.frames import resized_size
 from vrft.verifiers.rewards_detection import FRAME_MAX, parse_detections
 from vrft.verifiers.rewards_grounding import parse_grounding_box
 
-BOX_TASKS = ("detection", "grounding")
 GT_COLOUR = (34, 197, 94)  # green: the ground truth
 PRED_COLOUR = (239, 68, 68)  # red: the model's boxes
 
@@ -43,26 +44,29 @@ def frame_extent(frame: str, image_size: tuple[int, int], processor=None) -> tup
     return 1000.0, 1000.0
 
 
-def gt_boxes(task: str | None, ground_truth: dict) -> list[Box] | None:
-    """The row's ground-truth boxes (None: not a box task)."""
-    if task == "detection":
-        return [Box(*b[:4]) for b in ground_truth.get("boxes", [])]
-    if task == "grounding" and ground_truth.get("box") is not None:
-        return [Box(*ground_truth["box"][:4])]
-    return None
+def detection_truth_boxes(ground_truth: dict) -> list[Box]:
+    """A detection row's boxes (`{"boxes": [...]}`)."""
+    return [Box(*b[:4]) for b in ground_truth.get("boxes", [])]
 
 
-def predicted_boxes(task: str | None, completion: str, frame: str = "rel1000") -> list[Box] | None:
-    """The boxes a completion names, parsed as its rewards parse them: [] when the answer names none
-    or does not parse; None when the task has no boxes."""
-    if task == "detection":
-        # The detection rewards' coordinate bound: 1000, or the loose pixel bound (tasks._in_frame).
-        parsed = parse_detections(completion, FRAME_MAX["pixels" if frame == "resized_pixels" else "rel1000"])
-        return [Box(x1, y1, x2, y2, c) for c, x1, y1, x2, y2 in (parsed[0] if parsed else [])]
-    if task == "grounding":
-        box = parse_grounding_box(completion)
-        return [] if box is None else [Box(*box)]
-    return None
+def grounding_truth_boxes(ground_truth: dict) -> list[Box] | None:
+    """A grounding row's one box (`{"box": [...]}`); None when the row has none."""
+    box = ground_truth.get("box")
+    return None if box is None else [Box(*box[:4])]
+
+
+def detection_answer_boxes(completion: str, frame: str = "rel1000") -> list[Box]:
+    """The boxes a detection completion names, parsed as its rewards parse them (Visual-RFT's
+    `[{'Position': ..., 'Confidence': ...}]`, docs/sources.md V3); [] when none parse."""
+    # The detection rewards' coordinate bound: 1000, or the loose pixel bound (tasks._in_frame).
+    parsed = parse_detections(completion, FRAME_MAX["pixels" if frame == "resized_pixels" else "rel1000"])
+    return [Box(x1, y1, x2, y2, c) for c, x1, y1, x2, y2 in (parsed[0] if parsed else [])]
+
+
+def grounding_answer_boxes(completion: str, frame: str = "rel1000") -> list[Box]:
+    """The box a grounding completion names (`(x1,y1),(x2,y2)`, docs/sources.md V3); [] when none parses."""
+    box = parse_grounding_box(completion)
+    return [] if box is None else [Box(*box)]
 
 
 def area_share(box: Box, extent: tuple[float, float]) -> float:

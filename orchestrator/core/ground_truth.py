@@ -1,11 +1,13 @@
-"""Each row's ground truth, parsed once, in the typed form its task's rewards take.
+"""Each row's ground truth, parsed once, in the typed form its task's rewards take: the parsers,
+checks and answer writers that each task's record (orchestrator/core/tasks.py) names. Nothing here
+branches on a task name; `tasks.parse_ground_truth` and `tasks.perfect_answer` pick by the record.
 
 The papers released their ground truth as strings (docs/sources.md V5, R6), and the rewards in
 `verifiers` read typed dicts. Parsing here, once per row and loudly, is what keeps a released
 dataset from training on silent zeros (a `solution` the detection reward cannot read scores 0 on
 every completion and only shows up as a `verifier/errors` count):
 
-- detection: `solution` (else `answer`),
+- detection (`parse_detection`): `solution` (else `answer`),
   `<answer>[{'Position': [x1, y1, x2, y2], 'Confidence': 1}, ...]</answer>` →
   `{"boxes": [[x1, y1, x2, y2], ...]}`;
   a negative, `<answer>No Objects</answer>` → `{"boxes": []}`;
@@ -33,11 +35,8 @@ import math
 import re
 from typing import Any
 
-from vrft.orchestrator.core.tasks import ALIASES, TASK_REWARDS
 from vrft.verifiers.answers import extract_answer
 from vrft.verifiers.rewards_spatial import extract_items
-
-TASKS = tuple(TASK_REWARDS)
 
 _NO_OBJECTS = frozenset({"no objects", "no objects.", "[]"})
 _POINTS = re.compile(r"\(\s*(-?\d+(?:\.\d+)?)\s*,\s*(-?\d+(?:\.\d+)?)\s*\)\s*,\s*"
@@ -51,11 +50,6 @@ class GroundTruthError(ValueError):
     the caller adds the row id."""
 
 
-def canonical_task(task: str) -> str:
-    """The paper task behind a dataset task name (`color` → `classification`); other names as they are."""
-    return ALIASES.get(task, task)
-
-
 def _show(value: Any, limit: int = 80) -> str:
     s = repr(value)
     return s if len(s) <= limit else s[: limit - 3] + "..."
@@ -67,8 +61,9 @@ def _inner(text: str) -> str:
     return (text if inner is None else inner).strip()
 
 
-def _field(row: dict, names: tuple[str, ...], task: str) -> tuple[str, str]:
-    """(field name, stripped text) of the first present, non-empty field among `names`."""
+def read_field(row: dict, names: tuple[str, ...], task: str) -> tuple[str, str]:
+    """(field name, text) of the first present, non-empty field among `names`: where a released row
+    of `task` keeps its answer."""
     for name in names:
         value = row.get(name)
         if value is None or isinstance(value, bool):
@@ -148,15 +143,20 @@ def parse_grounding(text: str, where: str = "solution") -> dict:
     return {"box": check_box(coords, f"field {where!r}", allow_empty_area=True)}
 
 
-def _parse_text(text: str, where: str) -> dict:
+def parse_answer(text: str, where: str) -> dict:
+    """A released answer string → `{"answer": text}`: the `<answer>` content (or the bare text), which
+    the text rewards compare (Visual-RFT classification, docs/sources.md V5; Reason-RFT counting and
+    structure, R6)."""
     inner = _inner(text)
     if not inner:
         raise GroundTruthError(f"field {where!r}: the answer is empty")
     return {"answer": inner}
 
 
-def _parse_spatial(text: str, where: str) -> dict:
-    parsed = _parse_text(text, where)
+def parse_spatial(text: str, where: str) -> dict:
+    """TRANCE's step list → `{"answer": text}` once at least one `func(object_id, value)` step parses
+    (Reason-RFT arXiv 2503.20752 §4; docs/sources.md R4, R6)."""
+    parsed = parse_answer(text, where)
     items, _ = extract_items(parsed["answer"])
     if not items:
         shown = _show(parsed["answer"])
@@ -164,19 +164,8 @@ def _parse_spatial(text: str, where: str) -> dict:
     return parsed
 
 
-# task → (fields to read, in order; parser)
-_SOURCES = {
-    "detection": (("solution", "answer"), parse_detection),
-    "classification": (("solution", "answer"), _parse_text),
-    "grounding": (("solution", "answer"), parse_grounding),
-    "counting": (("answer", "solution"), _parse_text),
-    "structure": (("answer", "solution"), _parse_text),
-    "spatial": (("answer", "solution"), _parse_spatial),
-}
-
-
-def _explicit(value: Any) -> dict | None:
-    """The `ground_truth` column as a dict, None when absent or empty."""
+def explicit_truth(value: Any) -> dict | None:
+    """The `ground_truth` column as a dict (given as a dict or a JSON string), None when absent or empty."""
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
     if isinstance(value, str):
@@ -196,84 +185,98 @@ def _boxes_list(gt: dict, message: str) -> list:
     return boxes
 
 
-def _check_explicit(gt: dict, task: str) -> dict:
-    """Check an explicit ground truth of a paper task has the key its rewards read."""
-    out = dict(gt)
-    if task == "detection":
-        boxes = _boxes_list(gt, "field 'ground_truth': a detection ground truth needs a 'boxes' list")
-        out["boxes"] = _dedupe([check_box(b, f"field 'ground_truth' box {i}") for i, b in enumerate(boxes)])
-    elif task == "grounding":
-        if "box" not in gt:
-            raise GroundTruthError("field 'ground_truth': a grounding ground truth needs a 'box'")
-        out["box"] = check_box(gt["box"], "field 'ground_truth' box", allow_empty_area=True)
-    else:
-        ans = gt.get("answer")
-        if isinstance(ans, bool) or not isinstance(ans, str | int | float) or not str(ans).strip():
-            raise GroundTruthError(f"field 'ground_truth': a {task} ground truth needs a non-empty 'answer'")
-        out["answer"] = _inner(str(ans))
-        if task == "spatial":
-            _parse_spatial(out["answer"], "ground_truth")
+# ---- explicit ground truth of a paper task: checked for the key its rewards read ----------------------
+
+
+def check_detection(gt: dict, task: str) -> dict:
+    """An explicit detection ground truth: a `boxes` list of valid 0-1000 boxes, duplicates dropped."""
+    boxes = _boxes_list(gt, f"field 'ground_truth': a {task} ground truth needs a 'boxes' list")
+    return {**gt, "boxes": _dedupe([check_box(b, f"field 'ground_truth' box {i}") for i, b in enumerate(boxes)])}
+
+
+def check_grounding(gt: dict, task: str) -> dict:
+    """An explicit grounding ground truth: one valid `box` (a zero-area box allowed, as LISA's)."""
+    if "box" not in gt:
+        raise GroundTruthError(f"field 'ground_truth': a {task} ground truth needs a 'box'")
+    return {**gt, "box": check_box(gt["box"], "field 'ground_truth' box", allow_empty_area=True)}
+
+
+def check_answer(gt: dict, task: str) -> dict:
+    """An explicit text ground truth: a non-empty `answer` (its `<answer>` tags stripped)."""
+    ans = gt.get("answer")
+    if isinstance(ans, bool) or not isinstance(ans, str | int | float) or not str(ans).strip():
+        raise GroundTruthError(f"field 'ground_truth': a {task} ground truth needs a non-empty 'answer'")
+    return {**gt, "answer": _inner(str(ans))}
+
+
+def check_spatial(gt: dict, task: str) -> dict:
+    """An explicit TRANCE ground truth: a non-empty `answer` with at least one step."""
+    out = check_answer(gt, task)
+    parse_spatial(out["answer"], "ground_truth")
     return out
 
 
-def parse_ground_truth(row: dict, task: str) -> dict:
-    """The typed ground truth of `row` for `task` (see the module docstring for each form).
-
-    Raises `GroundTruthError` naming the field and the reason when it does not parse; a task that is
-    not a paper task needs an explicit `ground_truth` column (its own rewards read it as is).
-    """
-    paper_task = canonical_task(task)
-    explicit = _explicit(row.get("ground_truth"))
-    if paper_task not in _SOURCES:
-        if explicit is None:
-            raise GroundTruthError(
-                f"task {task!r} is not one of {', '.join(TASKS)}; give its rows a 'ground_truth' column"
-            )
-        return explicit
-    if explicit is not None:
-        return _check_explicit(explicit, paper_task)
-    names, parse = _SOURCES[paper_task]
-    name, text = _field(row, names, paper_task)
-    return parse(text, name)
+# ---- what a perfect completion answers: the released answer format -------------------------------------
 
 
 def _fmt(v: Any) -> str:
     return str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)
 
 
-def answer_text(task: str, ground_truth: dict) -> str:
-    """What a perfect completion puts inside `<answer>`: the released answer format of `task`."""
-    paper_task = canonical_task(task)
-    if paper_task == "detection":
-        boxes = _boxes_list(ground_truth, "ground truth of a detection row needs 'boxes'")
-        if not boxes:
-            return "No Objects"
-        items = (f"{{'Position': [{', '.join(_fmt(v) for v in b)}], 'Confidence': 1}}" for b in boxes)
-        return "[" + ", ".join(items) + "]"
-    if paper_task == "grounding":
-        box = ground_truth.get("box")
-        if not isinstance(box, list | tuple) or len(box) != 4:
-            raise GroundTruthError("ground truth of a grounding row needs 'box'")
-        if not all(_number(v) and float(v).is_integer() for v in box):
-            raise GroundTruthError(f"grounding box {_show(box)} must hold integers (the answer has none)")
-        x1, y1, x2, y2 = (int(v) for v in box)
-        return f"({x1},{y1}),({x2},{y2})"
-    if paper_task in _SOURCES:
-        ans = ground_truth.get("answer")
-        if ans is None:
-            raise GroundTruthError(f"ground truth of a {paper_task} row needs 'answer'")
-        ans = _inner(str(ans))
-        if paper_task == "spatial":
-            items, penalty = extract_items(ans)
-            if penalty < 1.0:  # repeated steps would cost the duplicate penalty: state each once
-                ans = ", ".join(f"{f}({o}, '{v}')" for f, o, v in items)
-        return ans
-    raise GroundTruthError(f"no answer format for task {task!r} (known: {', '.join(TASKS)})")
+def detection_answer(ground_truth: dict, task: str) -> str:
+    """Visual-RFT's detection answer (docs/sources.md V4, V5): each box with Confidence 1 in the
+    single-quoted list form, 'No Objects' for a negative."""
+    boxes = _boxes_list(ground_truth, f"ground truth of a {task} row needs 'boxes'")
+    if not boxes:
+        return "No Objects"
+    items = (f"{{'Position': [{', '.join(_fmt(v) for v in b)}], 'Confidence': 1}}" for b in boxes)
+    return "[" + ", ".join(items) + "]"
 
 
-def perfect_answer(task: str, ground_truth: dict) -> str:
-    """A completion `<think>...</think><answer>...</answer>` that gets each of `task`'s rewards'
-    maximum: the ground truth written in the task's released answer format (boxes with Confidence
-    1 in the single-quoted detection format, 'No Objects' for negatives, `(x1,y1),(x2,y2)` for
-    grounding, the answer string otherwise)."""
-    return f"<think>{PERFECT_THOUGHT}</think><answer>{answer_text(task, ground_truth)}</answer>"
+def grounding_answer(ground_truth: dict, task: str) -> str:
+    """Visual-RFT's LISA answer `(x1,y1),(x2,y2)` in integers (docs/sources.md V4)."""
+    box = ground_truth.get("box")
+    if not isinstance(box, list | tuple) or len(box) != 4:
+        raise GroundTruthError(f"ground truth of a {task} row needs 'box'")
+    if not all(_number(v) and float(v).is_integer() for v in box):
+        raise GroundTruthError(f"grounding box {_show(box)} must hold integers (the answer has none)")
+    x1, y1, x2, y2 = (int(v) for v in box)
+    return f"({x1},{y1}),({x2},{y2})"
+
+
+def text_answer(ground_truth: dict, task: str) -> str:
+    """The answer string as released (a class name, a number, a choice letter)."""
+    ans = ground_truth.get("answer")
+    if ans is None:
+        raise GroundTruthError(f"ground truth of a {task} row needs 'answer'")
+    return _inner(str(ans))
+
+
+def spatial_answer(ground_truth: dict, task: str) -> str:
+    """The TRANCE steps, each stated once: a repeated step would cost the duplicate penalty of
+    Reason-RFT's partial-credit score (docs/sources.md R4)."""
+    ans = text_answer(ground_truth, task)
+    items, penalty = extract_items(ans)
+    if penalty < 1.0:
+        ans = ", ".join(f"{f}({o}, '{v}')" for f, o, v in items)
+    return ans
+
+
+# ---- the class a row counts toward in a k-shot subset (Visual-RFT's few-shot sets, arXiv 2503.01785 §4) ----
+
+_CATEGORY = re.compile(r"category '([^']+)'")
+
+
+def answer_class(row: dict, ground_truth: dict) -> str:
+    """A classification row's class: its answer."""
+    return ground_truth["answer"]
+
+
+def detection_class(row: dict, ground_truth: dict) -> str | None:
+    """A detection row's class: the category its prompt asks for (None for a negative, `No Objects`)."""
+    if not ground_truth["boxes"]:
+        return None
+    m = _CATEGORY.search(str(row.get("problem") or ""))
+    if m is None:
+        raise GroundTruthError("field 'problem' names no category '...'; pass class_column")
+    return m.group(1)

@@ -12,8 +12,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from vrft.orchestrator.config.schema import TrainConfig
-from vrft.orchestrator.core.ground_truth import GroundTruthError, perfect_answer
-from vrft.orchestrator.core.tasks import TASK_REWARDS, data_tasks, reward_routes
+from vrft.orchestrator.core.ground_truth import GroundTruthError
+from vrft.orchestrator.core.tasks import data_tasks, find_task, perfect_answer, reward_routes
 from vrft.orchestrator.data.prompts import RowError, RowReader, resolve_frame
 from vrft.orchestrator.data.sources import load_rows
 from vrft.verifiers import CompositeReward, RewardSpec, reward_info
@@ -85,7 +85,7 @@ def check_rows(cfg: TrainConfig, processor=None, limit: int | None = None, keep:
             continue
         report.parsed += 1
         composite, best = scorers[view.task or ""]
-        if view.task not in TASK_REWARDS or best is None:
+        if find_task(view.task) is None or best is None:
             continue  # the user's own task or reward: no answer format or maximum to check against
         report.checked += 1
         try:

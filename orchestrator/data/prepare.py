@@ -24,21 +24,20 @@ import contextlib
 import io
 import json
 import random
-import re
 from pathlib import Path
 from typing import Any
 
 import datasets
 from PIL import Image
 
-from vrft.orchestrator.core.ground_truth import GroundTruthError, parse_ground_truth
+from vrft.orchestrator.core.ground_truth import GroundTruthError
+from vrft.orchestrator.core.tasks import Task, find_task, k_shot_tasks, parse_ground_truth
 from vrft.orchestrator.core.templates import render_prompt
 from vrft.orchestrator.data.sources import load_rows
 
 VIRFT_FEATURES = datasets.Features(
     {"image": datasets.Image(), "problem": datasets.Value("string"), "solution": datasets.Value("string")}
 )
-_CATEGORY = re.compile(r"category '([^']+)'")
 _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 
 
@@ -64,7 +63,7 @@ def _redecoded(dataset: datasets.Dataset) -> datasets.Dataset:
     return dataset
 
 
-def _row_class(row: dict, index: int, task: str, class_column: str | None) -> str | None:
+def _row_class(row: dict, index: int, task: Task, class_column: str | None) -> str | None:
     """The class of a row; None for a detection negative."""
     if class_column is not None:
         value = row.get(class_column)
@@ -72,17 +71,9 @@ def _row_class(row: dict, index: int, task: str, class_column: str | None) -> st
             raise ValueError(f"row {index}: column {class_column!r} is empty")
         return str(value).strip()
     try:
-        gt = parse_ground_truth(row, task)
+        return task.k_shot_class(row, parse_ground_truth(row, task.name))
     except GroundTruthError as e:
         raise ValueError(f"row {index}: {e}") from None
-    if task == "detection":
-        if not gt["boxes"]:
-            return None
-        m = _CATEGORY.search(str(row.get("problem") or ""))
-        if m is None:
-            raise ValueError(f"row {index}: field 'problem' names no category '...'; pass class_column")
-        return m.group(1)
-    return gt["answer"]
 
 
 def k_shot(
@@ -104,15 +95,16 @@ def k_shot(
     """
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ValueError(f"k must be a positive integer (the papers use 1, 2, 4, 8, 16), got {k!r}")
-    if task not in ("classification", "detection"):
-        raise ValueError(f"k_shot takes a classification or detection dataset, not {task!r}")
+    record = find_task(task)
+    if record is None or record.k_shot_class is None:
+        raise ValueError(f"k_shot takes a {' or '.join(k_shot_tasks())} dataset, not {task!r}")
     dataset = load_rows(source, split)
     columns = ("problem", "solution", "answer", "ground_truth", class_column)
     wanted = [c for c in columns if c in dataset.column_names]
     by_class: dict[str, list[int]] = {}
     skipped = 0
     for i, row in enumerate(dataset.select_columns(wanted)):
-        label = _row_class(row, i, task, class_column)
+        label = _row_class(row, i, record, class_column)
         if label is None and not negatives:
             skipped += 1
             continue

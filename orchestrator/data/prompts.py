@@ -23,16 +23,17 @@ from dataclasses import dataclass
 import numpy as np
 
 from vrft.orchestrator.config.schema import TrainConfig
-from vrft.orchestrator.core.frames import (
-    answer_frame,
-    box_to_frame,
-    boxes_to_frame,
-    model_family,
-    resized_size,
-)
-from vrft.orchestrator.core.ground_truth import GroundTruthError, answer_text, parse_ground_truth
+from vrft.orchestrator.core.frames import answer_frame, model_family, resized_size
+from vrft.orchestrator.core.ground_truth import GroundTruthError
 from vrft.orchestrator.core.records import PromptItem
-from vrft.orchestrator.core.tasks import ALIASES, TASK_REWARDS, task_key
+from vrft.orchestrator.core.tasks import (
+    Task,
+    answer_text,
+    find_task,
+    paper_name,
+    parse_ground_truth,
+    task_key,
+)
 from vrft.orchestrator.core.templates import render_prompt, sft_target
 from vrft.orchestrator.data.sources import decode_image, load_rows
 from vrft.rollout.inputs import build_prompt_inputs
@@ -81,7 +82,7 @@ class RowReader:
         self.cfg, self.processor = cfg, processor
         self.default_task = cfg.data.task
         template = cfg.data.template  # a dict is keyed by task: by its paper task, as rows route
-        self.template = {ALIASES.get(k, k): v for k, v in template.items()} if isinstance(template, dict) \
+        self.template = {paper_name(k): v for k, v in template.items()} if isinstance(template, dict) \
             else template
         self.frame = frame or resolve_frame(cfg)
         self.sft_mode = cfg.sft.target
@@ -115,14 +116,16 @@ class RowReader:
             raise RowError(f"row {rid}: column 'problem' is missing or empty (or set data.template)")
         raw = row.get("image")
         raws = raw if isinstance(raw, list) else ([] if raw is None else [raw])
-        if not raws and task in TASK_REWARDS:  # every paper task is about an image
+        record = find_task(task)
+        if not raws and record is not None:  # every paper task is about an image
             raise RowError(f"row {rid}: column 'image' is missing or empty (a {task} row needs an image)")
-        needs_size = task in ("detection", "grounding") and self.frame == "resized_pixels"
+        # boxes in the resized image's pixels need the image's size
+        needs_size = record is not None and record.to_frame is not None and self.frame == "resized_pixels"
         images = [decode_image(r) for r in raws] if (decode or needs_size) else None
         if images is not None and any(img is None for img in images):
             return RowView(rid, task, gt, problem, None, None)
         if needs_size:
-            gt = self._to_frame(gt, task, images, rid)
+            gt = self._to_frame(gt, record, images, rid)
         view = RowView(rid, task, gt, problem, images, self._sft_target(row, task, gt, rid))
         # The tokenizer would turn a literal special token in the text into the real token: an
         # image placeholder too many for the images (NeMo-RL's media-token validity mask), or chat
@@ -146,7 +149,7 @@ class RowReader:
             return str(solution)
         answer = row.get("answer")
         try:
-            final = answer_text(task, gt) if task in TASK_REWARDS else None if answer is None else str(answer)
+            final = answer_text(task, gt) if find_task(task) is not None else None if answer is None else str(answer)
         except ValueError as err:
             raise RowError(f"row {rid}: {err}") from None
         if self.sft_mode == "answer":
@@ -161,14 +164,12 @@ class RowReader:
         except ValueError as err:
             raise RowError(f"row {rid}: {err}") from None
 
-    def _to_frame(self, gt: dict, task: str, images: list, rid: str) -> dict:
+    def _to_frame(self, gt: dict, record: Task, images: list, rid: str) -> dict:
         if len(images) != 1:
-            raise RowError(f"row {rid}: column 'image': a {task} row needs exactly one image, got {len(images)}")
+            raise RowError(f"row {rid}: column 'image': a {record.name} row needs exactly one image, "
+                           f"got {len(images)}")
         size = images[0].size
-        resized = resized_size(size[0], size[1], self.processor)
-        if task == "detection":
-            return {**gt, "boxes": boxes_to_frame(gt["boxes"], size, resized, self.frame)}
-        return {**gt, "box": box_to_frame(gt["box"], size, resized, self.frame)}
+        return record.to_frame(gt, size, resized_size(size[0], size[1], self.processor), self.frame)
 
 
 def resolve_frame(cfg: TrainConfig) -> str:

@@ -34,7 +34,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from vrft.orchestrator.config.thresholds import AlarmThresholds, crossed
-from vrft.orchestrator.core.boxes import BOX_TASKS, area_share, gt_boxes, predicted_boxes
+from vrft.orchestrator.core.boxes import area_share
+from vrft.orchestrator.core.tasks import find_task, gt_boxes, predicted_boxes
 from vrft.verifiers.answers import answer_or_whole
 
 if TYPE_CHECKING:
@@ -91,6 +92,7 @@ def task_alarms(groups: list[PromptGroup], extent: Callable, frame: str) -> dict
     """The alarms of groups that share one task. `extent(item)`: the answer frame's (width, height)
     for a row's image (see boxes.frame_extent)."""
     task = groups[0].item.task
+    record = find_task(task)  # None: rows without a task, or the user's own
     scored = [(g.item, c) for g in groups for c in g.completions]
     answers = [answer_of(c.completion.text) for _, c in scored]
     out: dict[str, float | None] = {
@@ -100,10 +102,10 @@ def task_alarms(groups: list[PromptGroup], extent: Callable, frame: str) -> dict
         "truncated": _share([c.completion.finish_reason == "length" for _, c in scored]),
         "answer_chars": sum(len(a) for a in answers) / len(answers),
     }
-    if task == "classification":
+    if record is not None and "multi_class" in record.alarms:
         out["multi_class"] = _share([names_several(a, str(item.ground_truth.get("answer", "")))
                                      for (item, _), a in zip(scored, answers, strict=True)])
-    if task in BOX_TASKS:
+    if record is not None and record.has_boxes:
         n_pred, n_gt, shares = 0, 0, []
         for item, c in scored:
             preds = predicted_boxes(task, c.completion.text, frame) or []

@@ -26,16 +26,9 @@ import re
 import shutil
 from pathlib import Path
 
-from vrft.orchestrator.core.boxes import (
-    draw_boxes,
-    frame_extent,
-    gt_boxes,
-    jpeg,
-    predicted_boxes,
-    thumbnail,
-    wandb_boxes,
-)
+from vrft.orchestrator.core.boxes import draw_boxes, frame_extent, jpeg, thumbnail, wandb_boxes
 from vrft.orchestrator.core.records import PromptGroup, PromptItem
+from vrft.orchestrator.core.tasks import gt_boxes, predicted_boxes
 from vrft.orchestrator.observe.alarms import AlarmWatch
 
 log = logging.getLogger("vrft")
