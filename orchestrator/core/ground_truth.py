@@ -108,8 +108,8 @@ def _dedupe(boxes: list[list]) -> list[list]:
 
 
 def parse_detection(text: str, where: str = "solution") -> dict:
-    """Visual-RFT's detection solution → `{"boxes": [...]}` (Python literals, read with
-    `ast.literal_eval`; never `eval`)."""
+    """Visual-RFT's detection solution (arXiv 2503.01785 §3.2; docs/sources.md V5) → `{"boxes": [...]}`
+    (Python literals, read with `ast.literal_eval`; never `eval`)."""
     inner = _inner(text)
     if inner.lower() in _NO_OBJECTS:
         return {"boxes": []}
@@ -134,7 +134,8 @@ def parse_detection(text: str, where: str = "solution") -> dict:
 
 
 def parse_grounding(text: str, where: str = "solution") -> dict:
-    """LISA's `(x1,y1),(x2,y2)` (with or without `<answer>`) → `{"box": [x1, y1, x2, y2]}`."""
+    """LISA's `(x1,y1),(x2,y2)` (with or without `<answer>`) → `{"box": [x1, y1, x2, y2]}` (Visual-RFT's
+    reasoning grounding, arXiv 2503.01785 §4.3; docs/sources.md V5)."""
     inner = _inner(text)
     m = _POINTS.fullmatch(inner)
     if m is None:
@@ -189,13 +190,15 @@ def _boxes_list(gt: dict, message: str) -> list:
 
 
 def check_detection(gt: dict, task: str) -> dict:
-    """An explicit detection ground truth: a `boxes` list of valid 0-1000 boxes, duplicates dropped."""
+    """An explicit detection ground truth: a `boxes` list of valid 0-1000 boxes, duplicates dropped (the
+    detection rewards de-duplicate predictions, docs/sources.md V3, so a duplicate could not be matched)."""
     boxes = _boxes_list(gt, f"field 'ground_truth': a {task} ground truth needs a 'boxes' list")
     return {**gt, "boxes": _dedupe([check_box(b, f"field 'ground_truth' box {i}") for i, b in enumerate(boxes)])}
 
 
 def check_grounding(gt: dict, task: str) -> dict:
-    """An explicit grounding ground truth: one valid `box` (a zero-area box allowed, as LISA's)."""
+    """An explicit grounding ground truth: one valid `box` (a zero-area box allowed, as LISA's boxes
+    from polygons can be; docs/sources.md V5)."""
     if "box" not in gt:
         raise GroundTruthError(f"field 'ground_truth': a {task} ground truth needs a 'box'")
     return {**gt, "box": check_box(gt["box"], "field 'ground_truth' box", allow_empty_area=True)}
@@ -245,7 +248,7 @@ def grounding_answer(ground_truth: dict, task: str) -> str:
 
 
 def text_answer(ground_truth: dict, task: str) -> str:
-    """The answer string as released (a class name, a number, a choice letter)."""
+    """The answer string as released (a class name, a number, a choice letter; docs/sources.md V5, R6)."""
     ans = ground_truth.get("answer")
     if ans is None:
         raise GroundTruthError(f"ground truth of a {task} row needs 'answer'")
@@ -268,7 +271,7 @@ _CATEGORY = re.compile(r"category '([^']+)'")
 
 
 def answer_class(row: dict, ground_truth: dict) -> str:
-    """A classification row's class: its answer."""
+    """A classification row's class: its answer (docs/sources.md V5)."""
     return ground_truth["answer"]
 
 
