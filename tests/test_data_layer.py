@@ -62,6 +62,21 @@ def test_check_data_names_the_failing_row(tmp_path, tiny_model, capsys):
     assert "row 1: " in out and "solution" in out and "1 failing" in out, out
 
 
+def test_check_data_reads_a_users_own_task(tmp_path, tiny_model, capsys):
+    """A task that is no paper task is the user's: its rows bring a `ground_truth` column, its rewards
+    come from the config, and check-data parses every row without a paper answer format to check."""
+    img = Image.new("RGB", (56, 56), (255, 255, 255))
+    rows = {"image": [img] * 3, "problem": ["Read the sign."] * 3, "task": ["ocr"] * 3,
+            "ground_truth": [json.dumps({"text": t}) for t in ("stop", "exit", "")]}
+    datasets.Dataset.from_dict(rows).save_to_disk(str(tmp_path / "ocr"))
+    rc = main(["check-data", str(CONFIG), f"model.path={tiny_model}", f"data.path={tmp_path / 'ocr'}",
+               "data.task=null", "rewards={ocr: [{name: format}]}"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    row = next(line.split() for line in out.splitlines() if line.startswith("ocr"))
+    assert row == ["ocr", "3", "3", "0", "0", "n/a"], out
+
+
 def test_reason_rft_template_wraps_the_released_question(released, tiny_model):
     """Reason-RFT's `problem` is the bare question; its task template wraps it, and the SFT target
     is the paper's `<think>\\n..\\n</think>\\n<answer>\\n..\\n</answer>`."""
