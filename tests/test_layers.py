@@ -122,12 +122,13 @@ def upward_imports() -> list[str]:
                     ("orchestrator", "cli"), ("vrft", "testing")):
                 # fixtures stay out of the product: only the CLI's make-* commands reach them
                 wrong.append(f"{rel}:{line}: {name} (only orchestrator/cli imports vrft.testing)")
-            elif top in ("rollout", "learner", "verifiers") and parts[1] not in (top, "wire"):
-                # the three packages import nothing of each other's or the orchestrator's; vrft/wire.py,
-                # below them all, holds what the learner and the engines share of the weight transport
-                wrong.append(f"{rel}:{line}: {name} ({top} imports only itself and vrft.wire)")
-            elif rel.parts == ("vrft", "wire.py"):
-                wrong.append(f"{rel}:{line}: {name} (vrft.wire imports nothing of vrft)")
+            elif top in ("rollout", "learner", "verifiers") and parts[1] not in (top, "wire", "plugins"):
+                # the three packages import nothing of each other's or the orchestrator's; below them all,
+                # vrft/wire.py holds what the learner and the engines share of the weight transport and
+                # vrft/plugins.py the loader of a user's own functions (rewards, tools)
+                wrong.append(f"{rel}:{line}: {name} ({top} imports only itself, vrft.wire and vrft.plugins)")
+            elif rel.parts in (("vrft", "wire.py"), ("vrft", "plugins.py")):
+                wrong.append(f"{rel}:{line}: {name} ({rel.stem} imports nothing of vrft)")
             elif top == "orchestrator" and len(rel.parts) > 2 and parts[1] == "orchestrator" and len(parts) > 2:
                 mine, theirs = layer_of(path), parts[2]
                 if theirs != mine and TIER.get(theirs, len(TIERS)) >= TIER[mine]:
