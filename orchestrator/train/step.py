@@ -126,8 +126,9 @@ def select_groups(cfg: TrainConfig, groups: list[PromptGroup], max_groups: int |
 def build_batch(cfg: TrainConfig, groups: list[PromptGroup]) -> TrainBatch:
     """The learner's batch: one `Sample` per completion of every kept group, its group id the
     group's index in `groups`. The learner sets the advantages (see `record_advantages`)."""
-    samples = [to_sample(g.item.inputs, c.completion.token_ids, group_id=i, reward=c.reward,
-                         rollout_logprobs=c.completion.logprobs, finish_reason=c.completion.finish_reason)
+    samples = [to_sample(g.item.inputs, c.completion.token_ids, c.completion.trajectory, group_id=i,
+                         reward=c.reward, rollout_logprobs=c.completion.logprobs,
+                         finish_reason=c.completion.finish_reason)
                for i, g in enumerate(groups) if g.kept for c in g.completions]
     return TrainBatch(samples, max_completion_len=cfg.rollout.max_new_tokens)
 
