@@ -31,6 +31,7 @@ from vrft.rollout.tools import (
     Tool,
     View,
     find_tool_call,
+    parse_tool_call,
     run_tool,
 )
 
@@ -51,6 +52,7 @@ class TurnRecord:
     views the observation showed (an index into `Trajectory.views`)."""
     text: str
     call: str | None = None
+    tool: str | None = None  # the called tool's name, when the call parsed
     observation: str | None = None
     error: str | None = None
     view: int | None = None
@@ -75,11 +77,17 @@ class Trajectory:
 
     @property
     def tool_calls(self) -> int:
-        return sum(t.call is not None for t in self.turns)
+        """Calls that were run (a call the budget cut is not: see `cut_by_turns`)."""
+        return sum(t.observation is not None for t in self.turns)
 
     @property
     def tool_errors(self) -> int:
         return sum(t.error is not None for t in self.turns)
+
+    def facts(self) -> dict[str, int | bool]:
+        """What rewards may read of the trajectory besides its answer (verifiers/rewards_tools.py)."""
+        return {"turns": len(self.turns), "tool_calls": self.tool_calls, "tool_errors": self.tool_errors,
+                "cut_by_turns": self.cut_by_turns}
 
 
 # One turn for each context: (sampled token ids, their log-probs, whether a stop token ended it).
@@ -112,6 +120,13 @@ def observation_inputs(processor: Any, observation: Observation) -> PromptInputs
     mm_ids = [int(t == processor.image_token_id) for t in ids] if mm is None else [int(v) for v in mm[0].tolist()]
     return PromptInputs(ids, encoded["pixel_values"].to(torch.float32), encoded["image_grid_thw"].to(torch.long),
                         mm_ids, images)
+
+
+def called_tool(body: str | None) -> str | None:
+    try:
+        return parse_tool_call(body).name if body is not None else None
+    except ValueError:
+        return None
 
 
 @dataclass
@@ -171,11 +186,12 @@ def sample_with_tools(continue_contexts: ContinueFn, processor: Any, tokenizer: 
             if not calls:  # the end (a stop token, or out of tokens)
                 run.stopped = True
                 continue
-            record.call = find_tool_call(text)
+            record.call = find_tool_call(text) or ""  # a turn that closes a call calls, however malformed
+            record.tool = called_tool(record.call)
             if turn + 1 == use.max_turns:  # a call the budget leaves no turn to answer after
                 run.stopped = run.cut_by_turns = True
                 continue
-            observation = run_tool(record.call or "", run.views, use.frame, use.tools)
+            observation = run_tool(record.call, run.views, use.frame, use.tools)
             record.observation, record.error = observation.text, observation.error
             segment = observation_inputs(processor, observation)
             if len(run.ids) + len(segment.input_ids) >= use.max_total_tokens:

@@ -7,6 +7,8 @@ and a trajectory the turn budget cuts says so.
 from __future__ import annotations
 
 import json
+import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -23,6 +25,8 @@ from vrft.rollout.inputs import build_prompt_inputs
 from vrft.rollout.processor import load_processor
 from vrft.rollout.tools import AnswerFrame, get_tools
 from vrft.rollout.turns import ToolUse, sample_with_tools
+
+CONFIG = Path(__file__).parent.parent / "configs" / "local" / "test_cpu.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +96,7 @@ def test_sampled_ids_are_kept_and_observations_are_masked(processor):
     assert traj.token_mask == [1] * len(first) + [0] * len(observation) + [1] * len(odd)
     # the observation holds the zoomed image: its placeholder tokens marked, its patches carried
     image_pad = tok.convert_tokens_to_ids("<|image_pad|>")
-    assert traj.mm_token_type_ids == [int(t == image_pad) and m == 0 for t, m in zip(done.token_ids, traj.token_mask)]
+    assert traj.mm_token_type_ids == [int(t == image_pad and m == 0) for t, m in zip(done.token_ids, traj.token_mask, strict=True)]
     assert sum(traj.mm_token_type_ids) == int(traj.image_grid_thw.prod(-1).sum()) // 4 > 0  # merge 2x2
     # [0, 0, 500, 500] of 1000 on 112x84 -> the top-left 56x42
     assert traj.views[1].box_to_original((0, 0, *traj.views[1].size)) == (0, 0, 56, 42)
@@ -112,7 +116,7 @@ def test_a_failing_call_is_an_error_observation_and_the_turn_budget_cuts(process
     [[done]] = sample_with_tools(script, processor, tok, [prompt], SamplingParams(n=1), {eos}, use, 0)
     traj = done.trajectory
     assert [t.error for t in traj.turns] == ["bad_arguments", None, None]
-    assert traj.tool_errors == 1 and traj.tool_calls == 3
+    assert traj.tool_errors == 1 and traj.tool_calls == 2  # the cut call was not run
     assert traj.cut_by_turns and done.finish_reason == "length"
     assert traj.turns[-1].observation is None  # the call in the last allowed turn is not run
 
@@ -179,3 +183,75 @@ def test_observation_tokens_get_no_gradient(engine, processor):
     mask = torch.tensor(done.trajectory.token_mask, dtype=torch.bool)
     assert (~mask).sum() > 0 and bool((grad[~mask] == 0).all())
     assert bool((grad[mask] != 0).all())
+
+
+# ---- the run: config, prompt, rewards, metrics and alarms -------------------------------------------
+
+def test_tool_names_are_checked_when_the_config_loads(tool_model):
+    from vrft.orchestrator.config.schema import load_config
+
+    with pytest.raises(ValueError, match="unknown tool 'zooom'") as e:
+        load_config(CONFIG, [f"model.path={tool_model}", "rollout.tools={names: [zooom]}"])
+    assert "\n" not in str(e.value).strip()
+    with pytest.raises(ValueError, match="rollout.engine=hf"):
+        load_config(CONFIG, [f"model.path={tool_model}", "rollout.engine=vllm", "rollout.tools={names: [zoom]}"])
+
+
+def test_the_prompt_advertises_the_tools(processor):
+    from vrft.rollout.inputs import chat_text
+
+    schemas = [t.schema() for t in get_tools(["zoom"]).values()]
+    plain = chat_text(processor, "What colour?", 1)
+    text = chat_text(processor, "What colour?", 1, tools=schemas)
+    assert "<tool_call>" in text and json.dumps(schemas[0], sort_keys=True) in text and "<tool_call>" not in plain
+    # a template that renders `tools=` itself is used as it is
+    own = "{% if tools %}[{{ tools | length }} tools]{% endif %}{% for m in messages %}{{ m['role'] }}{% endfor %}"
+    assert processor.apply_chat_template([{"role": "user", "content": "x"}], tools=schemas, tokenize=False,
+                                         chat_template=own) == "[1 tools]user"
+
+
+def test_the_tool_bonus_is_paid_only_with_a_right_answer():
+    from vrft.verifiers.composite import CompositeReward
+
+    reward = CompositeReward([{"name": "classification"}, {"name": "tool_bonus", "weight": 0.5,
+                                                            "options": {"of": "classification"}}])
+    right, wrong = "<think>t</think><answer>red</answer>", "<think>t</think><answer>blue</answer>"
+
+    def truth(calls: int, errors: int = 0) -> dict:
+        return {"answer": "red", "trajectory": {"turns": calls + 1, "tool_calls": calls, "tool_errors": errors,
+                                                "cut_by_turns": False}}
+
+    assert reward(right, truth(1))["total"] == 1.5
+    assert reward(right, truth(0))["total"] == 1.0  # right without looking: no bonus
+    assert reward(wrong, truth(2))["total"] == 0.0  # looking without being right: nothing
+    assert reward(right, truth(1, errors=1))["tool_bonus"] == 0.0  # only a failed call
+    assert reward(right, {"answer": "red"})["tool_bonus"] == 0.0  # one-turn completion
+
+
+def test_a_grpo_run_with_tools_trains_on_masked_trajectories(ray_cluster, tmp_path, color_data):
+    """The whole loop with tools on: a model that always closes a tool call at once (so every call is
+    malformed), through Ray, the verifiers and a DeepSpeed learner: each trajectory runs to the turn
+    budget, each call is an error observation, the metrics and alarms say so, and it trains."""
+    from transformers import AutoModelForImageTextToText, AutoTokenizer
+
+    from vrft.orchestrator.config.schema import load_config
+    from vrft.orchestrator.train.loop import train
+    from vrft.testing.tiny_model import make_tiny_model, prefer_token
+
+    path = make_tiny_model(tmp_path / "closer", tool_tokens=True)
+    model = AutoModelForImageTextToText.from_pretrained(path)
+    prefer_token(model, AutoTokenizer.from_pretrained(path).convert_tokens_to_ids("</tool_call>"))
+    model.save_pretrained(path)
+    cfg = load_config(CONFIG, [f"model.path={path}", f"data.path={color_data}", "run.steps=2",
+                               "rollout.num_workers=1", "verifier.num_actors=1", "learner.world_size=1",
+                               "rollout.tools={names: [zoom, rotate], max_turns: 3, max_total_tokens: 200}"])
+    train(cfg, tmp_path / "run")
+    steps = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in steps if "step" in r]
+    assert len(steps) == 2
+    for r in steps:
+        assert r["rollout/turns_mean"] == 3.0 and r["rollout/tool_calls_mean"] == 2.0
+        assert r["rollout/cut_by_turns_frac"] == 1.0 and r["rollout/tool_errors"] == 2 * 4 * 2  # 2 run per trajectory
+        assert r["alarms/classification/invalid_calls"] == 1.0
+        assert r["alarms/classification/tool_spam"] == 1.0 and r["alarms/classification/never_looking"] == 0.0
+        assert math.isfinite(r["learner/loss"])

@@ -46,6 +46,7 @@ _BUILTIN_MODULES = (
     "vrft.verifiers.rewards_grounding",
     "vrft.verifiers.rewards_spatial",
     "vrft.verifiers.math_reward",
+    "vrft.verifiers.rewards_tools",
 )
 RESERVED_KEYS = frozenset({"total"})
 
