@@ -72,6 +72,14 @@ class View:
         xs, ys = [p[0] for p in corners], [p[1] for p in corners]
         return min(xs), min(ys), max(xs), max(ys)
 
+    def box_from_original(self, box: Sequence[float]) -> tuple[float, float, float, float]:
+        """An xyxy box of the original in this view's pixels (the inverse map; what a report draws to
+        show which part of this view a later view came from)."""
+        a, b, c, d, e, f = self.to_original
+        det = a * e - b * d
+        inverse: Affine = (e / det, -b / det, (b * f - c * e) / det, -d / det, a / det, (c * d - a * f) / det)
+        return View(self.image, inverse).box_to_original(box)
+
     def crop(self, left: int, top: int, right: int, bottom: int) -> View:
         return View(self.image.crop((left, top, right, bottom)),
                     compose(self.to_original, (1.0, 0.0, float(left), 0.0, 1.0, float(top))))

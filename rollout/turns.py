@@ -56,6 +56,7 @@ class TurnRecord:
     observation: str | None = None
     error: str | None = None
     view: int | None = None
+    looked_at: int | None = None  # the view the tool acted on (its observation's source)
 
 
 @dataclass
@@ -127,6 +128,12 @@ def called_tool(body: str | None) -> str | None:
         return parse_tool_call(body).name if body is not None else None
     except ValueError:
         return None
+
+
+def acted_on(body: str, shown: int) -> int:
+    """Which of the `shown` views a (successful) call acted on: its `image` argument, else the last."""
+    index = parse_tool_call(body).arguments.get("image", shown - 1)
+    return index % shown if isinstance(index, int) and not isinstance(index, bool) else shown - 1
 
 
 @dataclass
@@ -206,6 +213,7 @@ def sample_with_tools(continue_contexts: ContinueFn, processor: Any, tokenizer: 
                 run.grids.append(segment.image_grid_thw)
                 run.views.append(observation.view)
                 record.view = len(run.views) - 1
+                record.looked_at = acted_on(record.call, len(run.views) - 1)
     groups: list[list[Completion]] = []
     for row, run in enumerate(runs):
         if row % sampling.n == 0:

@@ -255,3 +255,45 @@ def test_a_grpo_run_with_tools_trains_on_masked_trajectories(ray_cluster, tmp_pa
         assert r["alarms/classification/invalid_calls"] == 1.0
         assert r["alarms/classification/tool_spam"] == 1.0 and r["alarms/classification/never_looking"] == 0.0
         assert math.isfinite(r["learner/loss"])
+
+
+def test_the_report_shows_every_turn_with_the_region_looked_at_and_the_new_view(processor, tmp_path):
+    """Rollout records keep every turn; the report draws, for a zoom, the region on the view the model
+    looked at and then the zoomed view; the page renders in headless Chromium without console errors."""
+    import yaml
+    from test_observability import chromium, rendered
+
+    from vrft.orchestrator.core.records import PromptGroup, PromptItem, ScoredCompletion
+    from vrft.orchestrator.observe.report import build_report
+    from vrft.orchestrator.observe.rollout_log import RolloutLog, load_records
+
+    tok = processor.tokenizer
+    eos = tok.convert_tokens_to_ids("<|im_end|>")
+    big = Image.new("RGB", (224, 168), (230, 230, 230))
+    big.paste((200, 20, 20), (150, 100, 170, 116))  # a small red glyph, bottom right
+    prompt = build_prompt_inputs(processor, "What colour is the small mark?", [big])
+    script = Script([[ids_of(tok, zoom_call([600, 500, 800, 750])), ids_of(tok, "<answer>red</answer>") + [eos]]],
+                    eos)
+    use = ToolUse(get_tools(["zoom"]), AnswerFrame.of_family("qwen2_vl"), 3, 800)
+    [[done]] = sample_with_tools(script, processor, tok, [prompt], SamplingParams(n=1), {eos}, use, 1)
+    item = PromptItem(row_id="r0", inputs=prompt, ground_truth={"answer": "red"}, task="classification")
+    scored = ScoredCompletion(done, scores={"classification": 1.0, "total": 1.0}, reward=1.0, advantage=0.5)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "config.yaml").write_text(yaml.safe_dump({"run": {"name": "tools", "steps": 1}}))
+    (run_dir / "metrics.jsonl").write_text(json.dumps({"step": 1, "reward/mean": 1.0, "rollout/turns_mean": 2.0}) + "\n")
+    RolloutLog(run_dir, every=1, per_step=1, seed=0, frame="rel1000", processor=processor).write(
+        1, [PromptGroup(item, [scored])])
+
+    [turns] = [json.loads(t) for t in load_records(run_dir)["turns"]]
+    assert [t["tool"] for t in turns] == ["zoom", None] and turns[0]["look_image"] and turns[0]["view_image"]
+    page = build_report(run_dir, tmp_path / "report.html").read_text()
+    assert page.count('alt="turn 0 look"') == 1 and page.count('alt="turn 0 view"') == 1
+    assert "zoomed in on [600, 500, 800, 750]" in page
+    url = (tmp_path / "report.html").resolve().as_uri()
+    shown = chromium("--dump-dom", url, tmp=tmp_path)
+    console = [line for line in shown.stderr.splitlines() if ":CONSOLE" in line]
+    assert shown.returncode == 0 and not console, console
+    assert rendered(shown.stdout)["cards"] == "1"
+    shot = chromium(f"--screenshot={tmp_path / 'turns.png'}", url + "#task=classification", tmp=tmp_path)
+    assert shot.returncode == 0 and (tmp_path / "turns.png").stat().st_size > 10_000
