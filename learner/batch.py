@@ -26,10 +26,21 @@ class Sample:
     weight: float = 1.0  # 0 for the padding micro-batches that keep ranks in lock-step
     finish_reason: str = "stop"  # "length": cut by max_new_tokens (masked if mask_truncated)
     reward: float | None = None  # the total (shaped) reward; GRPO's advantages are computed from it
+    # A multi-turn completion with tool observations (rollout/turns.py): 1 on the model's own tokens,
+    # 0 on the observations' (no loss, no KL there); the observations' images, after the prompt's in
+    # token order, and their placeholder marks over the completion. None: every token is the model's.
+    completion_mask: list[int] | None = None
+    completion_pixel_values: torch.Tensor | None = None
+    completion_image_grid_thw: torch.Tensor | None = None
+    completion_mm_token_type_ids: list[int] | None = None
 
     @property
     def length(self) -> int:
         return len(self.prompt_ids) + len(self.completion_ids)
+
+    @property
+    def images_in_completion(self) -> bool:
+        return self.completion_pixel_values is not None
 
     @property
     def truncated(self) -> bool:
@@ -94,13 +105,19 @@ def collate(samples: list[Sample], pad_id: int, mask_truncated: bool = False) ->
     loss_mask = torch.zeros((n, width - 1), dtype=torch.float32)
     has_rollout = all(s.rollout_logprobs is not None for s in samples)
     rollout_logp = torch.zeros((n, width - 1), dtype=torch.float32) if has_rollout else None
-    has_mm = any(s.prompt_mm_token_type_ids is not None for s in samples)
+    has_mm = any(s.prompt_mm_token_type_ids is not None or s.completion_mm_token_type_ids is not None
+                 for s in samples)
     mm_types = torch.zeros((n, width), dtype=torch.long) if has_mm else None
     for row, s in enumerate(samples):
         p, c = len(s.prompt_ids), len(s.completion_ids)
         input_ids[row, :p + c] = torch.tensor(s.prompt_ids + s.completion_ids, dtype=torch.long)
         attention_mask[row, :p + c] = 1
-        loss_mask[row, p - 1:p + c - 1] = 1.0
+        if s.completion_mask is None:
+            loss_mask[row, p - 1:p + c - 1] = 1.0
+        elif len(s.completion_mask) != c:
+            raise ValueError(f"a sample has {c} completion tokens but a mask of {len(s.completion_mask)}")
+        else:
+            loss_mask[row, p - 1:p + c - 1] = torch.tensor(s.completion_mask, dtype=torch.float32)
         if rollout_logp is not None:
             if len(s.rollout_logprobs) != c:
                 raise ValueError(f"a sample has {c} completion tokens but {len(s.rollout_logprobs)} "
@@ -108,6 +125,8 @@ def collate(samples: list[Sample], pad_id: int, mask_truncated: bool = False) ->
             rollout_logp[row, p - 1:p + c - 1] = torch.tensor(s.rollout_logprobs, dtype=torch.float32)
         if mm_types is not None and s.prompt_mm_token_type_ids is not None:
             mm_types[row, :p] = torch.tensor(s.prompt_mm_token_type_ids, dtype=torch.long)
+        if mm_types is not None and s.completion_mm_token_type_ids is not None:
+            mm_types[row, p:p + c] = torch.tensor(s.completion_mm_token_type_ids, dtype=torch.long)
     out = {
         "input_ids": input_ids,
         "attention_mask": attention_mask,
@@ -121,12 +140,21 @@ def collate(samples: list[Sample], pad_id: int, mask_truncated: bool = False) ->
         out["rollout_logprobs"] = rollout_logp
     if mm_types is not None:
         out["mm_token_type_ids"] = mm_types
-    pixels = [s.pixel_values for s in samples if s.pixel_values is not None]
+    # Each row's images in its token order, the prompt's then its observations': the model consumes
+    # the flat patch list row by row, image by image.
+    pixels = [x for s in samples for x in (s.pixel_values, s.completion_pixel_values) if x is not None]
     if pixels:
+        grids = [x for s in samples for x in (s.image_grid_thw, s.completion_image_grid_thw) if x is not None]
         out["pixel_values"] = torch.cat(pixels, dim=0)
-        out["image_grid_thw"] = torch.cat([s.image_grid_thw for s in samples if s.image_grid_thw is not None])
-        out["pixel_counts"] = torch.tensor([0 if s.pixel_values is None else len(s.pixel_values) for s in samples])
-        out["grid_counts"] = torch.tensor([0 if s.image_grid_thw is None else len(s.image_grid_thw) for s in samples])
+        out["image_grid_thw"] = torch.cat(grids)
+        out["pixel_counts"] = torch.tensor([sum(len(x) for x in (s.pixel_values, s.completion_pixel_values)
+                                                if x is not None) for s in samples])
+        out["grid_counts"] = torch.tensor([sum(len(x) for x in (s.image_grid_thw, s.completion_image_grid_thw)
+                                               if x is not None) for s in samples])
+    if any(s.images_in_completion for s in samples):
+        # learner/shared_prompt.py continues a prompt's cache with text positions only: a completion
+        # with images in it takes the plain forward (whole sequence, every image, M-RoPE from the model)
+        out["images_in_completion"] = torch.tensor([s.images_in_completion for s in samples])
     # Which rows share a prompt (tokens and images): learner/shared_prompt.py runs it once for them.
     out["prompt_lens"] = torch.tensor([len(s.prompt_ids) for s in samples])
     out["prefix_of"] = torch.tensor(prefix_rows(samples))

@@ -41,6 +41,10 @@ def prompt_groups(batch: dict[str, torch.Tensor]) -> dict[int, list[int]]:
 
 
 def worth_sharing(batch: dict[str, torch.Tensor]) -> bool:
+    """Whether some rows share a prompt, and none has images inside its completion (a tool's
+    observation: its positions are not a plain continuation of the prompt's)."""
+    if "images_in_completion" in batch and bool(batch["images_in_completion"].any()):
+        return False
     return "prefix_of" in batch and len(prompt_groups(batch)) < batch["input_ids"].shape[0]
 
 

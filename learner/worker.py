@@ -267,7 +267,9 @@ class LearnerRank:
         this is an engine that ignored the ban (vrft.rollout.processor.banned_token_ids)."""
         banned = set(self.cfg.banned_token_ids)
         for s in (s for micro in micro_batches for s in micro if s.weight > 0):
-            found = banned.intersection(s.completion_ids)
+            sampled = s.completion_ids if s.completion_mask is None else \
+                [t for t, m in zip(s.completion_ids, s.completion_mask, strict=True) if m]  # not observations
+            found = banned.intersection(sampled)
             if found:
                 raise ValueError(f"a completion holds the banned token id(s) {sorted(found)}, which no engine "
                                  "may sample: its rollout engine ignored learner.banned_token_ids")

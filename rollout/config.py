@@ -4,7 +4,31 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from vrft.rollout.tools import get_tools
+
+
+class ToolsConfig(BaseModel):
+    """Multi-turn rollouts with image tools (rollout/turns.py): the model may call a tool, read its
+    observation (a new image, or text) and go on, until it answers or a budget ends the trajectory."""
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    names: list[str] = Field(min_length=1, description="tools the model may call: built in (zoom, rotate) "
+                             "or a user's own 'package.module:attribute' holding a vrft.rollout.tools.Tool")
+    max_turns: int = Field(4, ge=1, description="model turns per trajectory (a call in the last is not run)")
+    max_total_tokens: int = Field(1024, ge=1, description="completion tokens over all turns, observations "
+                                  "included; rollout.max_new_tokens bounds each turn")
+    answer_frame: Literal["rel1000", "resized_pixels"] | None = Field(
+        None, description="the frame the model's tool boxes are in; default: its family's")
+    mask_cut_by_turns: bool = Field(False, description="over-turn masking (Mini-o3, arXiv 2509.07969): a "
+                                    "trajectory the turn budget cut while it still called a tool adds no loss")
+
+    @field_validator("names")
+    @classmethod
+    def _known(cls, names: list[str]) -> list[str]:
+        get_tools(names)  # an unknown name or a user's module that fails is a one-line error at load
+        return names
 
 
 class RolloutConfig(BaseModel):
@@ -31,6 +55,7 @@ class RolloutConfig(BaseModel):
     torch_threads: int | None = Field(None, ge=1)
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"
     vllm: dict = Field(default_factory=dict, description="extra vLLM engine arguments")
+    tools: ToolsConfig | None = Field(None, description="image tools and multi-turn rollouts; None: one turn")
     max_worker_restarts: int = Field(3, ge=0, description="rollout workers replaced after dying (the run "
                                      "continues, their calls re-dispatched); one more death stops the run")
 
@@ -42,6 +67,8 @@ class RolloutConfig(BaseModel):
                 raise ValueError(f"rollout.vllm {sorted(self.vllm)} is set but rollout.engine is hf")
             if self.tensor_parallel_size != 1:
                 raise ValueError("rollout.tensor_parallel_size > 1 needs rollout.engine=vllm")
+        elif self.tools is not None:
+            raise ValueError("rollout.tools runs on rollout.engine=hf for now (vLLM's multi-turn loop is not built)")
         elif not self.share_prefill:
             raise ValueError("rollout.share_prefill is an hf engine option; vLLM's prefix caching is "
                              "rollout.vllm.enable_prefix_caching")

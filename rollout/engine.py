@@ -10,9 +10,12 @@ and the weight-sync test).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from vrft.rollout.inputs import PromptInputs
+
+if TYPE_CHECKING:
+    from vrft.rollout.turns import Trajectory
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,10 @@ class Completion:
     logprobs: list[float]
     finish_reason: str  # "stop" (eos) or "length"
     policy_version: int
+    # A multi-turn completion with tools (rollout/turns.py): then `token_ids` holds the model's turns
+    # and the observations between them, `text` is the last turn's (the answer), and the trajectory
+    # has the mask that tells them apart, the observations' images and every turn.
+    trajectory: Trajectory | None = None
 
 
 class Engine(Protocol):

@@ -12,6 +12,7 @@ it resizes with when only the family is known). Vision special tokens are the sa
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,3 +65,24 @@ def family_of(path: str | Path) -> Family | None:
     except (OSError, ValueError):
         return None
     return family_for_model_type(str(model_type))
+
+
+def smart_resize(height: int, width: int, factor: int, min_pixels: int, max_pixels: int) -> tuple[int, int]:
+    """(height, width) as Qwen2-VL's image processor resizes them (transformers' `smart_resize`,
+    the same function for all three families): sides rounded to multiples of `factor`, area scaled
+    into [min_pixels, max_pixels] keeping the aspect ratio."""
+    if height <= 0 or width <= 0:
+        raise ValueError(f"image size must be positive, got {width}x{height}")
+    if max(height, width) / min(height, width) > 200:
+        raise ValueError(f"aspect ratio of a {width}x{height} image is over 200, which the processor refuses")
+    h_bar = round(height / factor) * factor
+    w_bar = round(width / factor) * factor
+    if h_bar * w_bar > max_pixels:
+        beta = math.sqrt((height * width) / max_pixels)
+        h_bar = max(factor, math.floor(height / beta / factor) * factor)
+        w_bar = max(factor, math.floor(width / beta / factor) * factor)
+    elif h_bar * w_bar < min_pixels:
+        beta = math.sqrt(min_pixels / (height * width))
+        h_bar = math.ceil(height * beta / factor) * factor
+        w_bar = math.ceil(width * beta / factor) * factor
+    return h_bar, w_bar

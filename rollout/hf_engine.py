@@ -13,8 +13,11 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageText
 
 from vrft.rollout.decode import decode
 from vrft.rollout.engine import Completion, SamplingParams
+from vrft.rollout.families import family_for_model_type
 from vrft.rollout.inputs import PromptInputs, collate_prompts
-from vrft.rollout.processor import banned_token_ids
+from vrft.rollout.processor import banned_token_ids, load_processor
+from vrft.rollout.tools import AnswerFrame, get_tools
+from vrft.rollout.turns import ToolUse, sample_with_tools
 from vrft.rollout.weight_sync import WeightReceiver
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -40,7 +43,11 @@ def load_causal_model(path: str, dtype: torch.dtype, trust_remote_code: bool = F
 
 class TransformersEngine:
     def __init__(self, model_path: str, dtype: str = "auto", trust_remote_code: bool = False,
-                 max_batch_size: int = 64, device: str | None = None, share_prefill: bool = True):
+                 max_batch_size: int = 64, device: str | None = None, share_prefill: bool = True,
+                 tools: dict | None = None):
+        """`tools`: multi-turn sampling with image tools (rollout/turns.py): `names` (built-in or
+        "package.module:attribute"), `max_turns`, `max_total_tokens`, and `answer_frame` to override
+        the family's."""
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.dtype = resolve_dtype(dtype)
         self.model = load_causal_model(model_path, self.dtype, trust_remote_code).to(self.device).eval()
@@ -62,18 +69,39 @@ class TransformersEngine:
         self.sync_world_size = 1
         self._receiver = WeightReceiver(self.device)
         self._updating = False  # a weight update started and not finished (or failed midway)
+        self.tool_use, self.processor = None, None
+        if tools:
+            self.processor = load_processor(model_path, trust_remote_code=trust_remote_code)
+            self.tool_use = tool_use(self.model.config.model_type, self.processor, tools)
 
     @torch.no_grad()
     def generate(self, prompts: list[PromptInputs], sampling: SamplingParams) -> list[list[Completion]]:
         self._check_weights_whole()
         if sampling.seed is not None:
             torch.manual_seed(sampling.seed)
+        if self.tool_use is not None:
+            return sample_with_tools(self._continue, self.processor, self.tokenizer, prompts, sampling,
+                                     self.eos_ids, self.tool_use, self.policy_version)
         per_chunk = max(1, self.max_batch_size // sampling.n)
         out: list[list[Completion]] = []
         for start in range(0, len(prompts), per_chunk):
             chunk = prompts[start:start + per_chunk]
             out.extend(self._generate_chunk(chunk, sampling))
         return out
+
+    def _continue(self, contexts: list[PromptInputs], sampling: SamplingParams, stop_ids: set[int],
+                  ) -> list[tuple[list[int], list[float], bool]]:
+        """One turn of each context (rollout/turns.py), `max_batch_size` contexts per forward."""
+        rows: list[tuple[list[int], list[float], bool]] = []
+        for start in range(0, len(contexts), self.max_batch_size):
+            chunk = contexts[start:start + self.max_batch_size]
+            batch = {k: v.to(self.device) for k, v in self._collate(chunk, 1).items()}
+            if self.own_loop:
+                out = decode(self.model, batch, 1, sampling, stop_ids, self.suppress)
+                rows.extend(zip(out.token_ids, out.logprobs, out.stopped, strict=True))
+            else:
+                raise ValueError(f"tools need a model the engine's own loop samples ({sorted(DECODE_TYPES)})")
+        return rows
 
     def _collate(self, prompts: list[PromptInputs], repeat: int) -> dict[str, torch.Tensor]:
         batch = collate_prompts(prompts, self.pad_id, repeat)
@@ -224,3 +252,24 @@ class TransformersEngine:
     def wake_up(self) -> None:
         if self.device.type == "cuda":
             self.model.to(self.device)
+
+
+def tool_use(model_type: str, processor, options: dict) -> ToolUse:
+    """The engine's `ToolUse` from the config's `rollout.tools` section: the tools by name, and the
+    answer frame of the model's family with the processor's own resize settings (a crop is resized
+    by them before the model sees it)."""
+    family = family_for_model_type(model_type)
+    override = options.get("answer_frame")
+    if family is None and override is None:
+        raise ValueError(f"tools: unknown model family {model_type!r}; set rollout.tools.answer_frame")
+    ip = processor.image_processor
+    size = ip.size if isinstance(ip.size, dict) else {}
+    params = {"patch_size": ip.patch_size, "merge_size": ip.merge_size,
+              "min_pixels": size.get("shortest_edge", getattr(ip, "min_pixels", None)),
+              "max_pixels": size.get("longest_edge", getattr(ip, "max_pixels", None))}
+    frame = AnswerFrame.of_family(family.name, **{k: v for k, v in params.items() if v}) if family else \
+        AnswerFrame(override)
+    if override is not None and family is not None:
+        frame = AnswerFrame(override, frame.factor, frame.min_pixels, frame.max_pixels)
+    return ToolUse(get_tools(options.get("names", [])), frame, int(options.get("max_turns", 4)),
+                   int(options.get("max_total_tokens", 1024)))

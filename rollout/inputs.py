@@ -7,6 +7,7 @@ generation batch in which each prompt appears `repeat` times in a row (the G sam
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,18 +53,43 @@ def build_messages(problem: str, num_images: int, system_prompt: str | None = No
     return messages
 
 
+def tools_text(schemas: list[dict[str, Any]]) -> str:
+    """How the tools are announced where a chat template does not render `tools=` itself (Qwen2-VL's
+    and Qwen2.5-VL's templates ignore it): Qwen's call format, and each tool's JSON schema a line."""
+    lines = "\n".join(json.dumps(s, sort_keys=True) for s in schemas)
+    return ("You can look at the image again before you answer. To call a tool, write "
+            '<tool_call>{"name": NAME, "arguments": {...}}</tool_call> and stop; its result comes back as '
+            f"the next message.\nTools:\n{lines}")
+
+
+def chat_text(processor: Any, problem: str, num_images: int, system_prompt: str | None = None,
+                  tools: list[dict[str, Any]] | None = None) -> str:
+    """The chat template applied (with the generation prompt). `tools`: function schemas, given to the
+    template's own `tools=`; a template that ignores them gets them in the system turn instead."""
+    messages = build_messages(problem, num_images, system_prompt)
+    text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    if not tools:
+        return text
+    with_tools = processor.apply_chat_template(messages, tools=tools, tokenize=False, add_generation_prompt=True)
+    if with_tools != text:
+        return with_tools
+    system = tools_text(tools) if not system_prompt else f"{system_prompt}\n\n{tools_text(tools)}"
+    return processor.apply_chat_template(build_messages(problem, num_images, system), tokenize=False,
+                                         add_generation_prompt=True)
+
+
 def build_prompt_inputs(
-    processor: Any, problem: str, images: list[Image.Image], system_prompt: str | None = None
+    processor: Any, problem: str, images: list[Image.Image], system_prompt: str | None = None,
+    tools: list[dict[str, Any]] | None = None,
 ) -> PromptInputs:
     """Apply the chat template (with the generation prompt) and run the processor on one prompt.
 
     With `system_prompt=None` no system turn is passed, so the checkpoint's template decides (the
     Qwen2-VL template then adds its default "You are a helpful assistant.", as in Visual-RFT).
+    `tools`: the schemas of the image tools the model may call (rollout/tools.py).
     """
     images = [im if im.mode == "RGB" else im.convert("RGB") for im in images]
-    text = processor.apply_chat_template(
-        build_messages(problem, len(images), system_prompt), tokenize=False, add_generation_prompt=True
-    )
+    text = chat_text(processor, problem, len(images), system_prompt, tools)
     encoded = processor(text=[text], images=images or None, return_tensors="pt")
     input_ids = encoded["input_ids"][0].tolist()
     if not images:

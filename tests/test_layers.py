@@ -127,12 +127,13 @@ def import_problem(rel: Path, name: str) -> str | None:
             ("orchestrator", "cli"), ("vrft", "testing")):
         # fixtures stay out of the product: only the CLI's make-* commands reach them
         return "only orchestrator/cli imports vrft.testing"
-    if top in ("rollout", "learner", "verifiers") and parts[1] not in (top, "wire"):
-        # the three packages import nothing of each other's or the orchestrator's; vrft/wire.py,
-        # below them all, holds what the learner and the engines share of the weight transport
-        return f"{top} imports only itself and vrft.wire"
-    if rel.parts == ("vrft", "wire.py"):
-        return "vrft.wire imports nothing of vrft"
+    if top in ("rollout", "learner", "verifiers") and parts[1] not in (top, "wire", "plugins"):
+        # the three packages import nothing of each other's or the orchestrator's; below them all,
+        # vrft/wire.py holds what the learner and the engines share of the weight transport and
+        # vrft/plugins.py the loader of a user's own functions (rewards, tools)
+        return f"{top} imports only itself, vrft.wire and vrft.plugins"
+    if rel.parts in (("vrft", "wire.py"), ("vrft", "plugins.py")):
+        return f"vrft.{rel.stem} imports nothing of vrft"
     if top == "orchestrator" and len(rel.parts) > 2 and parts[1] == "orchestrator" and len(parts) > 2:
         mine, theirs = rel.parts[1], parts[2]
         if theirs != mine and TIER.get(theirs, len(TIERS)) >= TIER[mine]:
@@ -160,7 +161,10 @@ def upward_imports() -> list[str]:
     ("orchestrator/data/prompts.py", "vrft.testing._rows", "private to testing"),
     ("orchestrator/core/tasks.py", "vrft.orchestrator.data.prompts", "core may not import data"),
     ("orchestrator/data/prompts.py", "vrft.orchestrator.observe.alarms", "data may not import observe"),
-    ("verifiers/composite.py", "vrft.orchestrator.core.tasks", "verifiers imports only itself and vrft.wire"),
+    ("verifiers/composite.py", "vrft.orchestrator.core.tasks", "verifiers imports only itself, vrft.wire and vrft.plugins"),
+    ("rollout/tools.py", "vrft.verifiers.registry", "rollout imports only itself, vrft.wire and vrft.plugins"),
+    ("vrft/plugins.py", "vrft.rollout.tools", "vrft.plugins imports nothing of vrft"),
+    ("rollout/tools.py", "vrft.plugins", None),
     ("orchestrator/train/loop.py", "vrft.testing.synthetic", "only orchestrator/cli imports vrft.testing"),
     # allowed: within a package or layer, down the layers, tests
     ("verifiers/rewards_grounding.py", "vrft.verifiers.rewards_detection._box", None),

@@ -16,6 +16,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from vrft.plugins import load_callable, one_line  # noqa: F401 (one_line: re-exported, rewards use it)
+
 RewardFn = Callable[[str, dict], float]
 Validator = Callable[[Any], Any]
 
@@ -44,14 +46,9 @@ _BUILTIN_MODULES = (
     "vrft.verifiers.rewards_grounding",
     "vrft.verifiers.rewards_spatial",
     "vrft.verifiers.math_reward",
+    "vrft.verifiers.rewards_tools",
 )
 RESERVED_KEYS = frozenset({"total"})
-
-
-def one_line(text: object, limit: int = 300) -> str:
-    """Collapse a message to one bounded line (error messages end up in logs and metrics)."""
-    s = " ".join(str(text).split())
-    return s if len(s) <= limit else s[: limit - 3] + "..."
 
 
 def register(
@@ -154,20 +151,7 @@ def _checked(fn: Callable[..., Any], name: str) -> Callable[[str, dict], float]:
 
 
 def _load_user(name: str, options: dict[str, Any]) -> Callable[[str, dict], float]:
-    module_name, _, attr = name.partition(":")
-    if not module_name or not attr:
-        raise ValueError(f"reward {name!r}: a user reward is named 'package.module:function'")
-    try:
-        obj: Any = importlib.import_module(module_name)
-    except Exception as e:  # any import-time failure is a config error
-        raise ValueError(f"reward {name!r}: cannot import {module_name!r}: {one_line(repr(e))}") from None
-    for part in attr.split("."):
-        try:
-            obj = getattr(obj, part)
-        except AttributeError:
-            raise ValueError(f"reward {name!r}: module {module_name!r} has no {attr!r}") from None
-    if not callable(obj):
-        raise ValueError(f"reward {name!r}: {attr!r} is not callable")
+    obj = load_callable(name, f"reward {name!r}")
     try:
         inspect.signature(obj).bind("", {}, **options)
     except TypeError as e:

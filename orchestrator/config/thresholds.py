@@ -24,6 +24,12 @@ class AlarmThresholds(BaseModel):
     truncated: float | None = Field(0.3, ge=0)
     answer_length_drift: float | None = Field(3.0, gt=1, description="answer length against the first "
                                               "steps', above t or below 1/t")
+    # Multi-turn rollouts with tools (rollout.tools)
+    tool_spam: float | None = Field(0.5, ge=0, description="share of trajectories the turn budget cut "
+                                    "while they still called tools")
+    invalid_calls: float | None = Field(0.5, ge=0, description="share of tool calls that failed")
+    never_looking: float | None = Field(0.95, ge=0, description="share of trajectories with no tool call "
+                                        "(tools on, and the model ignores them)")
     # Engine/learner parity (orchestrator/train/parity.py): crossed at start-up, the run stops; later, a warning.
     parity_logprob_kl: float | None = Field(0.02, ge=0, description="parity/logprob_kl: KL(engine || learner) "
                                             "per token (fp32 on both sides: 0 to rounding)")

@@ -30,7 +30,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from vrft.rollout.families import FAMILIES
+from vrft.rollout.families import FAMILIES, smart_resize
 
 FRAMES = ("rel1000", "resized_pixels")
 # Views of the one family record (rollout/families.py), keyed as this module's callers ask.
@@ -97,27 +97,6 @@ def answer_frame(family: str, override: str | None = None) -> str:
         return FAMILY_FRAMES[family]
     except KeyError:
         raise ValueError(f"unknown model family {family!r}; {_OVERRIDE_HINT}") from None
-
-
-def smart_resize(height: int, width: int, factor: int, min_pixels: int, max_pixels: int) -> tuple[int, int]:
-    """(height, width) as Qwen2-VL's image processor resizes them (transformers' `smart_resize`,
-    the same function for all three families): sides rounded to multiples of `factor`, area scaled
-    into [min_pixels, max_pixels] keeping the aspect ratio."""
-    if height <= 0 or width <= 0:
-        raise ValueError(f"image size must be positive, got {width}x{height}")
-    if max(height, width) / min(height, width) > 200:
-        raise ValueError(f"aspect ratio of a {width}x{height} image is over 200, which the processor refuses")
-    h_bar = round(height / factor) * factor
-    w_bar = round(width / factor) * factor
-    if h_bar * w_bar > max_pixels:
-        beta = math.sqrt((height * width) / max_pixels)
-        h_bar = max(factor, math.floor(height / beta / factor) * factor)
-        w_bar = max(factor, math.floor(width / beta / factor) * factor)
-    elif h_bar * w_bar < min_pixels:
-        beta = math.sqrt(min_pixels / (height * width))
-        h_bar = math.ceil(height * beta / factor) * factor
-        w_bar = math.ceil(width * beta / factor) * factor
-    return h_bar, w_bar
 
 
 def processor_params(processor_or_params: Any) -> dict[str, int]:

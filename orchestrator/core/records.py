@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from vrft.learner import Sample
 from vrft.rollout.engine import Completion
 from vrft.rollout.inputs import PromptInputs
+from vrft.rollout.turns import Trajectory
 
 
 @dataclass
@@ -52,9 +53,15 @@ class PromptGroup:
         return [c.reward for c in self.completions]
 
 
-def to_sample(inputs: PromptInputs, completion_ids: list[int], **fields) -> Sample:
+def to_sample(inputs: PromptInputs, completion_ids: list[int], trajectory: Trajectory | None = None,
+              **fields) -> Sample:
     """The learner's view of prompt + completion: the one place prompt inputs become a `Sample`
-    (GRPO batches and SFT alike). `fields`: the other `Sample` fields (reward, group_id, ...)."""
+    (GRPO batches and SFT alike). `trajectory`: a multi-turn completion's mask and observation images
+    (rollout/turns.py). `fields`: the other `Sample` fields (reward, group_id, ...)."""
+    if trajectory is not None:
+        fields.update(completion_mask=trajectory.token_mask, completion_pixel_values=trajectory.pixel_values,
+                      completion_image_grid_thw=trajectory.image_grid_thw,
+                      completion_mm_token_type_ids=trajectory.mm_token_type_ids)
     return Sample(prompt_ids=inputs.input_ids, completion_ids=completion_ids,
                   pixel_values=inputs.pixel_values, image_grid_thw=inputs.image_grid_thw,
                   prompt_mm_token_type_ids=inputs.mm_token_type_ids, **fields)

@@ -38,6 +38,7 @@ from vrft.orchestrator.core.templates import render_prompt, sft_target
 from vrft.orchestrator.data.sources import decode_image, load_rows
 from vrft.rollout.inputs import build_prompt_inputs
 from vrft.rollout.processor import placeholder_in_text
+from vrft.rollout.tools import get_tools
 
 log = logging.getLogger("vrft")
 _ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
@@ -200,6 +201,8 @@ class PromptSource:
         self.reader = RowReader(cfg, processor)
         self.processor, self.seed, self.shuffle = processor, cfg.run.seed, dc.shuffle
         self.system_prompt = dc.system_prompt
+        tools = cfg.rollout.tools
+        self.tool_schemas = [t.schema() for t in get_tools(tools.names).values()] if tools else None
         self.epoch, self.position, self.skipped, self.skipped_long = 0, 0, 0, 0
         self.skipped_text = 0  # rows whose text spells out a special token or placeholder
         self.skipped_ids: list[str] = []
@@ -231,7 +234,8 @@ class PromptSource:
             self.skipped_text += 1
             log.warning("row %s: %s; skipped (%d so far)", view.row_id, view.skip, self.skipped_text)
             return None
-        inputs = build_prompt_inputs(self.processor, view.problem, view.images, self.system_prompt)
+        inputs = build_prompt_inputs(self.processor, view.problem, view.images, self.system_prompt,
+                                     self.tool_schemas)
         if self.max_prompt_length and len(inputs.input_ids) > self.max_prompt_length:
             # The papers' trainers cut the ids on the left, which would drop image tokens and break
             # the vision input: the row is skipped and counted instead.

@@ -19,6 +19,10 @@ Each alarm is a pure function of the step's `PromptGroup`s (`alarm_metrics`), lo
     truncated            share of completions cut at max_new_tokens
     answer_chars         mean length of the answer in characters, and
     answer_length_drift  its ratio to the median of the run's first `BASELINE_STEPS` steps
+    tool_spam            multi-turn rollouts with tools: share of trajectories the turn budget cut while
+                         they still called tools (calling is cheaper than answering)
+    invalid_calls        share of tool calls that failed (malformed, unknown tool, bad arguments)
+    never_looking        share of trajectories that called no tool (the tools are ignored)
 
 `AlarmWatch` holds what needs memory (the length baseline, which alarms have warned) and logs one
 warning line per alarm and task, the first time its `logging.alarms` threshold is crossed.
@@ -117,7 +121,19 @@ def task_alarms(groups: list[PromptGroup], extent: Callable, frame: str) -> dict
         out["gt_boxes"] = n_gt / len(scored)
         out["box_count_ratio"] = n_pred / n_gt if n_gt else None
         out["full_image_boxes"] = _share(shares) or 0.0
+    out.update(tool_alarms([c.completion.trajectory for _, c in scored]))
     return {k: float(v) for k, v in out.items() if v is not None}
+
+
+def tool_alarms(trajectories: list) -> dict[str, float | None]:
+    """tool_spam, invalid_calls and never_looking of multi-turn completions (none for one-turn ones)."""
+    trajectories = [t for t in trajectories if t is not None]
+    if not trajectories:
+        return {}
+    calls = sum(t.tool_calls for t in trajectories)
+    return {"tool_spam": _share([t.cut_by_turns for t in trajectories]),
+            "invalid_calls": sum(t.tool_errors for t in trajectories) / calls if calls else None,
+            "never_looking": _share([t.tool_calls == 0 for t in trajectories])}
 
 
 def alarm_metrics(groups: list[PromptGroup], extent: Callable, frame: str = "rel1000") -> dict[str, float]:

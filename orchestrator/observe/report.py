@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 import os
 import time
 from collections import defaultdict
@@ -193,8 +194,29 @@ def _card(row: dict, order: int, run_dir: Path) -> str:
         f'<span>{row["completion_tokens"]} tokens, {html.escape(str(row["finish_reason"]))}</span>'
         f'<span>policy v{row["policy_version"]}</span></div>'
         f'<pre>{html.escape(row["completion"])}</pre>'
-        f'<details><summary>prompt and ground truth</summary><pre>{html.escape(row["prompt"])}</pre>'
+        + _turns(row.get("turns"), run_dir)
+        + f'<details><summary>prompt and ground truth</summary><pre>{html.escape(row["prompt"])}</pre>'
         f'<pre>{html.escape(row["ground_truth"])}</pre></details></div>')
+
+
+def _turns(turns_json, run_dir: Path) -> str:
+    """A multi-turn completion's turns, in order: the model's text, its tool call and the observation;
+    where a tool showed a new view, the view the model looked at with the chosen region drawn, then
+    the new view."""
+    if not isinstance(turns_json, str):
+        return ""
+    parts = []
+    for t, turn in enumerate(json.loads(turns_json)):
+        pictures = "".join(
+            f'<img class="turn" alt="turn {t} {key.split("_")[0]}" src="{_data_uri(path.read_bytes())}">'
+            for key in ("look_image", "view_image")
+            if isinstance(turn.get(key), str) and (path := rollouts_dir(run_dir) / turn[key]).is_file())
+        called = f' → {html.escape(turn["tool"] or "a malformed call")}' if turn.get("call") is not None else ""
+        result = turn.get("observation")
+        parts.append(f'<div class="turn"><span>turn {t + 1}{called}</span><pre>{html.escape(turn["text"])}</pre>'
+                     + (f'<pre class="observation">{html.escape(result)}</pre>' if result else "")
+                     + pictures + "</div>")
+    return f'<details open><summary>{len(parts)} turns</summary>{"".join(parts)}</details>'
 
 
 def _options(values) -> str:

@@ -38,6 +38,9 @@ td.crossed { color: var(--warn); font-weight: 600; background: #fef2f2; }
 .card pre { white-space: pre-wrap; word-break: break-word; font-size: 12px; background: #f3f4f6;
             padding: 6px; border-radius: 4px; max-height: 220px; overflow: auto; margin: 4px 0; }
 .card details summary { cursor: pointer; color: var(--muted); font-size: 12px; }
+.card div.turn { border-left: 3px solid #c7d2fe; padding-left: 6px; margin: 6px 0; font-size: 12px; }
+.card img.turn { width: 48%; max-height: 160px; margin-right: 2%; }
+.card pre.observation { background: #fef9c3; }
 .legend-box { display: inline-block; width: 10px; height: 10px; border: 2px solid; margin: 0 3px 0 8px; }
 """
 

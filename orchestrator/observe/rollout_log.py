@@ -26,7 +26,7 @@ import re
 import shutil
 from pathlib import Path
 
-from vrft.orchestrator.core.boxes import draw_boxes, frame_extent, jpeg, thumbnail, wandb_boxes
+from vrft.orchestrator.core.boxes import Box, draw_boxes, frame_extent, jpeg, thumbnail, wandb_boxes
 from vrft.orchestrator.core.records import PromptGroup, PromptItem
 from vrft.orchestrator.core.tasks import gt_boxes, predicted_boxes
 from vrft.orchestrator.observe.alarms import AlarmWatch
@@ -127,9 +127,31 @@ class RolloutLog:
                     name = f"g{gi:03d}_c{j:02d}.jpg"
                     (images_dir / name).write_bytes(jpeg(drawn, quality=75))
                     row["boxes_image"] = f"{images_dir.name}/{name}"
+                if c.trajectory is not None:
+                    row["turns"] = json.dumps(self.turn_rows(c.trajectory, images_dir, f"g{gi:03d}_c{j:02d}"))
                 if wandb_rows is not None:
                     wandb_rows.append((row, image, truth, pred, extent))
                 out.append(row)
+        return out
+
+    def turn_rows(self, trajectory, images_dir: Path | None, stem: str) -> list[dict]:
+        """Every turn of a multi-turn completion: what the model wrote, the tool it called and what came
+        back; for a turn that showed a new view, the view it looked at with the region the new one
+        covers drawn on it (`look_image`), and the new view (`view_image`)."""
+        out = []
+        for t, turn in enumerate(trajectory.turns):
+            entry = {"text": turn.text, "tool": turn.tool, "call": turn.call, "observation": turn.observation,
+                     "error": turn.error, "look_image": None, "view_image": None}
+            if turn.view is not None and turn.looked_at is not None and images_dir is not None:
+                seen, shown = trajectory.views[turn.looked_at], trajectory.views[turn.view]
+                region = seen.box_from_original(shown.box_to_original((0, 0, *shown.size)))
+                pictures = {"look_image": draw_boxes(seen.image, seen.size, [], [Box(*region)], self.box_image_px),
+                            "view_image": draw_boxes(shown.image, shown.size, [], [], self.box_image_px)}
+                for key, picture in pictures.items():
+                    name = f"{stem}_t{t}_{key.split('_')[0]}.jpg"
+                    (images_dir / name).write_bytes(jpeg(picture, quality=75))
+                    entry[key] = f"{images_dir.name}/{name}"
+            out.append(entry)
         return out
 
     def write(self, step: int, groups: list[PromptGroup], wandb_run=None) -> Path:

@@ -24,7 +24,8 @@ from vrft.orchestrator.core.records import PromptGroup, PromptItem, ScoredComple
 from vrft.orchestrator.runtime.session import Actors, sync_weights
 from vrft.orchestrator.train.parity import incomparable, parity_metrics
 from vrft.orchestrator.train.schedule import check_staleness
-from vrft.rollout.engine import SamplingParams
+from vrft.rollout.engine import Completion, SamplingParams
+from vrft.verifiers.rewards_tools import TRAJECTORY_KEY
 
 
 def sampling_for(cfg: TrainConfig, seed: int) -> SamplingParams:
@@ -76,8 +77,10 @@ def collect_and_score(actors: Actors, pending: PendingRollout) -> tuple[list[Pro
             group = PromptGroup(item, [ScoredCompletion(c) for c in completions])
             groups[first + offset] = group
             for j, scored in enumerate(group.completions):  # scored by its own task's rewards
-                actors.pool.submit((first + offset, j), scored.completion.text, item.ground_truth,
-                                   route=item.task or "")
+                trajectory = scored.completion.trajectory
+                truth = item.ground_truth if trajectory is None else \
+                    {**item.ground_truth, TRAJECTORY_KEY: trajectory.facts()}
+                actors.pool.submit((first + offset, j), scored.completion.text, truth, route=item.task or "")
     rollout_done = time.perf_counter()
     scores = actors.pool.gather([(i, j) for i, g in enumerate(groups) for j in range(len(g.completions))])
     for i, group in enumerate(groups):
@@ -126,8 +129,11 @@ def select_groups(cfg: TrainConfig, groups: list[PromptGroup], max_groups: int |
 def build_batch(cfg: TrainConfig, groups: list[PromptGroup]) -> TrainBatch:
     """The learner's batch: one `Sample` per completion of every kept group, its group id the
     group's index in `groups`. The learner sets the advantages (see `record_advantages`)."""
-    samples = [to_sample(g.item.inputs, c.completion.token_ids, group_id=i, reward=c.reward,
-                         rollout_logprobs=c.completion.logprobs, finish_reason=c.completion.finish_reason)
+    over_turn = cfg.rollout.tools is not None and cfg.rollout.tools.mask_cut_by_turns
+    samples = [to_sample(g.item.inputs, c.completion.token_ids, c.completion.trajectory, group_id=i,
+                         reward=c.reward, rollout_logprobs=c.completion.logprobs,
+                         finish_reason=c.completion.finish_reason,
+                         weight=0.0 if over_turn and c.completion.trajectory.cut_by_turns else 1.0)
                for i, g in enumerate(groups) if g.kept for c in g.completions]
     return TrainBatch(samples, max_completion_len=cfg.rollout.max_new_tokens)
 
@@ -210,7 +216,28 @@ def group_metrics(cfg: TrainConfig, groups: list[PromptGroup], actors: Actors) -
         "rollout/completions": float(len(completions)),
         "rollout/policy_version_min": float(oldest),
         "async/staleness": float(staleness),
+        **tool_metrics(completions),
     }
+
+
+def tool_metrics(completions: list[Completion]) -> dict[str, float]:
+    """Multi-turn rollouts' turns and tool calls, per trajectory (`rollout/tool_calls/<tool>` per
+    tool); nothing for one-turn completions."""
+    trajectories = [c.trajectory for c in completions if c.trajectory is not None]
+    if not trajectories:
+        return {}
+    n = len(trajectories)
+    per_tool: dict[str, int] = defaultdict(int)
+    for t in trajectories:
+        for turn in t.turns:
+            if turn.tool is not None:
+                per_tool[turn.tool] += 1
+    return {"rollout/turns_mean": sum(len(t.turns) for t in trajectories) / n,
+            "rollout/tool_calls_mean": sum(t.tool_calls for t in trajectories) / n,
+            "rollout/tool_call_rate": sum(t.tool_calls > 0 for t in trajectories) / n,
+            "rollout/tool_errors": float(sum(t.tool_errors for t in trajectories)),
+            "rollout/cut_by_turns_frac": sum(t.cut_by_turns for t in trajectories) / n,
+            **{f"rollout/tool_calls/{name}": count / n for name, count in sorted(per_tool.items())}}
 
 
 def grpo_step(cfg: TrainConfig, actors: Actors, pending: PendingRollout, step: int,

@@ -43,6 +43,9 @@ SPECIAL_TOKENS = (
 # Added as ordinary (non-special) tokens: decode(skip_special_tokens=True) keeps them, so rewards
 # see the tags, and a tiny model emits each tag as one token, which makes the format quick to learn.
 FORMAT_TOKENS = ("<think>", "</think>", "<answer>", "</answer>")
+# Qwen's tool-call tags, one token each as in the released tokenizers: only in a model made for the
+# image-tool tests (`tool_tokens=True`), so every other tiny model keeps its exact vocabulary.
+TOOL_TOKENS = ("<tool_call>", "</tool_call>")
 
 ARCHS = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl")
 _MODEL_CLASSES = {"qwen2_vl": Qwen2VLForConditionalGeneration, "qwen2_5_vl": Qwen2_5_VLForConditionalGeneration,
@@ -100,12 +103,13 @@ def _corpus(n_per_task: int = 300) -> Iterator[str]:
 def _split_reserved(texts: Iterator[str]) -> Iterator[str]:
     # The BPE trainer does not cut out added/special tokens: feed only the text between them,
     # so no merges are spent on spelling "<|im_start|>" out of bytes.
-    reserved = re.compile("|".join(re.escape(t) for t in (*SPECIAL_TOKENS, *FORMAT_TOKENS)))
+    reserved = re.compile("|".join(re.escape(t) for t in (*SPECIAL_TOKENS, *FORMAT_TOKENS, *TOOL_TOKENS)))
     for text in texts:
         yield from (piece for piece in reserved.split(text) if piece)
 
 
-def build_tokenizer(vocab_size: int = 1024, chat_template: str = QWEN2_VL_CHAT_TEMPLATE) -> PreTrainedTokenizerFast:
+def build_tokenizer(vocab_size: int = 1024, chat_template: str = QWEN2_VL_CHAT_TEMPLATE,
+                    tool_tokens: bool = False) -> PreTrainedTokenizerFast:
     """Byte-level BPE trained on the synthetic tasks' text, with the Qwen special tokens.
 
     Pre-tokenization isolates each digit (as Qwen2 does, so numbers are digit sequences) but does
@@ -120,15 +124,16 @@ def build_tokenizer(vocab_size: int = 1024, chat_template: str = QWEN2_VL_CHAT_T
         ]
     )
     tok.decoder = decoders.ByteLevel()
+    added = FORMAT_TOKENS + (TOOL_TOKENS if tool_tokens else ())
     trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size - len(FORMAT_TOKENS),
+        vocab_size=vocab_size - len(added),
         special_tokens=list(SPECIAL_TOKENS),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         max_token_length=32,
         show_progress=False,
     )
     tok.train_from_iterator(_split_reserved(_corpus()), trainer)
-    tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in FORMAT_TOKENS])
+    tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in added])
     return PreTrainedTokenizerFast(
         tokenizer_object=tok,
         eos_token="<|im_end|>",
@@ -214,9 +219,10 @@ def prefer_token(model: torch.nn.Module, token: int, margin: float = 200.0) -> N
         head[token] = hidden * (float(logits.max()) + margin) / float(hidden @ hidden)
 
 def make_tiny_model(out: str | Path, arch: str = "qwen2_vl", size: str = "tiny", seed: int = 0,
-                    tie_word_embeddings: bool = False) -> Path:
+                    tie_word_embeddings: bool = False, tool_tokens: bool = False) -> Path:
     """Build a random-weight `arch` model of `size` with its tokenizer and image processor in `out`
-    (`tie_word_embeddings`: one matrix for the input embedding and the output layer, as the 2B models)."""
+    (`tie_word_embeddings`: one matrix for the input embedding and the output layer, as the 2B models;
+    `tool_tokens`: Qwen's tool-call tags in the vocabulary)."""
     if arch not in ARCHS:
         raise ValueError(f"unknown arch {arch!r}; choose from {', '.join(ARCHS)}")
     if size not in _TEXT:
@@ -224,7 +230,7 @@ def make_tiny_model(out: str | Path, arch: str = "qwen2_vl", size: str = "tiny",
     out = Path(out)
     family = FAMILIES[arch]
     template = QWEN3_VL_CHAT_TEMPLATE if arch == "qwen3_vl" else QWEN2_VL_CHAT_TEMPLATE
-    tokenizer = build_tokenizer(_VOCAB[size], chat_template=template)
+    tokenizer = build_tokenizer(_VOCAB[size], chat_template=template, tool_tokens=tool_tokens)
     # The same number of image tokens in every family: the pixel bounds scale with the patch area.
     scale = (family.patch_size / 14) ** 2
     min_pixels, max_pixels = (int(p * scale) for p in _PIXELS[size])
