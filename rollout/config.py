@@ -67,8 +67,6 @@ class RolloutConfig(BaseModel):
                 raise ValueError(f"rollout.vllm {sorted(self.vllm)} is set but rollout.engine is hf")
             if self.tensor_parallel_size != 1:
                 raise ValueError("rollout.tensor_parallel_size > 1 needs rollout.engine=vllm")
-        elif self.tools is not None:
-            raise ValueError("rollout.tools runs on rollout.engine=hf for now (vLLM's multi-turn loop is not built)")
         elif not self.share_prefill:
             raise ValueError("rollout.share_prefill is an hf engine option; vLLM's prefix caching is "
                              "rollout.vllm.enable_prefix_caching")

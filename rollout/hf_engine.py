@@ -13,11 +13,9 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageText
 
 from vrft.rollout.decode import decode
 from vrft.rollout.engine import Completion, SamplingParams
-from vrft.rollout.families import family_for_model_type
 from vrft.rollout.inputs import PromptInputs, collate_prompts
 from vrft.rollout.processor import banned_token_ids, load_processor
-from vrft.rollout.tools import AnswerFrame, get_tools
-from vrft.rollout.turns import ToolUse, sample_with_tools
+from vrft.rollout.turns import sample_with_tools, tool_use
 from vrft.rollout.weight_sync import WeightReceiver
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -253,23 +251,3 @@ class TransformersEngine:
         if self.device.type == "cuda":
             self.model.to(self.device)
 
-
-def tool_use(model_type: str, processor, options: dict) -> ToolUse:
-    """The engine's `ToolUse` from the config's `rollout.tools` section: the tools by name, and the
-    answer frame of the model's family with the processor's own resize settings (a crop is resized
-    by them before the model sees it)."""
-    family = family_for_model_type(model_type)
-    override = options.get("answer_frame")
-    if family is None and override is None:
-        raise ValueError(f"tools: unknown model family {model_type!r}; set rollout.tools.answer_frame")
-    ip = processor.image_processor
-    size = ip.size if isinstance(ip.size, dict) else {}
-    params = {"patch_size": ip.patch_size, "merge_size": ip.merge_size,
-              "min_pixels": size.get("shortest_edge", getattr(ip, "min_pixels", None)),
-              "max_pixels": size.get("longest_edge", getattr(ip, "max_pixels", None))}
-    frame = AnswerFrame.of_family(family.name, **{k: v for k, v in params.items() if v}) if family else \
-        AnswerFrame(override)
-    if override is not None and family is not None:
-        frame = AnswerFrame(override, frame.factor, frame.min_pixels, frame.max_pixels)
-    return ToolUse(get_tools(options.get("names", [])), frame, int(options.get("max_turns", 4)),
-                   int(options.get("max_total_tokens", 1024)))

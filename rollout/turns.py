@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from vrft.rollout.engine import Completion, SamplingParams
+from vrft.rollout.families import family_for_model_type
 from vrft.rollout.inputs import PromptInputs
 from vrft.rollout.tools import (
     TOOL_CALL_CLOSE,
@@ -31,6 +32,7 @@ from vrft.rollout.tools import (
     Tool,
     View,
     find_tool_call,
+    get_tools,
     parse_tool_call,
     run_tool,
 )
@@ -172,12 +174,15 @@ def sample_with_tools(continue_contexts: ContinueFn, processor: Any, tokenizer: 
     runs = [_Running(p, views=[View(im) for im in p.images]) for p in prompts for _ in range(sampling.n)]
     one = SamplingParams(n=1, temperature=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k,
                          max_new_tokens=sampling.max_new_tokens)
+    seed = sampling.seed
     for turn in range(use.max_turns):
         active = [r for r in runs if not r.stopped]
         if not active:
             break
         room = max(use.max_total_tokens - len(r.ids) for r in active)
-        step = SamplingParams(**{**one.__dict__, "max_new_tokens": max(1, min(one.max_new_tokens, room))})
+        # each turn its own seed (an engine spaces its rows from it), so turns do not repeat draws
+        step = SamplingParams(**{**one.__dict__, "max_new_tokens": max(1, min(one.max_new_tokens, room)),
+                                 "seed": None if seed is None else (seed + turn * 1_000_003) % 2**31})
         outputs = continue_contexts([r.context() for r in active], step, stop_ids | {close})
         for run, (ids, logprobs, stopped) in zip(active, outputs, strict=True):
             left = use.max_total_tokens - len(run.ids)
@@ -226,3 +231,24 @@ def sample_with_tools(continue_contexts: ContinueFn, processor: Any, tokenizer: 
                                      logprobs=run.logprobs, finish_reason="stop" if ended else "length",
                                      policy_version=policy_version, trajectory=trajectory))
     return groups
+
+
+def tool_use(model_type: str, processor, options: dict) -> ToolUse:
+    """The engine's `ToolUse` from the config's `rollout.tools` section: the tools by name, and the
+    answer frame of the model's family with the processor's own resize settings (a crop is resized
+    by them before the model sees it)."""
+    family = family_for_model_type(model_type)
+    override = options.get("answer_frame")
+    if family is None and override is None:
+        raise ValueError(f"tools: unknown model family {model_type!r}; set rollout.tools.answer_frame")
+    ip = processor.image_processor
+    size = ip.size if isinstance(ip.size, dict) else {}
+    params = {"patch_size": ip.patch_size, "merge_size": ip.merge_size,
+              "min_pixels": size.get("shortest_edge", getattr(ip, "min_pixels", None)),
+              "max_pixels": size.get("longest_edge", getattr(ip, "max_pixels", None))}
+    frame = AnswerFrame.of_family(family.name, **{k: v for k, v in params.items() if v}) if family else \
+        AnswerFrame(override)
+    if override is not None and family is not None:
+        frame = AnswerFrame(override, frame.factor, frame.min_pixels, frame.max_pixels)
+    return ToolUse(get_tools(options.get("names", [])), frame, int(options.get("max_turns", 4)),
+                   int(options.get("max_total_tokens", 1024)))

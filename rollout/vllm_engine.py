@@ -36,7 +36,8 @@ from transformers import AutoConfig, AutoTokenizer, GenerationConfig
 
 from vrft.rollout.engine import Completion, SamplingParams
 from vrft.rollout.inputs import PromptInputs
-from vrft.rollout.processor import banned_token_ids
+from vrft.rollout.processor import banned_token_ids, load_processor
+from vrft.rollout.turns import sample_with_tools, tool_use
 from vrft.rollout.vllm_inputs import build_request, multimodal_engine_args, sampling_kwargs, score_kwargs
 
 log = logging.getLogger(__name__)
@@ -94,11 +95,13 @@ class VLLMEngine:
                  enable_sleep_mode: bool = False, sleep_level: int = 1,
                  min_pixels: int | None = None, max_pixels: int | None = None, limit_images: int = 1,
                  seed: int = 0, check_prompt_tokens: bool = True, weight_transfer: str | None = None,
-                 **extra: Any):
+                 tools: dict | None = None, **extra: Any):
         """`enable_sleep_mode`: only where the engine shares its GPU with a learner rank (colocated):
         it forces vLLM's CuMem allocator. `weight_transfer`: how weights arrive (`nccl`: separate
         GPUs; `ipc`: colocated; `gloo`: CPU); default nccl on CUDA, gloo elsewhere. `extra` goes
-        to `vllm.LLM`."""
+        to `vllm.LLM`. `tools`: multi-turn sampling with image tools (rollout/turns.py; the
+        config's `rollout.tools`), each turn one token prompt with the images so far, which vLLM's
+        prefix caching continues."""
         cuda = torch.cuda.is_available()
         if not cuda:
             # vLLM's CPU backend sizes its KV cache from this (GiB); 1 GiB is plenty for rollouts of
@@ -155,6 +158,11 @@ class VLLMEngine:
             # Inside a Ray placement group vLLM would pick its Ray executor and ask the group for
             # more GPUs than are left (a hang); this actor already holds its TP GPUs: use processes.
             args["distributed_executor_backend"] = "mp"
+        self.tool_use, self.processor = None, None
+        if tools:
+            self.processor = load_processor(model_path, trust_remote_code=trust_remote_code)
+            self.tool_use = tool_use(config.model_type, self.processor, tools)
+            limit_images += self.tool_use.max_turns - 1  # a view per turn that is answered
         if self.is_vlm:
             args.update(multimodal_engine_args(min_pixels, max_pixels, limit_images))
         args.update(extra)
@@ -182,6 +190,9 @@ class VLLMEngine:
             log.warning("vLLM log-probs with top-k/top-p are those of the truncated distribution "
                         "(processed_logprobs), not log_softmax(logits/T) over the whole vocabulary")
             self._warned_truncated = True
+        if self.tool_use is not None:
+            return sample_with_tools(self._continue, self.processor, self.tokenizer, prompts, sampling,
+                                     set(self.stop_ids), self.tool_use, self.policy_version)
         requests = [build_request(p, self.image_token_id) for p in prompts]
         params = [self._vllm.SamplingParams(**sampling_kwargs(
             sampling, self.stop_ids,
@@ -206,6 +217,24 @@ class VLLMEngine:
                 ))
             groups.append(group)
         return groups
+
+    def _continue(self, contexts: list[PromptInputs], sampling: SamplingParams, stop_ids: set[int],
+                  ) -> list[tuple[list[int], list[float], bool]]:
+        """One turn of each context (rollout/turns.py): one sample each, stopping at `stop_ids`."""
+        requests = [build_request(c, self.image_token_id) for c in contexts]
+        params = [self._vllm.SamplingParams(**sampling_kwargs(
+            sampling, sorted(stop_ids), None if sampling.seed is None else sampling.seed + i, self.suppress))
+            for i in range(len(contexts))]
+        rows = []
+        for context, out in zip(contexts, self.llm.generate(requests, params, use_tqdm=False), strict=True):
+            self._check_prompt(context, out.prompt_token_ids)
+            sample = out.outputs[0]
+            if sample.finish_reason not in ("stop", "length"):
+                raise RuntimeError(f"vLLM request finished with {sample.finish_reason!r}")
+            ids = list(sample.token_ids)
+            rows.append((ids, [float(lp[t].logprob) for lp, t in zip(sample.logprobs, ids, strict=True)],
+                         sample.finish_reason == "stop"))
+        return rows
 
     def score(self, prompt: PromptInputs, token_ids: list[int], temperature: float = 1.0) -> list[float]:
         """Teacher-forced log_softmax(logits / T) of `token_ids` after `prompt`, over the vocabulary

@@ -193,8 +193,6 @@ def test_tool_names_are_checked_when_the_config_loads(tool_model):
     with pytest.raises(ValueError, match="unknown tool 'zooom'") as e:
         load_config(CONFIG, [f"model.path={tool_model}", "rollout.tools={names: [zooom]}"])
     assert "\n" not in str(e.value).strip()
-    with pytest.raises(ValueError, match="rollout.engine=hf"):
-        load_config(CONFIG, [f"model.path={tool_model}", "rollout.engine=vllm", "rollout.tools={names: [zoom]}"])
 
 
 def test_the_prompt_advertises_the_tools(processor):

@@ -59,14 +59,14 @@ def engine_options(cfg: TrainConfig) -> dict:
     options = {"dtype": rc.dtype, "trust_remote_code": cfg.model.trust_remote_code}
     if rc.engine == "hf":
         options.update(max_batch_size=rc.max_batch_size, share_prefill=rc.share_prefill)
-        if rc.tools is not None:
-            options["tools"] = rc.tools.model_dump(exclude={"mask_cut_by_turns"})
     else:
         # Sleep mode forces vLLM's CuMem allocator: only where the engine sleeps (colocated).
         options.update(tensor_parallel_size=rc.tensor_parallel_size, min_pixels=cfg.model.min_pixels,
                        max_pixels=cfg.model.max_pixels, weight_transfer=sync_backend(cfg),
                        enable_sleep_mode=rc.placement == "colocated")
         options.update(rc.vllm)
+    if rc.tools is not None:
+        options["tools"] = rc.tools.model_dump(exclude={"mask_cut_by_turns"})
     return options
 
 
