@@ -152,9 +152,13 @@ def collate(samples: list[Sample], pad_id: int, mask_truncated: bool = False) ->
         out["grid_counts"] = torch.tensor([sum(len(x) for x in (s.image_grid_thw, s.completion_image_grid_thw)
                                                if x is not None) for s in samples])
     if any(s.images_in_completion for s in samples):
-        # learner/shared_prompt.py continues a prompt's cache with text positions only: a completion
-        # with images in it takes the plain forward (whole sequence, every image, M-RoPE from the model)
+        # learner/shared_prompt.py runs a prompt's own images once and each row's observation images
+        # in its continuation: it needs to know where one ends and the other begins
         out["images_in_completion"] = torch.tensor([s.images_in_completion for s in samples])
+        out["prompt_pixel_counts"] = torch.tensor([0 if s.pixel_values is None else len(s.pixel_values)
+                                                   for s in samples])
+        out["prompt_grid_counts"] = torch.tensor([0 if s.image_grid_thw is None else len(s.image_grid_thw)
+                                                  for s in samples])
     # Which rows share a prompt (tokens and images): learner/shared_prompt.py runs it once for them.
     out["prompt_lens"] = torch.tensor([len(s.prompt_ids) for s in samples])
     out["prefix_of"] = torch.tensor(prefix_rows(samples))

@@ -16,7 +16,9 @@ sharing off with a warning if they differ.
 
 Rotary positions: the completion continues the prompt's positions. Qwen-VL's M-RoPE stores the
 prompt's offset (`rope_deltas`) on the model during the prompt's forward; a prompt without images
-and a text-only model continue at the prompt's length.
+and a text-only model continue at the prompt's length. A multi-turn completion with tool
+observations holds images of its own: its continuation gets those images and the positions the model
+computes over the whole row (an image moves every position after it).
 """
 
 from __future__ import annotations
@@ -41,10 +43,6 @@ def prompt_groups(batch: dict[str, torch.Tensor]) -> dict[int, list[int]]:
 
 
 def worth_sharing(batch: dict[str, torch.Tensor]) -> bool:
-    """Whether some rows share a prompt, and none has images inside its completion (a tool's
-    observation: its positions are not a plain continuation of the prompt's)."""
-    if "images_in_completion" in batch and bool(batch["images_in_completion"].any()):
-        return False
     return "prefix_of" in batch and len(prompt_groups(batch)) < batch["input_ids"].shape[0]
 
 
@@ -62,14 +60,60 @@ def _offsets(counts: list[int]) -> list[int]:
 
 def _prompt_inputs(batch: dict[str, torch.Tensor], row: int, length: int, pix: list[int],
                    grid: list[int]) -> dict[str, torch.Tensor]:
-    """Row `row`'s prompt, with its images: rows `pix[row]:pix[row + 1]` of the pixel values and
-    `grid[row]:grid[row + 1]` of the grids."""
+    """Row `row`'s prompt, with its own images: its first `prompt_pixel_counts[row]` patch rows from
+    `pix[row]` (all of the row's when no completion holds images) and its grids likewise."""
     inputs = {k: batch[k][row:row + 1, :length] for k in PROMPT_INPUTS if k in batch}
     if "pixel_values" in batch:
-        if grid[row + 1] > grid[row]:
-            inputs["pixel_values"] = batch["pixel_values"][pix[row]:pix[row + 1]]
-            inputs["image_grid_thw"] = batch["image_grid_thw"][grid[row]:grid[row + 1]]
+        p_end, g_end = _prompt_image_ends(batch, row, pix, grid)
+        if g_end > grid[row]:
+            inputs["pixel_values"] = batch["pixel_values"][pix[row]:p_end]
+            inputs["image_grid_thw"] = batch["image_grid_thw"][grid[row]:g_end]
     return inputs
+
+
+def _prompt_image_ends(batch: dict[str, torch.Tensor], row: int, pix: list[int], grid: list[int]) -> tuple[int, int]:
+    """Where row `row`'s prompt images end in the flat patches and grids (its observations' follow)."""
+    if "prompt_pixel_counts" not in batch:
+        return pix[row + 1], grid[row + 1]
+    return pix[row] + int(batch["prompt_pixel_counts"][row]), grid[row] + int(batch["prompt_grid_counts"][row])
+
+
+def _generation_model(model: torch.nn.Module) -> torch.nn.Module:
+    """The transformers model inside any wrapper (DeepSpeed's engine, PEFT): the one that computes
+    generate()'s positions, M-RoPE included."""
+    return next(m for m in model.modules() if hasattr(type(m), "_prepare_position_ids_for_generation"))
+
+
+def _observation_inputs(model: torch.nn.Module, batch: dict[str, torch.Tensor], rows: list[int], p: int, steps: int,
+                        pix: list[int], grid: list[int]) -> dict[str, torch.Tensor]:
+    """For a group whose completions hold observation images (multi-turn tool rollouts): those images
+    (each row's, in row order), the completions' image marks, and every row's M-RoPE positions from
+    p to p + steps, computed by the model over the whole row (an image in the completion moves the
+    positions after it, so they are no plain continuation of the prompt's)."""
+    ids, mm = batch["input_ids"], batch["mm_token_type_ids"]
+    lengths = batch["attention_mask"].sum(dim=1).tolist()
+    positions, pixels, grids = [], [], []
+    for row in rows:
+        p_end, g_end = _prompt_image_ends(batch, row, pix, grid)
+        pixels.append(batch["pixel_values"][p_end:pix[row + 1]])
+        grids.append(batch["image_grid_thw"][g_end:grid[row + 1]])
+        n = lengths[row]
+        kwargs = {"attention_mask": batch["attention_mask"][row:row + 1, :n],
+                  "mm_token_type_ids": mm[row:row + 1, :n], "image_grid_thw": batch["image_grid_thw"][grid[row]:grid[row + 1]]}
+        full = _generation_model(model)._prepare_position_ids_for_generation(ids[row:row + 1, :n], kwargs)
+        full = full[..., p:p + steps]
+        if full.shape[-1] < steps:  # a shorter row of the group: its padding continues one by one
+            tail = full[..., -1:] + torch.arange(1, steps - full.shape[-1] + 1, device=full.device)
+            full = torch.cat([full, tail], dim=-1)
+        positions.append(full)
+    owner = _rope_owner(model)
+    if owner is not None:
+        owner.rope_deltas = None  # set by the calls above; the positions are passed explicitly
+    out = {"position_ids": torch.cat(positions, dim=-2), "mm_token_type_ids": mm[rows, p:p + steps]}
+    if sum(len(g) for g in grids):
+        out["pixel_values"] = torch.cat(pixels)
+        out["image_grid_thw"] = torch.cat(grids)
+    return out
 
 
 def _continuation_positions(owner: torch.nn.Module | None, prompt_len: int, steps: int, rows: int,
@@ -116,9 +160,13 @@ def _shared_prompt_logprobs(model: torch.nn.Module, batch: dict[str, torch.Tenso
             cache.batch_repeat_interleave(len(rows))
             steps = span - 1  # the last token's logits predict nothing we score
             attention = torch.cat([mask[index, :p], mask[index, p:p + steps]], dim=1)
-            positions = _continuation_positions(owner, p, steps, len(rows), "pixel_values" in prompt, ids.device)
-            rest = model(input_ids=completions[:, :steps], attention_mask=attention, position_ids=positions,
-                         past_key_values=cache, use_cache=True).logits
+            if "images_in_completion" in batch and bool(batch["images_in_completion"][index].any()):
+                extra = _observation_inputs(model, batch, rows, p, steps, pix, grid)
+            else:
+                extra = {"position_ids": _continuation_positions(owner, p, steps, len(rows), "pixel_values" in prompt,
+                                                                 ids.device)}
+            rest = model(input_ids=completions[:, :steps], attention_mask=attention, past_key_values=cache,
+                         use_cache=True, **extra).logits
             logits = torch.cat([logits, rest], dim=1)
         logits = logits[:, :span]  # none at all for a group of empty completions
         logp = token_logprobs_from_logits(logits, completions, temperature=temperature, banned=banned)

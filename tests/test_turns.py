@@ -295,3 +295,41 @@ def test_the_report_shows_every_turn_with_the_region_looked_at_and_the_new_view(
     assert rendered(shown.stdout)["cards"] == "1"
     shot = chromium(f"--screenshot={tmp_path / 'turns.png'}", url + "#task=classification", tmp=tmp_path)
     assert shot.returncode == 0 and (tmp_path / "turns.png").stat().st_size > 10_000
+
+
+def test_shared_prompt_path_on_trajectories_equals_the_plain_forward(engine, processor):
+    """Two trajectories of one prompt with observation images of different sizes and lengths, and a
+    one-turn completion of another prompt: the prompt runs once per group, each row's observation
+    images in its continuation, with positions over the whole row; log-probs and gradients equal
+    the plain forward's."""
+    from vrft.learner import shared_prompt as shared
+    from vrft.learner.model import load_model
+
+    tok = engine.tokenizer
+    eos = tok.convert_tokens_to_ids("<|im_end|>")
+    prompt = build_prompt_inputs(processor, "What colour is the small box?", [image()])
+    answer = ids_of(tok, "<answer>red</answer>") + [eos]
+    script = Script([[ids_of(tok, zoom_call([0, 0, 500, 500])), answer],
+                     [ids_of(tok, zoom_call([100, 200, 900, 700])), ids_of(tok, "<think>wide</think>") + answer]], eos)
+    use = ToolUse(get_tools(["zoom"]), AnswerFrame.of_family("qwen2_vl"), 3, 600)
+    [pair] = sample_with_tools(script, processor, tok, [prompt], SamplingParams(n=2), {eos}, use, 0)
+    other = build_prompt_inputs(processor, "Name the colour.", [image().rotate(90, expand=True)])
+    samples = [to_sample(prompt, c.token_ids, c.trajectory) for c in pair]
+    samples.append(to_sample(other, ids_of(tok, "<answer>blue</answer>") + [eos]))
+    batch = collate(samples, engine.pad_id)
+    assert len(shared.prompt_groups(batch)) == 2 and shared.worth_sharing(batch)
+    model = load_model(engine.model.name_or_path, "float32").eval()
+    mask = batch["loss_mask"]
+    with torch.no_grad():
+        plain, _ = sequence_logprobs(model, batch)
+        ours, _ = shared.shared_prompt_logprobs(model, batch)
+    assert float(((ours - plain).abs() * mask).max()) < 1e-5
+    model.train()
+    grads = []
+    for fn in (sequence_logprobs, shared.shared_prompt_logprobs):
+        model.zero_grad()
+        (fn(model, batch)[0] * mask).sum().backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys()
+    for name in grads[0]:
+        assert torch.allclose(grads[1][name], grads[0][name], rtol=1e-4, atol=1e-6), name
