@@ -126,6 +126,10 @@ def upward_imports() -> list[str]:
                 # the three packages import nothing of each other's or the orchestrator's; vrft/wire.py,
                 # below them all, holds what the learner and the engines share of the weight transport
                 wrong.append(f"{rel}:{line}: {name} ({top} imports only itself and vrft.wire)")
+            elif top == "verifiers" and rel.parts[1] != "evaluation" and parts[1:3] == ["verifiers", "evaluation"]:
+                # the rewards a policy trains on never read the benchmarks' metrics, class lists or paper
+                # numbers: evaluation may use the reward code, never the other way round
+                wrong.append(f"{rel}:{line}: {name} (the reward code does not import verifiers.evaluation)")
             elif rel.parts == ("vrft", "wire.py"):
                 wrong.append(f"{rel}:{line}: {name} (vrft.wire imports nothing of vrft)")
             elif top == "orchestrator" and len(rel.parts) > 2 and parts[1] == "orchestrator" and len(parts) > 2:

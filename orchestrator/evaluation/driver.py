@@ -1,14 +1,14 @@
-"""Evaluation with each paper's protocol, on the rollout engines (Ray actors), for `vrft eval` and for
-evaluation between training steps.
+"""The evaluation driver: a benchmark's rows loaded and run on the rollout engines (Ray actors), for
+`vrft eval` and for evaluation between training steps. It holds no benchmark's knowledge: the
+benchmark's record (vrft.verifiers.evaluation) names its prompt template, system prompt, decoding,
+resolution, how its rows are read, its metric and the paper's numbers.
 
-    eval_set = load_eval_set("clevr_math", data="…/Visual-Counting-id-test-1k.json")
+    eval_set = load_eval_set(EvalSpec(benchmark="clevr_math", data="…/Visual-Counting-id-test-1k.json"))
     completions = generate(workers, processor, eval_set, batch_size=8)       # Ray actors, batched
     records, report = score(eval_set, completions)   # predictions.jsonl lines, metrics beside the paper
 
 An `EvalSet` is the benchmark's queries (prompt text, images, the item's ground truth) and the
-ground truth in the form `vrft.verifiers.benchmarks.rescore` takes. The benchmark fixes the protocol:
-prompt template, R1 system prompt, decoding (greedy for Visual-RFT; T 0.1, top-p 0.9, top-k 50, 768
-tokens for Reason-RFT), image resolution, answer parsing and metric (verifiers/benchmarks.py).
+ground truth in the form `vrft.verifiers.evaluation.benchmarks.rescore` takes.
 """
 
 from __future__ import annotations
@@ -24,12 +24,13 @@ from typing import Any
 import ray
 from tqdm import tqdm
 
+from vrft.orchestrator.config.schema import EvalSpec
 from vrft.orchestrator.core.ground_truth import GroundTruthError, parse_grounding
 from vrft.orchestrator.core.templates import render_prompt
 from vrft.orchestrator.data.sources import decode_image, load_rows
 from vrft.rollout.engine import SamplingParams
 from vrft.rollout.inputs import build_prompt_inputs
-from vrft.verifiers.benchmarks import (
+from vrft.verifiers.evaluation.benchmarks import (
     R1_SYSTEM_PROMPT,
     SCORINGS,
     Benchmark,
@@ -38,14 +39,8 @@ from vrft.verifiers.benchmarks import (
     prediction_record,
     score_report,
 )
-from vrft.verifiers.eval_detection import load_ground_truth
-
-# The prompt each Reason-RFT benchmark wraps its question in (the RL/CoT templates; docs/sources.md R5).
-BENCHMARK_TEMPLATES = {
-    "clevr_math": "reason_rft/counting", "super_clevr": "reason_rft/counting",
-    "geomath": "reason_rft/structure", "geometry3k": "reason_rft/structure",
-    "trance": "reason_rft/spatial", "trance_left": "reason_rft/spatial", "trance_right": "reason_rft/spatial",
-}
+from vrft.verifiers.evaluation.detection import load_ground_truth
+from vrft.verifiers.evaluation.rows import RowReaders, images_of, item_truth
 
 
 @dataclass
@@ -68,31 +63,28 @@ class EvalSet:
         return R1_SYSTEM_PROMPT if self.benchmark.r1_system_prompt else None
 
 
-def _text_answer(row: dict, where: str, scoring: str = "strict") -> str:
-    """The item's answer: under strict scoring the stripped `<answer>` content of its first answer
-    field (or the field stripped); under paper scoring a released row's `answer` exactly as it is, as
-    Reason-RFT's script compares it (its exact match does not strip the solution)."""
-    from vrft.verifiers.answers import extract_answer
-
-    if scoring == "paper" and isinstance(row.get("answer"), str) and row["answer"].strip():
-        return row["answer"]
-    for name in ("answer", "solution", "label"):
-        value = row.get(name)
-        if value is not None and str(value).strip():
-            inner = extract_answer(str(value), dotall=True)
-            return (str(value) if inner is None else inner).strip()
-    raise ValueError(f"{where}: no 'answer', 'solution' or 'label' field")
+def _image_size(row: dict) -> tuple[int, int]:
+    images = images_of(row)
+    image = decode_image(images[0]) if images else None
+    if image is None:
+        raise ValueError("the image cannot be decoded")
+    return image.size
 
 
-def _images(row: dict) -> list:
-    raw = row.get("image")
-    return raw if isinstance(raw, list) else ([] if raw is None else [raw])
+def _solution_box(text: str) -> list[float]:
+    try:
+        return parse_grounding(text, "solution")["box"]
+    except GroundTruthError as err:
+        raise ValueError(str(err)) from None
+
+
+READERS = RowReaders(image_size=_image_size, solution_box=_solution_box)
 
 
 def _row_queries(b: Benchmark, rows, template: str | None,
                  scoring: str = "paper") -> tuple[list[Query], dict[str, Any]]:
     """Queries and `{id: truth}` of a row-per-item benchmark (classification, LISA, Reason-RFT)."""
-    template = template if template is not None else BENCHMARK_TEMPLATES.get(b.name)
+    template = template if template is not None else b.template
     queries, truth = [], {}
     for index, row in enumerate(rows):
         rid = str(row.get("id") if row.get("id") not in (None, "") else index)
@@ -102,38 +94,18 @@ def _row_queries(b: Benchmark, rows, template: str | None,
         problem = render_prompt(template, row) if template else row.get("problem")
         if not isinstance(problem, str) or not problem.strip():
             raise ValueError(f"{where}: no 'problem' text (or give a template)")
-        if not _images(row):
+        if not images_of(row):
             raise ValueError(f"{where}: no 'image'")
-        if b.kind == "lisa":
-            item = _lisa_truth(row, where)
-        else:
-            item = _text_answer(row, where, scoring if b.kind in ("answer", "trance") else "strict")
+        item = item_truth(b, row, where, scoring, READERS)
         truth[rid] = item
-        queries.append(Query(rid, problem, _images(row), item))
+        queries.append(Query(rid, problem, images_of(row), item))
     return queries, truth
-
-
-def _lisa_truth(row: dict, where: str) -> dict:
-    """The LISA script's ground truth: the box in the image's pixels, and the image size."""
-    image = decode_image(_images(row)[0])
-    if image is None:
-        raise ValueError(f"{where}: the image cannot be decoded")
-    try:
-        box = parse_grounding(str(row.get("solution") or row.get("answer") or ""), "solution")["box"]
-    except GroundTruthError as err:
-        raise ValueError(f"{where}: {err}") from None
-    w, h = image.size
-    truth = {"box": [box[0] * w / 1000, box[1] * h / 1000, box[2] * w / 1000, box[3] * h / 1000],
-             "width": w, "height": h}
-    if row.get("mask") is not None:  # the ground-truth mask (RLE or array): gIoU / cIoU
-        truth["mask"] = row["mask"]
-    return truth
 
 
 def add_sam_masks(eval_set: EvalSet, records: list[dict], sam_path: str) -> None:
     """LISA gIoU/cIoU as the paper: each predicted box prompts SAM (single-mask output), the mask is
-    stored in the record as RLE (orchestrator/evaluation/sam_masks.py)."""
-    from vrft.orchestrator.evaluation.sam_masks import BoxMasker, add_masks, paper_box
+    stored in the record as RLE (verifiers/evaluation/sam_masks.py)."""
+    from vrft.verifiers.evaluation.sam_masks import BoxMasker, add_masks, paper_box
 
     images = [decode_image(q.images[0]) for q in eval_set.queries]
     ok = [i for i, img in enumerate(images) if img is not None]  # an undecodable one keeps no mask
@@ -170,36 +142,35 @@ def _detection_queries(b: Benchmark, annotations: str, images: str | None, limit
             if not path.is_file():
                 raise ValueError(f"{b.name}: image {image_id} not found: {path}")
             image = [str(path)]
-        queries.append(Query(qid, render_prompt("visual_rft/detection", {"category": category}), image))
+        queries.append(Query(qid, render_prompt(b.template, {"category": category}), image))
     load_ground_truth(gt)  # a malformed annotation file fails here, before any engine starts
     return EvalSet(b, queries, gt, options)
 
 
-def load_eval_set(benchmark: str, data: str | None = None, *, split: str | None = None,
-                  annotations: str | None = None, images: str | None = None, limit: int | None = None,
-                  protocol: str | None = None, existence_map: str | None = None,
-                  template: str | None = None, rescoring: bool = False, scoring: str = "paper") -> EvalSet:
+def load_eval_set(spec: EvalSpec, *, rescoring: bool = False) -> EvalSet:
     """The benchmark's queries from the user's copy of its data (detection: a COCO/LVIS annotation
     file and its image folder; the others: rows in any `data.path` form). Bad input is a one-line
     ValueError, raised before any engine starts. `rescoring`: no model will run, so detection needs
-    no images. `scoring`: how answers are read (`paper` or `strict`, vrft.verifiers.benchmarks)."""
-    b = get_benchmark(benchmark)
+    no images. `spec.scoring`: how answers are read (`paper` or `strict`, vrft.verifiers.evaluation)."""
+    b = get_benchmark(spec.benchmark)
+    scoring = spec.scoring
     if scoring not in SCORINGS:
         raise ValueError(f"unknown scoring {scoring!r}; choose {' or '.join(SCORINGS)}")
     if b.kind in ("coco", "lvis"):
-        if not annotations or not (images or rescoring):
+        if not spec.annotations or not (spec.images or rescoring):
             raise ValueError(f"{b.name} needs --annotations (a COCO/LVIS json) and --images (its folder)")
-        eval_set = _detection_queries(b, annotations, images, limit, protocol, existence_map)
+        eval_set = _detection_queries(b, spec.annotations, spec.images, spec.limit, spec.protocol,
+                                      spec.existence_map)
         eval_set.options["scoring"] = scoring
         return eval_set
-    if protocol or existence_map:
+    if spec.protocol or spec.existence_map:
         raise ValueError(f"{b.name} is not a detection benchmark: --protocol/--existence-map do not apply")
-    if not data:
+    if not spec.data:
         raise ValueError(f"{b.name} needs --data (its test rows: a hub id, a save_to_disk folder or a JSON file)")
-    rows = load_rows(data, split=split)
-    if limit is not None:
-        rows = rows.select(range(min(limit, len(rows))))
-    queries, truth = _row_queries(b, rows, template, scoring)
+    rows = load_rows(spec.data, split=spec.split)
+    if spec.limit is not None:
+        rows = rows.select(range(min(spec.limit, len(rows))))
+    queries, truth = _row_queries(b, rows, spec.template, scoring)
     return EvalSet(b, queries, truth, {"scoring": scoring})
 
 
