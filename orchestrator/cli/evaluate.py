@@ -50,7 +50,8 @@ def _eval_spec(args):
 
     return EvalSpec(benchmark=args.benchmark, data=args.data, split=args.split, annotations=args.annotations,
                     images=args.images, limit=args.limit, protocol=args.protocol,
-                    existence_map=args.existence_map, template=args.template, scoring=args.scoring)
+                    existence_map=args.existence_map, template=args.template,
+                    template_file=args.template_file, scoring=args.scoring)
 
 
 def _engine_spec(args, model: str, benchmark_max_pixels: int | None):
@@ -73,9 +74,10 @@ def cmd_eval(args) -> int:
         load_eval_set,
         metrics_json,
         read_predictions,
+        report_of,
         write_outputs,
     )
-    from vrft.verifiers.evaluation.benchmarks import get_benchmark, score_report
+    from vrft.verifiers.evaluation.benchmarks import get_benchmark
 
     try:
         bench = get_benchmark(args.benchmark)
@@ -85,10 +87,14 @@ def cmd_eval(args) -> int:
     if args.sam and (bench.kind != "lisa" or not (Path(args.sam).exists() or _HUB_ID.match(args.sam))):
         raise _fail(f"--sam {args.sam}: " + ("applies to the LISA benchmarks only" if bench.kind != "lisa"
                                              else "not found"))
-    if args.predictions:  # rescoring: no model, no engine
+    if args.predictions:  # rescoring: no model, no engine (SAM, with --sam, for the masks)
         try:
             records = read_predictions(args.predictions)
-            report = score_report(bench.name, records, eval_set.ground_truth, **eval_set.options)
+            if args.sam:
+                from vrft.orchestrator.evaluation.driver import add_sam_masks
+
+                add_sam_masks(eval_set, records, args.sam)
+            report = report_of(eval_set, records)
         except (ValueError, KeyError) as err:
             raise _fail(str(err)) from None
         out = Path(args.out) if args.out else Path(args.predictions).parent
@@ -134,13 +140,11 @@ def _run(engines, eval_set, args):
         if started and ray.is_initialized():
             ray.shutdown()
     if args.sam:
-        from vrft.orchestrator.evaluation.driver import add_sam_masks
+        from vrft.orchestrator.evaluation.driver import add_sam_masks, report_of
 
         records, _ = score(eval_set, completions)
         add_sam_masks(eval_set, records, args.sam)
-        from vrft.verifiers.evaluation.benchmarks import score_report
-
-        report = score_report(eval_set.benchmark.name, records, eval_set.ground_truth, **eval_set.options)
+        report = report_of(eval_set, records)
     else:
         records, report = score(eval_set, completions)
     report["timing"] = timing
@@ -168,7 +172,10 @@ def add_eval_command(sub) -> None:
                    help="how answers are read: paper (default) as the paper's released evaluation script "
                    "does, strict with vrft's own parsers (docs/evaluation.md, \"Scoring\"); metrics.json "
                    "records which ran")
-    p.add_argument("--template", help="prompt template (default: the benchmark's)")
+    p.add_argument("--template", help="prompt template by name (default: the benchmark's)")
+    p.add_argument("--template-file", help="a file holding the prompt text to use, e.g. the paper's exact "
+                   "evaluation prompt from its released script; {field} is the row's column of that name "
+                   "(detection: {category}; LISA: {instruction}); metrics.json records it")
     p.add_argument("--limit", type=int, help="first N items (detection: first N images)")
     p.add_argument("--sam", help="LISA: a SAM checkpoint (e.g. facebook/sam-vit-huge) turning each "
                    "predicted box into a mask for gIoU / cIoU (the rows need ground-truth masks)")

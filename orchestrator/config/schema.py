@@ -133,6 +133,9 @@ class EvalSpec(_Strict):
     scoring: Literal["paper", "strict"] = Field("paper", description="how answers are read: as the paper's "
                                                 "released evaluation script (paper) or with vrft's parsers")
     template: str | None = None
+    template_file: str | None = Field(None, description="a file holding the prompt text to use instead of the "
+                                      "benchmark's template, e.g. the paper's exact evaluation prompt; {field} is "
+                                      "the row's column of that name (detection: {category})")
     limit: int | None = Field(None, ge=1, description="first N items (detection: images)")
 
 

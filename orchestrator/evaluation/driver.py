@@ -17,6 +17,7 @@ import copy
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from tqdm import tqdm
 
 from vrft.orchestrator.config.schema import EvalSpec
 from vrft.orchestrator.core.ground_truth import GroundTruthError, parse_grounding
-from vrft.orchestrator.core.templates import render_prompt
+from vrft.orchestrator.core.templates import NOT_VERBATIM, render_prompt, render_text, template_names
 from vrft.orchestrator.data.sources import decode_image, load_rows
 from vrft.rollout.engine import SamplingParams
 from vrft.rollout.inputs import build_prompt_inputs
@@ -40,7 +41,7 @@ from vrft.verifiers.evaluation.benchmarks import (
     score_report,
 )
 from vrft.verifiers.evaluation.detection import load_ground_truth
-from vrft.verifiers.evaluation.rows import RowReaders, images_of, item_truth
+from vrft.verifiers.evaluation.rows import RowReaders, images_of, is_item, item_truth
 
 
 @dataclass
@@ -57,6 +58,7 @@ class EvalSet:
     queries: list[Query]
     ground_truth: Any  # what rescore takes: {id: item} or a COCO/LVIS dict
     options: dict = field(default_factory=dict)  # scoring; detection: protocol, existence_map
+    prompt: dict = field(default_factory=dict)  # which prompt text ran and whether it is the paper's verbatim
 
     @property
     def system_prompt(self) -> str | None:
@@ -81,17 +83,56 @@ def _solution_box(text: str) -> list[float]:
 READERS = RowReaders(image_size=_image_size, solution_box=_solution_box)
 
 
-def _row_queries(b: Benchmark, rows, template: str | None,
+Render = Callable[[dict], str]
+
+
+def _prompt(b: Benchmark, spec: EvalSpec) -> tuple[Render | None, dict]:
+    """How each query's prompt text is made (None: the row's own `problem`), and what the report says
+    of it: the template, whether it is the paper's verbatim text (`"as supplied"` for a user's file)."""
+    if spec.template and spec.template_file:
+        raise ValueError("give --template or --template-file, not both")
+    if spec.template_file:
+        path = Path(spec.template_file)
+        if not path.is_file():
+            raise ValueError(f"--template-file not found: {path}")
+        text = path.read_text(encoding="utf-8")
+        if not text.strip():
+            raise ValueError(f"--template-file {path} is empty")
+        where = f"--template-file {path}"
+        render_text(text, _FieldProbe(), where)  # a malformed template fails here, before any row
+        return (lambda row: render_text(text, row, where)), {
+            "template": f"file {path}", "verbatim": "as supplied", "note": "the user's template text"}
+    if spec.template:
+        if spec.template not in template_names():
+            raise ValueError(f"unknown template {spec.template!r} (known: {', '.join(template_names())})")
+        verbatim = spec.template not in NOT_VERBATIM
+        return (lambda row: render_prompt(spec.template, row)), {
+            "template": spec.template, "verbatim": verbatim,
+            "note": "" if verbatim else "vrft's own wording (orchestrator/core/templates.py)"}
+    info = {"template": b.template or "the rows' own problem", "verbatim": b.template_verbatim,
+            "note": b.template_note}
+    return ((lambda row: render_prompt(b.template, row)) if b.template else None), info
+
+
+class _FieldProbe(dict):
+    """Any field a template asks for, so its syntax is checked before the rows are read."""
+
+    def get(self, key, default=None):
+        return "x"
+
+
+def _row_queries(b: Benchmark, rows, render: Render | None,
                  scoring: str = "paper") -> tuple[list[Query], dict[str, Any]]:
     """Queries and `{id: truth}` of a row-per-item benchmark (classification, LISA, Reason-RFT)."""
-    template = template if template is not None else b.template
     queries, truth = [], {}
     for index, row in enumerate(rows):
+        if not is_item(b, row, scoring):
+            continue
         rid = str(row.get("id") if row.get("id") not in (None, "") else index)
         where = f"{b.name} row {rid}"
         if rid in truth:
             raise ValueError(f"{where}: id appears twice")
-        problem = render_prompt(template, row) if template else row.get("problem")
+        problem = render(row) if render is not None else row.get("problem")
         if not isinstance(problem, str) or not problem.strip():
             raise ValueError(f"{where}: no 'problem' text (or give a template)")
         if not images_of(row):
@@ -103,18 +144,25 @@ def _row_queries(b: Benchmark, rows, template: str | None,
 
 
 def add_sam_masks(eval_set: EvalSet, records: list[dict], sam_path: str) -> None:
-    """LISA gIoU/cIoU as the paper: each predicted box prompts SAM (single-mask output), the mask is
-    stored in the record as RLE (verifiers/evaluation/sam_masks.py)."""
+    """LISA gIoU/cIoU as the paper: each record's predicted box prompts SAM (single-mask output), the
+    mask is stored in the record as RLE (verifiers/evaluation/sam_masks.py). Records are matched to
+    the queries by id, so a saved predictions.jsonl (in any order) gets its masks too."""
     from vrft.verifiers.evaluation.sam_masks import BoxMasker, add_masks, paper_box
 
-    images = [decode_image(q.images[0]) for q in eval_set.queries]
-    ok = [i for i, img in enumerate(images) if img is not None]  # an undecodable one keeps no mask
-    boxes = [paper_box(records[i]["completion"], *images[i].size) for i in ok]
-    add_masks([records[i] for i in ok], [images[i] for i in ok], boxes, BoxMasker(sam_path))
+    by_id = {str(q.id): q for q in eval_set.queries}
+    todo, images = [], []
+    for record in records:
+        query = by_id.get(str(record.get("id")))
+        image = decode_image(query.images[0]) if query is not None and query.images else None
+        if image is not None:  # an unknown id fails in scoring; an undecodable image keeps no mask
+            todo.append(record)
+            images.append(image)
+    boxes = [paper_box(r["completion"], *img.size) for r, img in zip(todo, images, strict=True)]
+    add_masks(todo, images, boxes, BoxMasker(sam_path))
 
 
 def _detection_queries(b: Benchmark, annotations: str, images: str | None, limit: int | None,
-                       protocol: str | None, existence_map: str | None) -> EvalSet:
+                       protocol: str | None, existence_map: str | None, render: Render) -> EvalSet:
     gt_path = Path(annotations)
     if not gt_path.is_file():
         raise ValueError(f"{b.name}: annotations not found: {gt_path}")
@@ -142,7 +190,7 @@ def _detection_queries(b: Benchmark, annotations: str, images: str | None, limit
             if not path.is_file():
                 raise ValueError(f"{b.name}: image {image_id} not found: {path}")
             image = [str(path)]
-        queries.append(Query(qid, render_prompt(b.template, {"category": category}), image))
+        queries.append(Query(qid, render({"category": category}), image))
     load_ground_truth(gt)  # a malformed annotation file fails here, before any engine starts
     return EvalSet(b, queries, gt, options)
 
@@ -156,12 +204,14 @@ def load_eval_set(spec: EvalSpec, *, rescoring: bool = False) -> EvalSet:
     scoring = spec.scoring
     if scoring not in SCORINGS:
         raise ValueError(f"unknown scoring {scoring!r}; choose {' or '.join(SCORINGS)}")
+    render, prompt = _prompt(b, spec)
     if b.kind in ("coco", "lvis"):
         if not spec.annotations or not (spec.images or rescoring):
             raise ValueError(f"{b.name} needs --annotations (a COCO/LVIS json) and --images (its folder)")
         eval_set = _detection_queries(b, spec.annotations, spec.images, spec.limit, spec.protocol,
-                                      spec.existence_map)
+                                      spec.existence_map, render)
         eval_set.options["scoring"] = scoring
+        eval_set.prompt = prompt
         return eval_set
     if spec.protocol or spec.existence_map:
         raise ValueError(f"{b.name} is not a detection benchmark: --protocol/--existence-map do not apply")
@@ -170,8 +220,8 @@ def load_eval_set(spec: EvalSpec, *, rescoring: bool = False) -> EvalSet:
     rows = load_rows(spec.data, split=spec.split)
     if spec.limit is not None:
         rows = rows.select(range(min(spec.limit, len(rows))))
-    queries, truth = _row_queries(b, rows, spec.template, scoring)
-    return EvalSet(b, queries, truth, {"scoring": scoring})
+    queries, truth = _row_queries(b, rows, render, scoring)
+    return EvalSet(b, queries, truth, {"scoring": scoring}, prompt)
 
 
 def sampling_of(b: Benchmark, seed: int = 0, max_new_tokens: int | None = None) -> SamplingParams:
@@ -230,7 +280,18 @@ def score(eval_set: EvalSet, completions: list[str]) -> tuple[list[dict], dict[s
     scoring = eval_set.options.get("scoring", "paper")
     records = [prediction_record(b.name, q.id, c, q.truth, scoring)
                for q, c in zip(eval_set.queries, completions, strict=True)]
-    return records, score_report(b.name, records, eval_set.ground_truth, **eval_set.options)
+    return records, report_of(eval_set, records)
+
+
+def report_of(eval_set: EvalSet, records: list[dict]) -> dict[str, Any]:
+    """The benchmark's report of these records, with the prompt that ran (`prompt`: its template and
+    whether it is the paper's verbatim text; a warning when it is not)."""
+    report = score_report(eval_set.benchmark.name, records, eval_set.ground_truth, **eval_set.options)
+    report["prompt"] = dict(eval_set.prompt)
+    if eval_set.prompt.get("verbatim") is False:
+        report["warnings"] = [*report["warnings"], "the prompt is not the paper's verbatim text: "
+                              f"{eval_set.prompt.get('note') or eval_set.prompt.get('template')}"]
+    return report
 
 
 def _json_safe(value: Any) -> Any:
@@ -279,7 +340,9 @@ def format_report(report: dict[str, Any]) -> str:
     """The metrics beside every number the paper prints for this benchmark."""
     paper = report.get("paper") or {}
     queries = f", {report['protocol']} queries" if report.get("protocol", "paper") != "paper" else ""
-    lines = [f"{report['benchmark']} ({report.get('scoring', 'paper')} scoring{queries})"]
+    prompt = report.get("prompt") or {}
+    flag = ", prompt NOT the paper's verbatim text" if prompt.get("verbatim") is False else ""
+    lines = [f"{report['benchmark']} ({report.get('scoring', 'paper')} scoring{queries}{flag})"]
     for metric, value in report["metrics"].items():
         ref = [f"{size} {setting} {row[metric]:.1f}" for size, rows in paper.items()
                for setting, row in rows.items() if metric in row]

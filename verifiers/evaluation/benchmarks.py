@@ -129,8 +129,11 @@ _KIND_DEFAULTS: dict[str, dict[str, Any]] = {
     "coco": {"data": "COCO val2017 instances json + images (--annotations, --images)",
              "template": "visual_rft/detection"},
     "lvis": {"data": "lvis_v1_val json + COCO images (--annotations, --images)", "template": "visual_rft/detection"},
-    "classification": {"data": "the test split's rows, each with its own problem text and label (--data)"},
-    "lisa": {"data": "LISA ReasonSeg rows built by `vrft prepare-data lisa` (--data)"},
+    "classification": {"data": "the test split's rows, each with its own problem text and label (--data)",
+                       "template_note": "the rows' own prompt"},
+    "lisa": {"data": "LISA ReasonSeg rows built by `vrft prepare-data lisa` (--data)", "template_verbatim": False,
+             "template_note": "the rows' prompt is Visual-RFT's training prompt; the released inference script's "
+                              "own text is not reproduced (supply it with --template-file, {instruction})"},
     "answer": {"data": "Reason-RFT's released test json (--data)"},
     "trance": {"data": "Reason-RFT's released TRANCE test json (--data)", "template": "reason_rft/spatial",
                "template_verbatim": False,
@@ -407,10 +410,11 @@ def _score_lisa(b: Benchmark, records: list, ground_truth: Any, **options: Any) 
             for k, g in items.items()]
     metrics = {"mIoU": _pct(sum(ious) / len(ious)) if ious else 0.0}
     with_mask = [k for k, g in items.items() if g.get("mask") is not None]
-    if with_mask and len(with_mask) != len(items):
+    predicted_masks = any("mask" in r for r in by_id.values())  # SAM ran (--sam): gIoU / cIoU
+    if predicted_masks and len(with_mask) != len(items):
         raise ValueError(f"{b.name} ground truth item {sorted(set(items) - set(with_mask))[0]!r} has no mask "
                          "(gIoU/cIoU need a mask for every item)")
-    if with_mask:
+    if with_mask and predicted_masks:
         preds = [by_id[k].get("mask") if k in by_id else None for k in items]
         masks = tasks.mask_metrics(preds, [g["mask"] for g in items.values()])
         metrics.update({k: _pct(v) for k, v in masks.items()})

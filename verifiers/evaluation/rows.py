@@ -45,23 +45,45 @@ def text_answer(row: dict, where: str, scoring: str = "strict") -> str:
     raise ValueError(f"{where}: no 'answer', 'solution' or 'label' field")
 
 
-def lisa_truth(row: dict, where: str, readers: RowReaders) -> dict:
-    """The LISA script's ground truth: the box in the image's pixels, and the image size (and the
-    ground-truth mask where the row has one: gIoU / cIoU). A training row (`solution` in the 0–1000
-    frame) is scaled back by the image's size."""
+def lisa_truth(row: dict, where: str, readers: RowReaders, scoring: str = "paper") -> dict:
+    """The LISA script's ground truth: the box in the image's pixels and the image size, and the
+    ground-truth mask where the row has one (gIoU / cIoU).
+
+    A row of `vrft prepare-data lisa` (it has `box_px`): under paper scoring `box_px`, `shapes[0]`'s
+    float pixel box as gen_box_ann.py writes it; under strict scoring vrft's `solution` (the first
+    polygon not labelled ignore, truncated to the 0–1000 frame) scaled back by the image's size. Any
+    other grounding row (a `solution` in the 0–1000 frame) is read the strict way under both."""
     try:
-        w, h = readers.image_size(row)
-        x1, y1, x2, y2 = readers.solution_box(str(row.get("solution") or row.get("answer") or ""))
-    except ValueError as err:
+        if row.get("box_px") is not None:
+            w, h = int(row["width"]), int(row["height"])
+        else:
+            w, h = readers.image_size(row)
+        if row.get("box_px") is not None and scoring == "paper":
+            box = [float(v) for v in row["box_px"]]
+        else:
+            x1, y1, x2, y2 = readers.solution_box(str(row.get("solution") or row.get("answer") or ""))
+            box = [x1 * w / 1000, y1 * h / 1000, x2 * w / 1000, y2 * h / 1000]
+    except (ValueError, KeyError, TypeError) as err:
         raise ValueError(f"{where}: {err}") from None
-    truth = {"box": [x1 * w / 1000, y1 * h / 1000, x2 * w / 1000, y2 * h / 1000], "width": w, "height": h}
+    truth = {"box": box, "width": w, "height": h}
     if row.get("mask") is not None:
         truth["mask"] = row["mask"]
     return truth
 
 
+def is_item(b: Benchmark, row: dict, scoring: str) -> bool:
+    """Whether a row is an item of the benchmark under `scoring`. LISA under paper scoring: the image's
+    first instruction only (gen_box_ann.py reads `instruction[0]`); under strict scoring every
+    instruction, but not an image whose every polygon is labelled ignore (vrft's reading skips it)."""
+    if b.kind != "lisa":
+        return True
+    if scoring == "paper":
+        return int(row.get("instruction_index") or 0) == 0
+    return not row.get("only_ignore_shapes")
+
+
 def item_truth(b: Benchmark, row: dict, where: str, scoring: str, readers: RowReaders) -> Any:
     """The ground truth of one row of a row-per-item benchmark (classification, LISA, Reason-RFT)."""
     if b.kind == "lisa":
-        return lisa_truth(row, where, readers)
+        return lisa_truth(row, where, readers, scoring)
     return text_answer(row, where, scoring if b.kind in ("answer", "trance") else "strict")
