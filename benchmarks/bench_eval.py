@@ -15,7 +15,8 @@ from pathlib import Path
 
 import ray
 
-from vrft.orchestrator.evaluation.protocol import generate, load_eval_set
+from vrft.orchestrator.config.schema import EvalSpec
+from vrft.orchestrator.evaluation.driver import generate, load_eval_set
 from vrft.rollout.processor import load_processor
 from vrft.rollout.worker import RolloutWorker
 from vrft.testing.released import make_lisa_grounding, make_reason_rft_counting
@@ -28,8 +29,10 @@ MAX_NEW = 32
 def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="bench-eval-"))
     model = str(make_tiny_model(root / "model", size="small"))
-    sets = {"clevr_math": load_eval_set("clevr_math", str(make_reason_rft_counting(root / "counting", n=QUERIES))),
-            "lisa_test": load_eval_set("lisa_test", str(make_lisa_grounding(root / "lisa", n=QUERIES)))}
+    sets = {"clevr_math": load_eval_set(EvalSpec(benchmark="clevr_math",
+                                                 data=str(make_reason_rft_counting(root / "counting", n=QUERIES)))),
+            "lisa_test": load_eval_set(EvalSpec(benchmark="lisa_test",
+                                                data=str(make_lisa_grounding(root / "lisa", n=QUERIES))))}
     processor = load_processor(model, None, None)
     ray.init(num_cpus=os.cpu_count() or 2, include_dashboard=False, log_to_driver=False,
              _node_ip_address="127.0.0.1")

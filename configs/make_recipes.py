@@ -5,7 +5,7 @@ what is its own: data, preparation, steps, evaluation and the paper's number.
     python configs/make_recipes.py           write them
     python configs/make_recipes.py --check   exit 1 if a file differs (tests/test_reproduce.py runs it)
 
-The paper numbers come from verifiers/paper_numbers.py (docs/sources.md V7, R8).
+The paper numbers come from verifiers/evaluation/paper_numbers.py (docs/sources.md V7, R8).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from vrft.verifiers.paper_numbers import PAPER  # noqa: E402
+from vrft.verifiers.evaluation.paper_numbers import PAPER  # noqa: E402
 
 COCO8 = ["bus", "train", "fire hydrant", "stop sign", "cat", "dog", "bed", "toilet"]
 COCO_EVAL = {"annotations": "data/coco/annotations/instances_val2017.json", "images": "data/coco/val2017"}

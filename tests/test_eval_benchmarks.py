@@ -1,4 +1,4 @@
-"""vrft.verifiers.benchmarks: each benchmark's rescored metrics equal a direct computation (COCOeval run
+"""vrft.verifiers.evaluation.benchmarks: each benchmark's rescored metrics equal a direct computation (COCOeval run
 here on independently converted boxes, or numbers worked out by hand), for both COCO query protocols
 and the class-subset averages. LVIS's federated rules are in test_eval_lvis.py."""
 
@@ -16,9 +16,9 @@ import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from vrft.verifiers import benchmarks as B
-from vrft.verifiers import eval_classes as C
-from vrft.verifiers import eval_tasks as T
+from vrft.verifiers.evaluation import benchmarks as B
+from vrft.verifiers.evaluation import classes as C
+from vrft.verifiers.evaluation import item_scores as T
 
 # ---- COCO fixture ----------------------------------------------------------------------------------
 
@@ -114,7 +114,7 @@ def test_coco_equals_cocoeval(bench: str, protocol: str) -> None:
             for img, n in asked for box, c in answers[img, n]]
     opts = {"existence_map": emap} if protocol == "existence_map" else {}
     # strict: the mean over the classes with ground truth, which COCOeval's own numbers give here (paper
-    # scoring's NaN-propagating mean: tests/test_eval_paper.py)
+    # scoring's NaN-propagating mean: tests/test_script_readings.py)
     report = B.score_report(bench, records, gt, scoring="strict", **opts)
     assert report["protocol"] == protocol
     assert report["counts"] == {"items": len(asked), "predictions": len(asked), "missing": 0,

@@ -51,7 +51,7 @@ def test_rescore_coco_with_the_baseline_existence_map(tmp_path):
                      "--existence-map", str(emap_file))
     dets = [{"image_id": img, "category_id": IDS[n], "position": box, "score": c}
             for img, n in asked for box, c in answers[img, n]]
-    from vrft.verifiers.eval_classes import COCO_FEWSHOT_8
+    from vrft.verifiers.evaluation.classes import COCO_FEWSHOT_8
 
     assert report["protocol"] == "existence_map"
     assert report["metrics"]["mAP"] == pytest.approx(mean_over(direct_class_ap(gt, dets), COCO_FEWSHOT_8), abs=1e-6)
@@ -163,10 +163,10 @@ def test_lisa_giou_ciou_through_box_prompted_sam(tmp_path):
     offline), the mask is stored as RLE in the record, and gIoU/cIoU equal a direct computation."""
     import numpy as np
 
-    from vrft.orchestrator.evaluation.protocol import EvalSet, Query, add_sam_masks
-    from vrft.orchestrator.evaluation.sam_masks import BoxMasker, paper_box
+    from vrft.orchestrator.evaluation.driver import EvalSet, Query, add_sam_masks
     from vrft.testing.tiny_sam import make_tiny_sam
-    from vrft.verifiers.benchmarks import get_benchmark, score_report
+    from vrft.verifiers.evaluation.benchmarks import get_benchmark, score_report
+    from vrft.verifiers.evaluation.sam_masks import BoxMasker, paper_box
 
     sam = make_tiny_sam(tmp_path / "sam")
     images = [Image.new("RGB", (60, 40), (200, 30, 30)), Image.new("RGB", (30, 50), (30, 30, 200))]

@@ -1,4 +1,4 @@
-"""LVIS federated AP (vrft.verifiers.eval_detection on pycocotools): hand-computed cases for each federated
+"""LVIS federated AP (vrft.verifiers.evaluation.detection on pycocotools): hand-computed cases for each federated
 rule, and equality with the official ``lvis.LVISEval`` (when the ``lvis`` package is installed) on a
 random fixture that exercises negative / unverified / not-exhaustive classes and the 300-per-image cap."""
 
@@ -11,8 +11,8 @@ import random
 import numpy as np
 import pytest
 
-from vrft.verifiers import benchmarks as B
-from vrft.verifiers import eval_classes as C
+from vrft.verifiers.evaluation import benchmarks as B
+from vrft.verifiers.evaluation import classes as C
 
 FEW = list(C.LVIS_FEWSHOT_6)
 

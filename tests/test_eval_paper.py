@@ -1,4 +1,4 @@
-"""The released evaluation scripts' readings (verifiers/eval_paper.py), case by case. Each expected
+"""The released evaluation scripts' readings (verifiers/evaluation/script_readings.py), case by case. Each expected
 value was worked by hand from the script's behaviour as docs/evaluation.md describes it ("Scoring:
 paper and strict"), beside what vrft's own (strict) reading gives, so each case shows a difference.
 """
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from vrft.verifiers.eval_paper import (
+from vrft.verifiers.evaluation.script_readings import (
     answer_score_script,
     parse_detections_script,
     trance_order_bounds,
@@ -91,7 +91,7 @@ def verify(gold: str, target: str) -> bool:
     ("<answer>3</answer>", "3", 1.0),
 ])
 def test_answers_read_as_reason_rfts_script(completion, solution, paper):
-    from vrft.verifiers.eval_tasks import answer_score
+    from vrft.verifiers.evaluation.item_scores import answer_score
 
     assert answer_score_script(completion, solution, verify) == paper
     if "\\" in completion or len(completion) > 1000:  # vrft's strict reading differs on each of these
@@ -102,7 +102,7 @@ TRANCE_PRED = "<think>t</think><answer>change_color(1, red), change_color(1, blu
 TRANCE_GT = "change_color(1, green), change_color(2, blue)"
 _IN_CHILD = """
 import sys
-from vrft.verifiers.eval_paper import trance_items, trance_score_script
+from vrft.verifiers.evaluation.script_readings import trance_items, trance_score_script
 pred, sol = trance_items(sys.argv[1], sys.argv[2])
 print(trance_score_script(sys.argv[1], sys.argv[2]), pred[0][2])
 """

@@ -132,6 +132,10 @@ def import_problem(rel: Path, name: str) -> str | None:
         # vrft/wire.py holds what the learner and the engines share of the weight transport and
         # vrft/plugins.py the loader of a user's own functions (rewards, tools)
         return f"{top} imports only itself, vrft.wire and vrft.plugins"
+    if top == "verifiers" and rel.parts[1] != "evaluation" and parts[1:3] == ["verifiers", "evaluation"]:
+        # the rewards a policy trains on never read the benchmarks' metrics, class lists or paper
+        # numbers: evaluation may use the reward code, never the other way round
+        return "the reward code does not import verifiers.evaluation"
     if rel.parts in (("vrft", "wire.py"), ("vrft", "plugins.py")):
         return f"vrft.{rel.stem} imports nothing of vrft"
     if top == "orchestrator" and len(rel.parts) > 2 and parts[1] == "orchestrator" and len(parts) > 2:
@@ -165,6 +169,8 @@ def upward_imports() -> list[str]:
     ("rollout/tools.py", "vrft.verifiers.registry", "rollout imports only itself, vrft.wire and vrft.plugins"),
     ("vrft/plugins.py", "vrft.rollout.tools", "vrft.plugins imports nothing of vrft"),
     ("rollout/tools.py", "vrft.plugins", None),
+    ("verifiers/composite.py", "vrft.verifiers.evaluation.benchmarks", "the reward code does not import verifiers.evaluation"),
+    ("verifiers/evaluation/benchmarks.py", "vrft.verifiers.registry", None),
     ("orchestrator/train/loop.py", "vrft.testing.synthetic", "only orchestrator/cli imports vrft.testing"),
     # allowed: within a package or layer, down the layers, tests
     ("verifiers/rewards_grounding.py", "vrft.verifiers.rewards_detection._box", None),

@@ -61,3 +61,20 @@ def test_sleep_level_2_with_frozen_weights_is_refused_at_load(frozen):
     assert "\n" not in str(err.value)
     load_config(CONFIG, [*vllm, "rollout.vllm.sleep_level=1", frozen])  # level 1 keeps them
     load_config(CONFIG, [*vllm, "rollout.vllm.sleep_level=2"])  # full fine-tuning sends them all
+
+
+def test_engines_alone_ask_for_the_engines_only():
+    # `vrft eval` starts rollout engines and nothing else: no learner rank, no verifier actor is counted
+    # (a run config would add them), and the weights never move (gloo, the transfer never formed).
+    from vrft.orchestrator.config.schema import EngineSpec
+    from vrft.orchestrator.runtime.placement import cpus_needed, gpus_needed, shortfall
+    from vrft.orchestrator.runtime.rollout_pool import sync_backend
+
+    spec = EngineSpec.model_validate({"model": {"path": "m"}, "rollout": {
+        "num_workers": 3, "num_cpus_per_worker": 2, "num_gpus_per_worker": 0.5}})
+    assert cpus_needed(spec) == 6
+    assert gpus_needed(spec) == 2  # 1.5 GPUs round up
+    assert sync_backend(spec) == "gloo"
+    assert shortfall(spec, {"CPU": 6.0, "GPU": 2.0}) is None
+    assert shortfall(spec, {"CPU": 4.0, "GPU": 1.0}) == ("needs 2 GPUs (3 engines x 0.5), cluster has 1; "
+                                                         "needs 6 CPUs (3 engines x 2), cluster has 4")

@@ -18,11 +18,11 @@ from vrft.testing.released import make_virft_classification, make_virft_detectio
 from vrft.verifiers import CompositeReward, reward_info
 
 
-def assert_released_and_perfect(path: Path, task: str) -> datasets.Dataset:
+def assert_released_and_perfect(path: Path, task: str, extra: tuple[str, ...] = ()) -> datasets.Dataset:
     saved = datasets.load_from_disk(str(path))
     assert list(saved) == ["train"]
     train = saved["train"]
-    assert train.column_names == ["image", "problem", "solution"]
+    assert train.column_names == ["image", "problem", "solution", *extra]
     assert isinstance(train.features["image"], datasets.Image) and train.features["image"].decode
     specs = default_rewards(task)
     best = sum(s.weight * reward_info(s.name).high for s in specs)
@@ -176,13 +176,20 @@ def test_lisa_polygons_to_grounding(tmp_path):
     }))
     (src / "img3.json").write_text(json.dumps({"text": ["x"], "shapes": []}))
     path, summary = lisa_to_grounding(src, tmp_path / "lisa")
-    train = assert_released_and_perfect(path, "grounding")
-    # First polygon that is not 'ignore': x 20.5..120 of 200, y 10..90 of 100; img2's size is read from
-    # the image file (its json has no imageWidth).
+    train = assert_released_and_perfect(path, "grounding", (
+        "lisa_id", "instruction_index", "instruction", "box_px", "width", "height", "mask", "shape_label", "only_ignore_shapes"))
+    # One row per image, its first instruction (gen_box_ann.py). `solution`, vrft's reading: the first
+    # polygon not labelled ignore, x 20.5..120 of 200, y 10..90 of 100; img2's size is read from the
+    # image file (its json has no imageWidth). `box_px`: shapes[0] (the ignore one) in float pixels.
     first, second = "<answer>(102,100),(600,900)</answer>", "<answer>(100,100),(900,900)</answer>"
-    assert train["solution"] == [first, first, second]
-    assert train["problem"][1] == render_prompt("visual_rft/lisa", {"instruction": "what a chef holds"})
-    assert summary == {"mode": "lisa", "source": str(src), "rows": 3, "files": 3, "images": 2,
-                       "no_polygon": 1, "no_instruction": 0, "missing_images": 0}
+    assert train["solution"] == [first, second]
+    assert train["problem"][0] == render_prompt("visual_rft/lisa", {"instruction": "the object used for cutting"})
+    assert train["box_px"] == [[0.0, 0.0, 5.0, 5.0], [5.0, 8.0, 45.0, 72.0]]
+    assert train["shape_label"] == ["ignore", "target"] and train["lisa_id"] == ["img1", "img2"]
+    assert summary == {"mode": "lisa", "source": str(src), "rows": 2, "files": 3, "images": 2,
+                       "ignore_first": 1, "only_ignore": 0, "unscorable": 1}
+    assert json.loads((path / "lisa_unscorable.json").read_text()) == [{"json": "img3.json", "reason": "no polygon"}]
+    path, summary = lisa_to_grounding(src, tmp_path / "lisa_all", all_instructions=True)
+    assert datasets.load_from_disk(str(path))["train"]["instruction_index"] == [0, 1, 0]
     with pytest.raises(ValueError, match="no LISA .json annotation files"):
         lisa_to_grounding(tmp_path, tmp_path / "none")

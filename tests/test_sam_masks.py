@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vrft.orchestrator.evaluation.sam_masks import BoxMasker, add_masks, paper_box
 from vrft.testing.tiny_sam import make_tiny_sam
-from vrft.verifiers.eval_tasks import mask_metrics, to_mask
+from vrft.verifiers.evaluation.item_scores import mask_metrics, to_mask
+from vrft.verifiers.evaluation.sam_masks import BoxMasker, add_masks, paper_box
 
 
 @pytest.fixture(scope="module")

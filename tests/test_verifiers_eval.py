@@ -1,4 +1,4 @@
-"""Detection answers into the one COCO scoring path (vrft.verifiers.eval_detection): a completion's
+"""Detection answers into the one COCO scoring path (vrft.verifiers.evaluation.detection): a completion's
 boxes become detections, and perfect answers score AP 1 (tests/test_eval_benchmarks.py checks that
 path against COCOeval run directly)."""
 
@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from vrft.verifiers import eval_detection as det
+from vrft.verifiers.evaluation import detection as det
 
 CATS = [{"id": 1, "name": "cat"}, {"id": 3, "name": "dog"}]
 

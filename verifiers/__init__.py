@@ -8,8 +8,8 @@ This package imports nothing else of the project. See docs/verifiers.md.
 - ``RewardSpec``, ``CompositeReward(specs)`` → ``{component: score, ..., "total": weighted sum}``.
 - ``VerifierPool(specs, num_actors=2, timeout_s=5.0)``: ``submit``/``gather``/``stats``/``shutdown``
   (imports Ray on first use).
-- ``vrft.verifiers.benchmarks``: the papers' benchmarks, one protocol and one scorer each (COCO / LVIS
-  mAP in ``eval_detection``, the other metrics in ``eval_tasks``).
+- ``vrft.verifiers.evaluation``: the papers' benchmarks, each one record holding its whole protocol,
+  and the one definition of each metric. The reward code never imports it (tests/test_layers.py).
 """
 
 from __future__ import annotations

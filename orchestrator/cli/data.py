@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 PREPARE_EPILOG = """examples:
   vrft prepare-data k-shot data/aircraft_full data/aircraft_8shot --k 8 --seed 0
@@ -41,10 +42,14 @@ def cmd_prepare_data(args) -> int:
                                                       negatives_per_image=args.negatives_per_image,
                                                       seed=args.seed, categories=args.categories)
         else:
-            path, summary = prepare.lisa_to_grounding(args.source, args.out, image_dir=args.image_dir)
+            path, summary = prepare.lisa_to_grounding(args.source, args.out, image_dir=args.image_dir,
+                                                      all_instructions=args.all_instructions)
     except (ValueError, OSError, KeyError) as err:
         raise SystemExit(f"vrft: error: prepare-data {args.mode}: {str(err).splitlines()[0]}") from None
     print(prepare.describe(path, summary))
+    if summary.get("unscorable"):
+        print(f"{summary['unscorable']} annotation files cannot be scored (no polygon, instruction or image): "
+              f"listed in {Path(path) / prepare.LISA_UNSCORABLE}")
     return 0
 
 
@@ -84,8 +89,11 @@ def add_data_commands(sub) -> None:
     m.add_argument("--negatives-per-image", type=int, default=0, help="No Objects rows per image")
     m.add_argument("--categories", nargs="+", help="only these category names")
     m.add_argument("--seed", type=int, default=0)
-    m = modes.add_parser("lisa", help="LISA ReasonSeg polygons → grounding rows (first polygon's box)")
+    m = modes.add_parser("lisa", help="LISA ReasonSeg polygons → grounding rows as gen_box_ann.py builds them "
+                         "(first instruction, shapes[0]'s pixel box and mask)")
     m.add_argument("source", help="folder of LISA .json annotations (images beside them)")
     m.add_argument("out")
     m.add_argument("--image-dir", help="where the images are, if not beside the jsons")
+    m.add_argument("--all-instructions", action="store_true", help="a row for every instruction of an image, "
+                   "not only the first (vrft's strict reading; the paper's scoring still reads the first)")
     p.set_defaults(func=cmd_prepare_data)

@@ -44,48 +44,57 @@ def _model_folder(model: str, workdir: Path, trust_remote_code: bool) -> str:
     return str(path)
 
 
-def _eval_config(args, model: str):
-    from vrft.orchestrator.config.schema import TrainConfig
+def _eval_spec(args):
+    """The benchmark's inputs, as a run's `eval.benchmarks` entry holds them."""
+    from vrft.orchestrator.config.schema import EvalSpec
 
-    b_max = args.benchmark_max_pixels
-    return TrainConfig.model_validate({
+    return EvalSpec(benchmark=args.benchmark, data=args.data, split=args.split, annotations=args.annotations,
+                    images=args.images, limit=args.limit, protocol=args.protocol,
+                    existence_map=args.existence_map, template=args.template,
+                    template_file=args.template_file, scoring=args.scoring)
+
+
+def _engine_spec(args, model: str, benchmark_max_pixels: int | None):
+    """The engines to start: the model (at the benchmark's resolution unless overridden) and the engine
+    flags; nothing of a training run."""
+    from vrft.orchestrator.config.schema import EngineSpec
+
+    return EngineSpec.model_validate({
         "model": {"path": model, "trust_remote_code": args.trust_remote_code,
-                  "min_pixels": args.min_pixels, "max_pixels": args.max_pixels or b_max},
-        "data": {"path": args.data or "-"},
+                  "min_pixels": args.min_pixels, "max_pixels": args.max_pixels or benchmark_max_pixels},
         "rollout": {"engine": args.engine, "num_workers": args.workers, "dtype": args.dtype,
                     "num_gpus_per_worker": args.gpus_per_worker, "max_batch_size": args.batch_size,
                     "tensor_parallel_size": args.tensor_parallel_size},
-        "learner": {"world_size": 1, "num_cpus_per_rank": 0},
-        "verifier": {"num_actors": 1},
-        "logging": {"wandb": False},
     })
 
 
 def cmd_eval(args) -> int:
-    from vrft.orchestrator.evaluation.protocol import (
+    from vrft.orchestrator.evaluation.driver import (
         format_report,
         load_eval_set,
         metrics_json,
         read_predictions,
+        report_of,
         write_outputs,
     )
-    from vrft.verifiers.benchmarks import get_benchmark, score_report
+    from vrft.verifiers.evaluation.benchmarks import get_benchmark
 
     try:
         bench = get_benchmark(args.benchmark)
-        eval_set = load_eval_set(bench.name, args.data, split=args.split, annotations=args.annotations,
-                                 images=args.images, limit=args.limit, protocol=args.protocol,
-                                 existence_map=args.existence_map, template=args.template,
-                                 rescoring=bool(args.predictions), scoring=args.scoring)
+        eval_set = load_eval_set(_eval_spec(args), rescoring=bool(args.predictions))
     except (ValueError, OSError, KeyError) as err:
         raise _fail(str(err)) from None
     if args.sam and (bench.kind != "lisa" or not (Path(args.sam).exists() or _HUB_ID.match(args.sam))):
         raise _fail(f"--sam {args.sam}: " + ("applies to the LISA benchmarks only" if bench.kind != "lisa"
                                              else "not found"))
-    if args.predictions:  # rescoring: no model, no engine
+    if args.predictions:  # rescoring: no model, no engine (SAM, with --sam, for the masks)
         try:
             records = read_predictions(args.predictions)
-            report = score_report(bench.name, records, eval_set.ground_truth, **eval_set.options)
+            if args.sam:
+                from vrft.orchestrator.evaluation.driver import add_sam_masks
+
+                add_sam_masks(eval_set, records, args.sam)
+            report = report_of(eval_set, records)
         except (ValueError, KeyError) as err:
             raise _fail(str(err)) from None
         out = Path(args.out) if args.out else Path(args.predictions).parent
@@ -95,11 +104,9 @@ def cmd_eval(args) -> int:
         return 0
     if not args.model:
         raise _fail("give --model (a HF id or folder, an export, or a run checkpoint), or --predictions")
-    args.benchmark_max_pixels = bench.max_pixels
     with tempfile.TemporaryDirectory(prefix="vrft-eval-") as workdir:
         model = _model_folder(args.model, Path(workdir), args.trust_remote_code)
-        cfg = _eval_config(args, model)
-        records, report = _run(cfg, eval_set, args)
+        records, report = _run(_engine_spec(args, model, bench.max_pixels), eval_set, args)
     out = Path(args.out) if args.out else Path("runs") / "eval" / bench.name
     write_outputs(out, records, report)
     print(format_report(report))
@@ -108,22 +115,22 @@ def cmd_eval(args) -> int:
     return 0
 
 
-def _run(cfg, eval_set, args):
+def _run(engines, eval_set, args):
     import ray
 
-    from vrft.orchestrator.evaluation.protocol import generate, score
+    from vrft.orchestrator.evaluation.driver import generate, score
     from vrft.orchestrator.runtime.cluster import start_ray
     from vrft.orchestrator.runtime.session import start_rollout
     from vrft.rollout.processor import load_processor
 
-    processor = load_processor(cfg.model.path, cfg.model.min_pixels, cfg.model.max_pixels,
-                               cfg.model.trust_remote_code)
-    started = start_ray(cfg)
+    mc = engines.model
+    processor = load_processor(mc.path, mc.min_pixels, mc.max_pixels, mc.trust_remote_code)
+    started = start_ray(engines)
     workers = []
     try:
-        rc = cfg.rollout
+        rc = engines.rollout
         placement = [{"num_cpus": rc.num_cpus_per_worker, "num_gpus": rc.num_gpus_per_worker}] * rc.num_workers
-        workers = start_rollout(cfg, cfg.model.path, placement)
+        workers = start_rollout(engines, mc.path, placement)
         completions, timing = generate(workers, processor, eval_set, batch_size=args.batch_size,
                                        progress=not args.no_progress, seed=args.seed,
                                        max_new_tokens=args.max_new_tokens)
@@ -133,13 +140,11 @@ def _run(cfg, eval_set, args):
         if started and ray.is_initialized():
             ray.shutdown()
     if args.sam:
-        from vrft.orchestrator.evaluation.protocol import add_sam_masks
+        from vrft.orchestrator.evaluation.driver import add_sam_masks, report_of
 
         records, _ = score(eval_set, completions)
         add_sam_masks(eval_set, records, args.sam)
-        from vrft.verifiers.benchmarks import score_report
-
-        report = score_report(eval_set.benchmark.name, records, eval_set.ground_truth, **eval_set.options)
+        report = report_of(eval_set, records)
     else:
         records, report = score(eval_set, completions)
     report["timing"] = timing
@@ -150,7 +155,7 @@ def _run(cfg, eval_set, args):
 
 
 def add_eval_command(sub) -> None:
-    from vrft.verifiers.benchmarks import list_benchmarks
+    from vrft.verifiers.evaluation.benchmarks import list_benchmarks
 
     p = sub.add_parser("eval", help="evaluate a model on a paper benchmark, or rescore saved predictions",
                        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG)
@@ -167,7 +172,10 @@ def add_eval_command(sub) -> None:
                    help="how answers are read: paper (default) as the paper's released evaluation script "
                    "does, strict with vrft's own parsers (docs/evaluation.md, \"Scoring\"); metrics.json "
                    "records which ran")
-    p.add_argument("--template", help="prompt template (default: the benchmark's)")
+    p.add_argument("--template", help="prompt template by name (default: the benchmark's)")
+    p.add_argument("--template-file", help="a file holding the prompt text to use, e.g. the paper's exact "
+                   "evaluation prompt from its released script; {field} is the row's column of that name "
+                   "(detection: {category}; LISA: {instruction}); metrics.json records it")
     p.add_argument("--limit", type=int, help="first N items (detection: first N images)")
     p.add_argument("--sam", help="LISA: a SAM checkpoint (e.g. facebook/sam-vit-huge) turning each "
                    "predicted box into a mask for gIoU / cIoU (the rows need ground-truth masks)")

@@ -82,6 +82,7 @@ def _eval_argv(cfg: TrainConfig, model: str, spec, out: Path) -> list[str]:
     for flag, value in (("--data", spec.data), ("--split", spec.split), ("--annotations", spec.annotations),
                         ("--images", spec.images), ("--existence-map", spec.existence_map),
                         ("--protocol", spec.protocol), ("--template", spec.template),
+                        ("--template-file", spec.template_file), ("--scoring", spec.scoring),
                         ("--limit", spec.limit), ("--max-new-tokens", cfg.eval.max_new_tokens)):
         if value is not None:
             argv += [flag, str(value)]
@@ -124,15 +125,24 @@ def report(cfg: TrainConfig, run_dir: Path) -> dict:
     for key, paper in r.paper_result.items():
         _, bench, metric = key.split("/", 2)
         path = run_dir / "eval" / bench / "metrics.json"
-        value = json.loads(path.read_text())["metrics"].get(metric) if path.is_file() else None
+        metrics = json.loads(path.read_text()) if path.is_file() else {}
+        value = metrics.get("metrics", {}).get(metric)
         within = value is not None and abs(value - paper) <= r.tolerance
-        rows.append({"metric": key, "vrft": value, "paper": paper, "tolerance": r.tolerance, "within": within})
+        # a score from another prompt than the paper's is not the paper's number, however close
+        verbatim = (metrics.get("prompt") or {}).get("verbatim")
+        rows.append({"metric": key, "vrft": value, "paper": paper, "tolerance": r.tolerance, "within": within,
+                     "prompt_verbatim": verbatim})
     out = {"recipe": r.paper, "kind": r.kind, "model": evaluated_model(cfg, run_dir), "rows": rows}
     (run_dir / "reproduce.json").write_text(json.dumps(out, indent=2) + "\n")
-    lines = [f"# {r.paper}", "", "| metric | vrft | paper | tolerance | within |", "|---|---|---|---|---|"]
+    lines = [f"# {r.paper}", "", "| metric | vrft | paper | tolerance | within | prompt |",
+             "|---|---|---|---|---|---|"]
     for x in rows:
         measured = "—" if x["vrft"] is None else f"{x['vrft']:.2f}"
+        prompt = {True: "paper's", False: "NOT the paper's", "as supplied": "as supplied"}.get(x["prompt_verbatim"], "—")
         lines.append(f"| {x['metric']} | {measured} | {x['paper']} | ±{x['tolerance']} | "
-                     f"{'yes' if x['within'] else 'no'} |")
+                     f"{'yes' if x['within'] else 'no'} | {prompt} |")
+    if any(x["prompt_verbatim"] is False for x in rows):
+        lines += ["", "A row whose prompt is NOT the paper's ran vrft's own wording of it (metrics.json, "
+                  "`prompt`): supply the paper's text with `eval.benchmarks[].template_file`."]
     (run_dir / "reproduce.md").write_text("\n".join(lines) + "\n")
     return out

@@ -79,7 +79,8 @@ def cmd_reproduce(args) -> int:
             for row in result["rows"]:
                 measured = "—" if row["vrft"] is None else f"{row['vrft']:.2f}"
                 print(f"REPRODUCE {row['metric']} vrft={measured} paper={row['paper']} "
-                      f"tolerance={row['tolerance']} within={'yes' if row['within'] else 'no'}")
+                      f"tolerance={row['tolerance']} within={'yes' if row['within'] else 'no'}"
+                      + (" prompt=not_verbatim" if row.get("prompt_verbatim") is False else ""))
     return 0
 
 

@@ -17,7 +17,7 @@ from vrft.orchestrator.core.tasks import find_task, known_names
 from vrft.orchestrator.core.templates import template_names
 from vrft.rollout.config import RolloutConfig
 from vrft.verifiers import RewardSpec
-from vrft.verifiers.benchmarks import get_benchmark
+from vrft.verifiers.evaluation.benchmarks import get_benchmark
 
 
 class _Strict(BaseModel):
@@ -133,7 +133,19 @@ class EvalSpec(_Strict):
     scoring: Literal["paper", "strict"] = Field("paper", description="how answers are read: as the paper's "
                                                 "released evaluation script (paper) or with vrft's parsers")
     template: str | None = None
+    template_file: str | None = Field(None, description="a file holding the prompt text to use instead of the "
+                                      "benchmark's template, e.g. the paper's exact evaluation prompt; {field} is "
+                                      "the row's column of that name (detection: {category})")
     limit: int | None = Field(None, ge=1, description="first N items (detection: images)")
+
+
+class EngineSpec(_Strict):
+    """Rollout engines started on their own, for `vrft eval`: the model, the engine section, and the run
+    keys that reach Ray (ray_address, dashboard, cluster_wait_s, start_timeout_s). No learner, no
+    verifier pool, no weight sync: a run config would describe actors that are never started."""
+    model: ModelConfig
+    rollout: RolloutConfig = Field(default_factory=RolloutConfig)
+    run: RunConfig = Field(default_factory=RunConfig)
 
 
 class EvalConfig(_Strict):

@@ -123,6 +123,9 @@ def _structure(row: dict) -> str:
     return "reason_rft/structure_choice" if answer in _CHOICES else "reason_rft/structure_number"
 
 
+# Templates whose text is vrft's own wording, not the paper's (see each one's comment).
+NOT_VERBATIM = frozenset({"reason_rft/spatial"})
+
 # Names whose template is chosen per row.
 PER_ROW: dict[str, Callable[[dict], str]] = {"reason_rft/structure": _structure}
 
@@ -169,6 +172,21 @@ def render_prompt(name: str, row: dict) -> str:
     if chosen == "visual_rft/classification":
         values["article"] = "an" if re.match(r"[aeiou]", values["kind"].strip(), re.IGNORECASE) else "a"
     return TEMPLATES[chosen].format(**values)
+
+
+def render_text(text: str, row: dict, where: str = "template file") -> str:
+    """A user's template text (e.g. a paper's exact evaluation prompt, read from a file) filled from
+    `row`: each `{field}` is the row's column of that name; `{{` and `}}` are literal braces. A missing
+    field is a one-line ValueError naming it."""
+    try:
+        needed = [f for _, f, _, _ in string.Formatter().parse(text) if f]
+    except ValueError as err:
+        raise ValueError(f"{where}: not a template ({err}); write a literal brace as {{{{ or }}}}") from None
+    values = {f: _value(where, row, f) for f in dict.fromkeys(needed)}
+    try:
+        return text.format(**values)
+    except (IndexError, KeyError, ValueError) as err:  # `{}` / `{0}` / `{a.b}`: fields must be column names
+        raise ValueError(f"{where}: every {{field}} must name a column ({type(err).__name__}: {err})") from None
 
 
 def _strip_wrapping(cot: str) -> str:

@@ -10,12 +10,13 @@ the command prints.
 - `coco_to_detection`: a COCO instances json + image folder → one detection row per image and
   category present, boxes in the 0–1000 frame, the verbatim detection prompt and the single-quoted
   solution string; optionally `No Objects` rows for absent categories.
-- `lisa_to_grounding`: LISA ReasonSeg LabelMe-style jsons → one grounding row per instruction, the box
-  being the min/max of the image's first polygon (docs/sources.md V5).
+- `lisa_to_grounding`: LISA ReasonSeg LabelMe-style jsons → one grounding row per image as Visual-RFT's
+  gen_box_ann.py builds it (the first instruction, `shapes[0]`'s float pixel box and its mask), with
+  vrft's own reading beside it in `solution` (docs/evaluation.md, "LISA").
 
-Coordinates use LISA's conversion, `int(coord / W * 1000)` (truncation), for both modes. Crowd
-annotations, `ignore` polygons, boxes that collapse to zero area in the 0–1000 frame (they could
-never be matched) and repeated boxes are left out and counted in the summary.
+Solutions use LISA's conversion, `int(coord / W * 1000)` (truncation), for both modes. COCO: crowd
+annotations, boxes that collapse to zero area in the 0–1000 frame (they could never be matched) and
+repeated boxes are left out and counted in the summary.
 """
 
 from __future__ import annotations
@@ -220,18 +221,49 @@ def _find_image(meta: dict, json_file: Path, image_dir: Path) -> Path | None:
     return None
 
 
+LISA_FEATURES = datasets.Features({
+    **VIRFT_FEATURES,
+    "lisa_id": datasets.Value("string"),
+    "instruction_index": datasets.Value("int32"),
+    "instruction": datasets.Value("string"),
+    "box_px": datasets.Sequence(datasets.Value("float64"), length=4),
+    "width": datasets.Value("int32"),
+    "height": datasets.Value("int32"),
+    "mask": {"size": datasets.Sequence(datasets.Value("int32"), length=2), "counts": datasets.Value("string")},
+    "shape_label": datasets.Value("string"),
+    "only_ignore_shapes": datasets.Value("bool"),
+})
+LISA_UNSCORABLE = "lisa_unscorable.json"
+
+
+def _points_box(points: list) -> list[float]:
+    xs, ys = [float(p[0]) for p in points], [float(p[1]) for p in points]
+    return [min(xs), min(ys), max(xs), max(ys)]
+
+
 def lisa_to_grounding(
-    source_dir: str | Path, out: str | Path, image_dir: str | Path | None = None
+    source_dir: str | Path, out: str | Path, image_dir: str | Path | None = None, all_instructions: bool = False,
 ) -> tuple[Path, dict[str, Any]]:
     """Grounding rows from LISA ReasonSeg jsons (`text`: the instructions, `shapes[].points`: polygons;
-    the image beside the json or in `image_dir`): the first polygon's min/max box, int(coord/W·1000)."""
+    the image beside the json or in `image_dir`), one per image as Visual-RFT's gen_box_ann.py builds
+    its evaluation annotations: the first instruction, and `shapes[0]` whatever its label, its box as
+    the float min/max of the polygon in pixels (`box_px`) and its mask (`mask`, COCO RLE, for gIoU /
+    cIoU). `all_instructions` adds a row for each further instruction (`instruction_index` > 0).
+
+    `solution` keeps vrft's own reading (the training ground truth and `--scoring strict`): the first
+    polygon not labelled `ignore`, `int(coord/W·1000)` in the 0–1000 frame (`shapes[0]`'s when every
+    shape is `ignore`, flagged `only_ignore_shapes`). A json that cannot be scored (no polygon, no
+    instruction, no image) is listed in `lisa_unscorable.json` beside the rows, with why."""
+    from vrft.verifiers.evaluation.item_scores import mask_to_rle, polygon_mask
+
     source = Path(source_dir)
     files = sorted(source.glob("*.json"))
     if not files:
         raise ValueError(f"no LISA .json annotation files in {source}")
     images = Path(image_dir) if image_dir is not None else source
     rows: list[dict] = []
-    counts = {"files": len(files), "images": 0, "no_polygon": 0, "no_instruction": 0, "missing_images": 0}
+    unscorable: list[dict] = []
+    counts = {"files": len(files), "images": 0, "ignore_first": 0, "only_ignore": 0}
     for file in files:
         try:
             meta = json.loads(file.read_text(encoding="utf-8"))
@@ -239,33 +271,36 @@ def lisa_to_grounding(
             raise ValueError(f"{file}: not JSON ({e})") from None
         texts = meta.get("text") or []
         texts = [texts] if isinstance(texts, str) else [t for t in texts if isinstance(t, str) and t.strip()]
-        shapes = meta.get("shapes") or []
-        polygons = [s for s in shapes if s.get("points") and str(s.get("label", "")).lower() != "ignore"]
-        if not polygons:
-            counts["no_polygon"] += 1
-            continue
-        if not texts:
-            counts["no_instruction"] += 1
-            continue
+        shapes = [s for s in meta.get("shapes") or [] if s.get("points")]
         image_file = _find_image(meta, file, images)
-        if image_file is None:
-            counts["missing_images"] += 1
+        why = ("no polygon" if not shapes else "no instruction" if not texts
+               else "image not found" if image_file is None else None)
+        if why is not None:
+            unscorable.append({"json": file.name, "reason": why})
             continue
         width, height = meta.get("imageWidth"), meta.get("imageHeight")
         if not width or not height:
             width, height = _image_size(image_file)
-        xs = [float(p[0]) for p in polygons[0]["points"]]
-        ys = [float(p[1]) for p in polygons[0]["points"]]
-        x1, x2 = _rel(min(xs), width), _rel(max(xs), width)
-        y1, y2 = _rel(min(ys), height), _rel(max(ys), height)
-        solution = f"<answer>({x1},{y1}),({x2},{y2})</answer>"
+        first = shapes[0]
+        targets = [s for s in shapes if str(s.get("label", "")).lower() != "ignore"]
+        counts["ignore_first"] += str(first.get("label", "")).lower() == "ignore"
+        counts["only_ignore"] += not targets
+        x1, y1, x2, y2 = _points_box((targets or shapes)[0]["points"])
+        solution = (f"<answer>({_rel(x1, width)},{_rel(y1, height)}),"
+                    f"({_rel(x2, width)},{_rel(y2, height)})</answer>")
+        mask = mask_to_rle(polygon_mask(first["points"], int(height), int(width)))
         image = _image_value(image_file)
         counts["images"] += 1
-        for text in texts:
-            problem = render_prompt("visual_rft/lisa", {"instruction": text.strip()})
-            rows.append({"image": image, "problem": problem, "solution": solution})
-    path = _save(rows, out, f"lisa_to_grounding of {source}")
-    return path, {"mode": "lisa", "source": str(source), "rows": len(rows), **counts}
+        for index, text in enumerate(texts if all_instructions else texts[:1]):
+            rows.append({"image": image, "problem": render_prompt("visual_rft/lisa", {"instruction": text.strip()}),
+                         "solution": solution, "lisa_id": file.stem, "instruction_index": index,
+                         "instruction": text.strip(),
+                         "box_px": _points_box(first["points"]), "width": int(width), "height": int(height),
+                         "mask": mask, "shape_label": str(first.get("label", "")),
+                         "only_ignore_shapes": not targets})
+    path = _save(datasets.Dataset.from_list(rows, features=LISA_FEATURES), out, f"lisa_to_grounding of {source}")
+    (path / LISA_UNSCORABLE).write_text(json.dumps(unscorable, indent=1) + "\n", encoding="utf-8")
+    return path, {"mode": "lisa", "source": str(source), "rows": len(rows), **counts, "unscorable": len(unscorable)}
 
 
 def describe(path: str | Path, summary: dict[str, Any]) -> str:

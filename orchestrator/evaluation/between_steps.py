@@ -16,17 +16,14 @@ import os
 from pathlib import Path
 
 from vrft.orchestrator.config.schema import TrainConfig
-from vrft.orchestrator.evaluation.protocol import EvalSet, generate, load_eval_set, score
+from vrft.orchestrator.evaluation.driver import EvalSet, generate, load_eval_set, score
 
 
 def load_eval_sets(cfg: TrainConfig) -> list[EvalSet]:
     sets = []
     for spec in cfg.eval.benchmarks:
         try:
-            sets.append(load_eval_set(spec.benchmark, spec.data, split=spec.split, annotations=spec.annotations,
-                                      images=spec.images, limit=spec.limit, protocol=spec.protocol,
-                                      existence_map=spec.existence_map, template=spec.template,
-                                      scoring=spec.scoring))
+            sets.append(load_eval_set(spec))
         except (ValueError, OSError, KeyError) as err:
             raise ValueError(f"eval.benchmarks[{spec.benchmark}]: {str(err).splitlines()[0]}") from None
     return sets

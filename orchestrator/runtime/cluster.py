@@ -15,7 +15,7 @@ import time
 
 import ray
 
-from vrft.orchestrator.config.schema import TrainConfig
+from vrft.orchestrator.config.schema import EngineSpec, TrainConfig
 from vrft.orchestrator.runtime.placement import cpus_needed, shortfall
 
 log = logging.getLogger("vrft")
@@ -37,7 +37,7 @@ def _init_ray(**options) -> None:
         signal.signal(signal.SIGTERM, handler)
 
 
-def start_ray(cfg: TrainConfig) -> bool:
+def start_ray(cfg: TrainConfig | EngineSpec) -> bool:
     """Connect to the cluster (`ray job submit`, RAY_ADDRESS, or run.ray_address) or start a local
     Ray sized for this run. Returns whether we started it (and so must stop it)."""
     if ray.is_initialized():
@@ -77,7 +77,7 @@ def start_ray(cfg: TrainConfig) -> bool:
     return True
 
 
-def wait_for_cluster(cfg: TrainConfig, poll_s: float = 5.0) -> None:
+def wait_for_cluster(cfg: TrainConfig | EngineSpec, poll_s: float = 5.0) -> None:
     """Before any actor: a joined cluster must hold the run's placement, or grow to it within
     `run.cluster_wait_s` (autoscaling); otherwise one line naming what is missing, never a silent hang."""
     deadline = time.monotonic() + cfg.run.cluster_wait_s

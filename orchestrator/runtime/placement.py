@@ -15,7 +15,7 @@ import ray
 from ray.util.placement_group import placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-from vrft.orchestrator.config.schema import TrainConfig
+from vrft.orchestrator.config.schema import EngineSpec, TrainConfig
 
 
 @dataclass
@@ -79,11 +79,15 @@ def check_placement(cfg: TrainConfig) -> None:
                              "(rollout.num_gpus_per_worker > 0): vLLM's CPU backend cannot sleep")
 
 
-def gpus_needed(cfg: TrainConfig) -> int:
+def gpus_needed(cfg: TrainConfig | EngineSpec) -> int:
     """GPUs a run asks for: the most of its phases — SFT (the learner alone), GRPO (learner and engines
     as placed: colocated bundles hold one GPU each; separate engines have their own) and the engines
-    alone when they evaluate after training."""
-    rc, lc = cfg.rollout, cfg.learner
+    alone when they evaluate after training. Engines started alone (EngineSpec) need their own."""
+    rc = cfg.rollout
+    if isinstance(cfg, EngineSpec):
+        need = rc.num_workers * rc.num_gpus_per_worker * rc.tensor_parallel_size
+        return int(need) + (need % 1 > 0)
+    lc = cfg.learner
     sft = lc.world_size * lc.num_gpus_per_rank
     engines = rc.num_workers * rc.num_gpus_per_worker * rc.tensor_parallel_size
     if rc.placement == "colocated":
@@ -94,19 +98,32 @@ def gpus_needed(cfg: TrainConfig) -> int:
     return int(need) + (need % 1 > 0)
 
 
-def cpus_needed(cfg: TrainConfig) -> float:
+def cpus_needed(cfg: TrainConfig | EngineSpec) -> float:
     """Logical CPUs a run's actors ask for: learner ranks, and for GRPO the engines and verifiers too
-    (every actor needs its share even when the machine has fewer cores than actors)."""
-    rc, lc = cfg.rollout, cfg.learner
+    (every actor needs its share even when the machine has fewer cores than actors); the engines alone
+    for an EngineSpec."""
+    rc = cfg.rollout
+    if isinstance(cfg, EngineSpec):
+        return rc.num_workers * rc.num_cpus_per_worker
+    lc = cfg.learner
     need = lc.world_size * lc.num_cpus_per_rank
     if cfg.run.steps > 0:
         need += rc.num_workers * rc.num_cpus_per_worker + cfg.verifier.num_actors
     return need
 
 
-def shortfall(cfg: TrainConfig, resources: dict) -> str | None:
+def shortfall(cfg: TrainConfig | EngineSpec, resources: dict) -> str | None:
     """What a cluster with `resources` (ray.cluster_resources()) lacks for this run, in one line."""
-    rc, lc = cfg.rollout, cfg.learner
+    rc = cfg.rollout
+    if isinstance(cfg, EngineSpec):
+        missing = [f"needs {need:g} {kind} ({rc.num_workers} engines x {per:g}), cluster has {have:g}"
+                   for kind, need, per, have in (
+                       ("GPUs", gpus_needed(cfg), rc.num_gpus_per_worker * rc.tensor_parallel_size,
+                        resources.get("GPU", 0.0)),
+                       ("CPUs", cpus_needed(cfg), rc.num_cpus_per_worker, resources.get("CPU", 0.0)))
+                   if need > have]
+        return "; ".join(missing) or None
+    lc = cfg.learner
     missing = []
     gpus, have_gpus = gpus_needed(cfg), resources.get("GPU", 0.0)
     if gpus > have_gpus:

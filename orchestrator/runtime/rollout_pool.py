@@ -32,7 +32,7 @@ import ray
 from ray.exceptions import RayActorError, RayError
 
 from vrft.learner.group import RankFailed
-from vrft.orchestrator.config.schema import TrainConfig
+from vrft.orchestrator.config.schema import EngineSpec, SyncConfig, TrainConfig
 from vrft.orchestrator.runtime.faults import RunStopped, describe, reason, wait_started
 from vrft.rollout.client import UpdateFailed, WorkerClient
 from vrft.rollout.engine import SamplingParams
@@ -42,10 +42,12 @@ from vrft.rollout.worker import RolloutWorker
 log = logging.getLogger("vrft")
 
 
-def sync_backend(cfg: TrainConfig) -> str:
+def sync_backend(cfg: TrainConfig | EngineSpec) -> str:
     """How weights travel: `sync.backend`, or by placement: gloo where the actors have no GPUs,
     NCCL between separate GPUs, CUDA IPC where engine i shares learner rank i's GPU (NCCL refuses
-    two ranks on one device)."""
+    two ranks on one device). Engines started alone (EngineSpec) have no learner: gloo, never used."""
+    if isinstance(cfg, EngineSpec):
+        return "gloo"
     if cfg.sync.backend != "auto":
         return cfg.sync.backend
     # The driver may sit on a CPU-only head node: decide from where the actors are placed.
@@ -54,7 +56,7 @@ def sync_backend(cfg: TrainConfig) -> str:
     return "ipc" if cfg.rollout.placement == "colocated" else "nccl"
 
 
-def engine_options(cfg: TrainConfig) -> dict:
+def engine_options(cfg: TrainConfig | EngineSpec) -> dict:
     rc = cfg.rollout
     options = {"dtype": rc.dtype, "trust_remote_code": cfg.model.trust_remote_code}
     if rc.engine == "hf":
@@ -74,14 +76,15 @@ class RolloutWorkers:
     """Indexable and iterable like the list of current actor handles (evaluation, sleep/wake and
     shutdown use it so); rollouts go through `generate` and `take`, weights through `sync`."""
 
-    def __init__(self, cfg: TrainConfig, model_path: str, placement: list[dict]):
+    def __init__(self, cfg: TrainConfig | EngineSpec, model_path: str, placement: list[dict]):
         rc = cfg.rollout
         options = engine_options(cfg)
         self._spawn = lambda i: RolloutWorker.options(**placement[i]).remote(
             rc.engine, model_path, options, rc.torch_threads)
         self.handles = [self._spawn(i) for i in range(rc.num_workers)]
         self.max_restarts, self.restarts, self.redispatched = rc.max_worker_restarts, 0, 0
-        self.start_timeout_s, self.sync_timeout_s = cfg.run.start_timeout_s, cfg.sync.timeout_s
+        sync = cfg.sync if isinstance(cfg, TrainConfig) else SyncConfig()  # EngineSpec: weights never move
+        self.start_timeout_s, self.sync_timeout_s = cfg.run.start_timeout_s, sync.timeout_s
         self.info: list[dict] = [{} for _ in self.handles]  # ready(): pid, host, sync_ranks
         self._gen = [0] * len(self.handles)  # bumped when worker i is replaced
         self._calls: dict = {}  # ObjectRef -> (worker, its generation, prompts, sampling)

@@ -11,7 +11,7 @@ import ray
 
 from vrft.learner import LearnerGroup
 from vrft.learner.config import LearnerConfig
-from vrft.orchestrator.config.schema import TrainConfig
+from vrft.orchestrator.config.schema import EngineSpec, TrainConfig
 from vrft.orchestrator.runtime.faults import RunStopped, wait_started
 from vrft.orchestrator.runtime.rollout_pool import RolloutWorkers, sync_backend
 from vrft.rollout.vllm_inputs import vllm_weight_prefixes
@@ -61,7 +61,7 @@ def start_actors(cfg: TrainConfig, model_path: str, routes: dict[str, list[Rewar
     return Actors(**started)
 
 
-def start_rollout(cfg: TrainConfig, model_path: str, placement: list[dict]) -> RolloutWorkers:
+def start_rollout(cfg: TrainConfig | EngineSpec, model_path: str, placement: list[dict]) -> RolloutWorkers:
     """The engines, started (or `RunStopped` naming the one that failed or overran
     run.start_timeout_s); a lost one is replaced during the run (rollout_pool.py)."""
     return RolloutWorkers(cfg, model_path, placement)

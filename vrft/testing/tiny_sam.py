@@ -3,7 +3,7 @@
 The LISA gIoU/cIoU path prompts SAM ViT-H (2.5 GB, hub-only) with the predicted box. Tests cannot
 download it, so this builds the same `SamModel` architecture at toy sizes plus a matching
 `SamProcessor`, and saves both with `save_pretrained`: the folder loads exactly as a converted
-`facebook/sam-vit-huge` does, so `vrft.orchestrator.evaluation.sam_masks.BoxMasker` runs its real code path on it.
+`facebook/sam-vit-huge` does, so `vrft.verifiers.evaluation.sam_masks.BoxMasker` runs its real code path on it.
 The masks it gives are meaningless (random weights); only shapes, types and plumbing are testable.
 
 Sizes: 64-px inputs, 8-px patches (an 8×8 image embedding, 32×32 low-resolution masks), vision

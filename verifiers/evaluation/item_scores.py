@@ -1,6 +1,6 @@
 """Per-item evaluation scores of the non-detection benchmarks, each as the papers' evaluation scripts
 compute it (docs/sources.md V6, R7), plus the LISA mask metrics. Scores are fractions; the benchmark
-layer (``vrft.verifiers.benchmarks``) averages them and prints ×100 as the papers do.
+layer (``vrft.verifiers.evaluation.benchmarks``) averages them and prints ×100 as the papers do.
 
 These are evaluation metrics, not rewards: where a script differs from the training reward of the
 same task (TRANCE has no duplicate penalty here, LISA reads the first box anywhere in the response),
@@ -202,7 +202,7 @@ def trance_eval_score(completion: str, answer: str) -> float:
     """``cal_score_benchmarks``' TRANCE partial credit, in [0, 1] (``trance_greedy``), vrft's strict
     reading: the ``<answer>`` content (no DOTALL; the whole completion without a tag) and the answer
     read as unique ``func(obj, value)`` items in order of first appearance, so scores are reproducible
-    (the script iterates ``set`` order: ``eval_paper.trance_score_script``). Unlike the training
+    (the script iterates ``set`` order: ``script_readings.trance_score_script``). Unlike the training
     reward there is no duplicate penalty."""
     if not isinstance(completion, str) or len(completion) > MAX_COMPLETION_CHARS:
         return 0.0

@@ -4,14 +4,14 @@ predictions without a model (the ``vrft eval --predictions predictions.jsonl`` p
 A prediction record is one line of ``predictions.jsonl``: ``{"id", "completion", "answer", "score"}``
 (the parsed answer and per-item score are written for reading; rescoring recomputes both from the
 completion, so a metric option can change without rerunning inference). Ids are matched as strings.
-A detection record's id is ``"<image_id>:<category>"`` (``eval_detection.query_id``), one per query.
+A detection record's id is ``"<image_id>:<category>"`` (``detection.query_id``), one per query.
 
 Ground truth by benchmark kind:
 
 - ``coco`` / ``lvis``: a COCO / LVIS ground-truth dict (absolute xywh boxes, images with width and
   height; LVIS images with ``neg_category_ids`` / ``not_exhaustive_category_ids``), a path to its
   JSON, or a ``pycocotools`` COCO; options ``protocol`` and ``existence_map`` (see
-  ``vrft.verifiers.eval_detection``). Every image of the ground truth is evaluated.
+  ``vrft.verifiers.evaluation.detection``). Every image of the ground truth is evaluated.
 - ``classification``: ``{id: class name}``. ``lisa``: ``{id: {"box": [x1, y1, x2, y2] in pixels,
   "width", "height", optional "mask"}}``; records may carry a ``mask`` (RLE or array).
 - ``answer`` (counting, structure) and ``trance``: ``{id: answer string}``.
@@ -21,7 +21,7 @@ generation does in the papers' scripts; ``counts["missing"]`` says how many. Met
 papers' scale.
 
 Scoring (option ``scoring``, every kind): ``"paper"`` (the default) reads each answer as the paper's
-released evaluation script does (``vrft.verifiers.eval_paper``: detection post-processing, the
+released evaluation script does (``vrft.verifiers.evaluation.script_readings``: detection post-processing, the
 notebook's NaN-propagating class mean, Reason-RFT's answer reading, TRANCE in the script's set
 order); ``"strict"`` reads it with vrft's own parsers (the training rewards'). The report says which
 ran (``scoring``, ``scoring_source``) and lists what the reader should know (``warnings``).
@@ -35,10 +35,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from vrft.verifiers import eval_classes as C
-from vrft.verifiers import eval_detection as det
-from vrft.verifiers import eval_tasks as tasks
-from vrft.verifiers.paper_numbers import GROUP_PAPER, PAPER  # noqa: F401 (GROUP_PAPER: the groups' numbers)
+from vrft.verifiers.evaluation import classes as C
+from vrft.verifiers.evaluation import detection as det
+from vrft.verifiers.evaluation import item_scores as tasks
+from vrft.verifiers.evaluation.paper_numbers import GROUP_PAPER, PAPER  # noqa: F401 (GROUP_PAPER: the groups' numbers)
 from vrft.verifiers.registry import one_line
 
 # The R1 system prompt Visual-RFT's LISA evaluation adds (Qwen2_VL_lisa_infere.py).
@@ -96,6 +96,17 @@ class Benchmark:
     split: str = ""  # id / ood (Reason-RFT), test / val (LISA)
     subsets: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # detection: metric → classes
     max_pixels: int | None = None  # None: the processor's default (Visual-RFT's scripts set none)
+    data: str = ""  # what the user points --data / --annotations at (the paper's test data)
+    # The prompt: a template name of vrft.orchestrator.core.templates rendered per row (None: the rows'
+    # own `problem`), and whether its text is the paper's own evaluation prompt word for word.
+    template: str | None = None
+    template_verbatim: bool = True
+    template_note: str = ""  # why a template is not verbatim, for the report
+
+    @property
+    def scoring_source(self) -> str:
+        """The released script the paper scoring follows (docs/sources.md)."""
+        return SCORING_SOURCES[self.kind]
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -113,8 +124,26 @@ class Benchmark:
         return _SCORERS[self.kind]
 
 
+# Each kind's data, and its prompt where the kind fixes one (Reason-RFT's per benchmark, below).
+_KIND_DEFAULTS: dict[str, dict[str, Any]] = {
+    "coco": {"data": "COCO val2017 instances json + images (--annotations, --images)",
+             "template": "visual_rft/detection"},
+    "lvis": {"data": "lvis_v1_val json + COCO images (--annotations, --images)", "template": "visual_rft/detection"},
+    "classification": {"data": "the test split's rows, each with its own problem text and label (--data)",
+                       "template_note": "the rows' own prompt"},
+    "lisa": {"data": "LISA ReasonSeg rows built by `vrft prepare-data lisa` (--data)", "template_verbatim": False,
+             "template_note": "the rows' prompt is Visual-RFT's training prompt; the released inference script's "
+                              "own text is not reproduced (supply it with --template-file, {instruction})"},
+    "answer": {"data": "Reason-RFT's released test json (--data)"},
+    "trance": {"data": "Reason-RFT's released TRANCE test json (--data)", "template": "reason_rft/spatial",
+               "template_verbatim": False,
+               "template_note": "vrft's own wording of Reason-RFT's TRANCE prompt (the released text is not "
+                                "reproduced; supply it with --template-file)"},
+}
+
+
 def _bench(name: str, kind: str, metrics: tuple[str, ...], source: str, **kw: Any) -> Benchmark:
-    defaults: dict[str, Any] = {"sampling": VISUAL_RFT, "r1_system_prompt": False}
+    defaults: dict[str, Any] = {"sampling": VISUAL_RFT, "r1_system_prompt": False, **_KIND_DEFAULTS[kind]}
     if kind in ("answer", "trance"):
         defaults.update(sampling=REASON_RFT, max_pixels=REASON_RFT_MAX_PIXELS)
     return Benchmark(name, kind, metrics, source=source, **{**defaults, **kw})
@@ -135,12 +164,14 @@ BENCHMARKS: dict[str, Benchmark] = {b.name: b for b in (
                       ("cars196", "Cars196", 8041), ("aircraft", "FGVC-Aircraft", 3333))),
     *(_bench(f"lisa_{s}", "lisa", ("mIoU", "gIoU", "cIoU"), f"{_V} Tab. 6, LISA ReasonSeg {s}", split=s,
              sampling=VISUAL_RFT_LISA, r1_system_prompt=True) for s in ("test", "val")),
-    _bench("clevr_math", "answer", ("accuracy",), f"{_R} Counting ID, clevr-math (CLEVR-Math 1k)", split="id"),
+    _bench("clevr_math", "answer", ("accuracy",), f"{_R} Counting ID, clevr-math (CLEVR-Math 1k)", split="id",
+           template="reason_rft/counting"),
     _bench("super_clevr", "answer", ("accuracy",), f"{_R} Counting OOD, super-clevr (Super-CLEVR 1k)",
-           split="ood"),
-    _bench("geomath", "answer", ("accuracy",), f"{_R} Structure ID, geomath (GeoMath 820)", split="id"),
+           split="ood", template="reason_rft/counting"),
+    _bench("geomath", "answer", ("accuracy",), f"{_R} Structure ID, geomath (GeoMath 820)", split="id",
+           template="reason_rft/structure"),
     _bench("geometry3k", "answer", ("accuracy",), f"{_R} Structure OOD, geometry3k (Geometry3K 800)",
-           split="ood"),
+           split="ood", template="reason_rft/structure"),
     _bench("trance", "trance", ("score",), f"{_R} Spatial ID, trance (TRANCE 1k)", split="id"),
     _bench("trance_left", "trance", ("score",), f"{_R} Spatial OOD, trance-left (left view 1k)", split="ood"),
     _bench("trance_right", "trance", ("score",), f"{_R} Spatial OOD, trance-right (right view 1k)",
@@ -186,7 +217,7 @@ def score_report(benchmark: str, predictions: Sequence[Mapping[str, Any]], groun
     an unknown or repeated id) raise a one-line ValueError naming the first bad record."""
     b = get_benchmark(benchmark)
     report = b.metric(b, list(predictions), ground_truth, **options)
-    return {"benchmark": b.name, **report, "scoring_source": SCORING_SOURCES[b.kind] if report["scoring"] == "paper"
+    return {"benchmark": b.name, **report, "scoring_source": b.scoring_source if report["scoring"] == "paper"
             else "vrft's own readings (the training rewards' parsers)", "warnings": report.get("warnings", []),
             "paper": b.paper}
 
@@ -243,12 +274,12 @@ def _answer_scorer(b: Benchmark, scoring: str) -> Callable[[str, str], float]:
     """One completion's score against its answer for a Reason-RFT benchmark, under `scoring`."""
     if scoring == "strict":
         return tasks.trance_eval_score if b.kind == "trance" else tasks.answer_score
-    from vrft.verifiers import eval_paper
+    from vrft.verifiers.evaluation import script_readings
     from vrft.verifiers.math_reward import paper_verify
 
     if b.kind == "trance":
-        return eval_paper.trance_score_script
-    return lambda completion, answer: eval_paper.answer_score_script(
+        return script_readings.trance_score_script
+    return lambda completion, answer: script_readings.answer_score_script(
         completion, answer, lambda gold, target: paper_verify(gold, target, tail=None))
 
 
@@ -379,10 +410,11 @@ def _score_lisa(b: Benchmark, records: list, ground_truth: Any, **options: Any) 
             for k, g in items.items()]
     metrics = {"mIoU": _pct(sum(ious) / len(ious)) if ious else 0.0}
     with_mask = [k for k, g in items.items() if g.get("mask") is not None]
-    if with_mask and len(with_mask) != len(items):
+    predicted_masks = any("mask" in r for r in by_id.values())  # SAM ran (--sam): gIoU / cIoU
+    if predicted_masks and len(with_mask) != len(items):
         raise ValueError(f"{b.name} ground truth item {sorted(set(items) - set(with_mask))[0]!r} has no mask "
                          "(gIoU/cIoU need a mask for every item)")
-    if with_mask:
+    if with_mask and predicted_masks:
         preds = [by_id[k].get("mask") if k in by_id else None for k in items]
         masks = tasks.mask_metrics(preds, [g["mask"] for g in items.values()])
         metrics.update({k: _pct(v) for k, v in masks.items()})
@@ -423,7 +455,7 @@ def _trance_order(b: Benchmark, by_id: Mapping[str, Any], answers: Mapping[str, 
     import os
     import platform
 
-    from vrft.verifiers.eval_paper import trance_order_bounds
+    from vrft.verifiers.evaluation.script_readings import trance_order_bounds
 
     lows, highs, dependent, unbounded = [], [], 0, 0
     for k, a in answers.items():

@@ -1,12 +1,18 @@
 """Box-prompted SAM masks for the LISA gIoU / cIoU metrics.
 
+It lives with the metric, not with the driver: the paper's gIoU / cIoU are defined on SAM's mask of
+the predicted box, so which box SAM is given (``paper_box``: the script's truncation), which of its
+outputs is kept and how the mask is stored are the metric's protocol, as much as ``mask_iou.py``'s
+sums are. The driver (vrft.orchestrator.evaluation) only decodes the images and calls ``add_masks``.
+torch and transformers are imported inside the functions that need them, so scoring alone does not.
+
 Visual-RFT scores reasoning grounding on LISA twice: box IoU of the predicted box (mIoU), and mask
 IoU after turning that box into a mask with SAM ViT-H (`lisa_evaluation/box2mask.py`), scored by
 `mask_iou.py` as gIoU (mean per-image mask IoU) and cIoU (ΣI/ΣU). This module is the box2mask step,
 with the transformers port of SAM (`SamModel` + `SamProcessor`, e.g. a local copy of
 `facebook/sam-vit-huge`) instead of the `segment_anything` package, so the project needs no extra
 dependency and no remote code. Its output goes into prediction records as COCO RLE under ``"mask"``,
-which `vrft.verifiers.benchmarks._score_lisa` feeds to `vrft.verifiers.eval_tasks.mask_metrics`.
+which the LISA scorer (vrft.verifiers.evaluation.benchmarks) feeds to `item_scores.mask_metrics`.
 
 What box2mask.py does, and what is kept here (read from a public copy of the release,
 wangzhifengharrison/visual_rft_zw@ca4e501; docs/sources.md V6 names the file only):
@@ -31,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from vrft.verifiers.eval_tasks import lisa_box, mask_to_rle
+from vrft.verifiers.evaluation.item_scores import lisa_box, mask_to_rle
 
 Box = Sequence[float]
 

@@ -1,14 +1,14 @@
-"""Evaluation with each paper's protocol, on the rollout engines (Ray actors), for `vrft eval` and for
-evaluation between training steps.
+"""The evaluation driver: a benchmark's rows loaded and run on the rollout engines (Ray actors), for
+`vrft eval` and for evaluation between training steps. It holds no benchmark's knowledge: the
+benchmark's record (vrft.verifiers.evaluation) names its prompt template, system prompt, decoding,
+resolution, how its rows are read, its metric and the paper's numbers.
 
-    eval_set = load_eval_set("clevr_math", data="…/Visual-Counting-id-test-1k.json")
+    eval_set = load_eval_set(EvalSpec(benchmark="clevr_math", data="…/Visual-Counting-id-test-1k.json"))
     completions = generate(workers, processor, eval_set, batch_size=8)       # Ray actors, batched
     records, report = score(eval_set, completions)   # predictions.jsonl lines, metrics beside the paper
 
 An `EvalSet` is the benchmark's queries (prompt text, images, the item's ground truth) and the
-ground truth in the form `vrft.verifiers.benchmarks.rescore` takes. The benchmark fixes the protocol:
-prompt template, R1 system prompt, decoding (greedy for Visual-RFT; T 0.1, top-p 0.9, top-k 50, 768
-tokens for Reason-RFT), image resolution, answer parsing and metric (verifiers/benchmarks.py).
+ground truth in the form `vrft.verifiers.evaluation.benchmarks.rescore` takes.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import copy
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,12 +25,13 @@ from typing import Any
 import ray
 from tqdm import tqdm
 
+from vrft.orchestrator.config.schema import EvalSpec
 from vrft.orchestrator.core.ground_truth import GroundTruthError, parse_grounding
-from vrft.orchestrator.core.templates import render_prompt
+from vrft.orchestrator.core.templates import NOT_VERBATIM, render_prompt, render_text, template_names
 from vrft.orchestrator.data.sources import decode_image, load_rows
 from vrft.rollout.engine import SamplingParams
 from vrft.rollout.inputs import build_prompt_inputs
-from vrft.verifiers.benchmarks import (
+from vrft.verifiers.evaluation.benchmarks import (
     R1_SYSTEM_PROMPT,
     SCORINGS,
     Benchmark,
@@ -38,14 +40,8 @@ from vrft.verifiers.benchmarks import (
     prediction_record,
     score_report,
 )
-from vrft.verifiers.eval_detection import load_ground_truth
-
-# The prompt each Reason-RFT benchmark wraps its question in (the RL/CoT templates; docs/sources.md R5).
-BENCHMARK_TEMPLATES = {
-    "clevr_math": "reason_rft/counting", "super_clevr": "reason_rft/counting",
-    "geomath": "reason_rft/structure", "geometry3k": "reason_rft/structure",
-    "trance": "reason_rft/spatial", "trance_left": "reason_rft/spatial", "trance_right": "reason_rft/spatial",
-}
+from vrft.verifiers.evaluation.detection import load_ground_truth
+from vrft.verifiers.evaluation.rows import RowReaders, images_of, is_item, item_truth
 
 
 @dataclass
@@ -62,87 +58,111 @@ class EvalSet:
     queries: list[Query]
     ground_truth: Any  # what rescore takes: {id: item} or a COCO/LVIS dict
     options: dict = field(default_factory=dict)  # scoring; detection: protocol, existence_map
+    prompt: dict = field(default_factory=dict)  # which prompt text ran and whether it is the paper's verbatim
 
     @property
     def system_prompt(self) -> str | None:
         return R1_SYSTEM_PROMPT if self.benchmark.r1_system_prompt else None
 
 
-def _text_answer(row: dict, where: str, scoring: str = "strict") -> str:
-    """The item's answer: under strict scoring the stripped `<answer>` content of its first answer
-    field (or the field stripped); under paper scoring a released row's `answer` exactly as it is, as
-    Reason-RFT's script compares it (its exact match does not strip the solution)."""
-    from vrft.verifiers.answers import extract_answer
-
-    if scoring == "paper" and isinstance(row.get("answer"), str) and row["answer"].strip():
-        return row["answer"]
-    for name in ("answer", "solution", "label"):
-        value = row.get(name)
-        if value is not None and str(value).strip():
-            inner = extract_answer(str(value), dotall=True)
-            return (str(value) if inner is None else inner).strip()
-    raise ValueError(f"{where}: no 'answer', 'solution' or 'label' field")
+def _image_size(row: dict) -> tuple[int, int]:
+    images = images_of(row)
+    image = decode_image(images[0]) if images else None
+    if image is None:
+        raise ValueError("the image cannot be decoded")
+    return image.size
 
 
-def _images(row: dict) -> list:
-    raw = row.get("image")
-    return raw if isinstance(raw, list) else ([] if raw is None else [raw])
+def _solution_box(text: str) -> list[float]:
+    try:
+        return parse_grounding(text, "solution")["box"]
+    except GroundTruthError as err:
+        raise ValueError(str(err)) from None
 
 
-def _row_queries(b: Benchmark, rows, template: str | None,
+READERS = RowReaders(image_size=_image_size, solution_box=_solution_box)
+
+
+Render = Callable[[dict], str]
+
+
+def _prompt(b: Benchmark, spec: EvalSpec) -> tuple[Render | None, dict]:
+    """How each query's prompt text is made (None: the row's own `problem`), and what the report says
+    of it: the template, whether it is the paper's verbatim text (`"as supplied"` for a user's file)."""
+    if spec.template and spec.template_file:
+        raise ValueError("give --template or --template-file, not both")
+    if spec.template_file:
+        path = Path(spec.template_file)
+        if not path.is_file():
+            raise ValueError(f"--template-file not found: {path}")
+        text = path.read_text(encoding="utf-8")
+        if not text.strip():
+            raise ValueError(f"--template-file {path} is empty")
+        where = f"--template-file {path}"
+        render_text(text, _FieldProbe(), where)  # a malformed template fails here, before any row
+        return (lambda row: render_text(text, row, where)), {
+            "template": f"file {path}", "verbatim": "as supplied", "note": "the user's template text"}
+    if spec.template:
+        if spec.template not in template_names():
+            raise ValueError(f"unknown template {spec.template!r} (known: {', '.join(template_names())})")
+        verbatim = spec.template not in NOT_VERBATIM
+        return (lambda row: render_prompt(spec.template, row)), {
+            "template": spec.template, "verbatim": verbatim,
+            "note": "" if verbatim else "vrft's own wording (orchestrator/core/templates.py)"}
+    info = {"template": b.template or "the rows' own problem", "verbatim": b.template_verbatim,
+            "note": b.template_note}
+    return ((lambda row: render_prompt(b.template, row)) if b.template else None), info
+
+
+class _FieldProbe(dict):
+    """Any field a template asks for, so its syntax is checked before the rows are read."""
+
+    def get(self, key, default=None):
+        return "x"
+
+
+def _row_queries(b: Benchmark, rows, render: Render | None,
                  scoring: str = "paper") -> tuple[list[Query], dict[str, Any]]:
     """Queries and `{id: truth}` of a row-per-item benchmark (classification, LISA, Reason-RFT)."""
-    template = template if template is not None else BENCHMARK_TEMPLATES.get(b.name)
     queries, truth = [], {}
     for index, row in enumerate(rows):
+        if not is_item(b, row, scoring):
+            continue
         rid = str(row.get("id") if row.get("id") not in (None, "") else index)
         where = f"{b.name} row {rid}"
         if rid in truth:
             raise ValueError(f"{where}: id appears twice")
-        problem = render_prompt(template, row) if template else row.get("problem")
+        problem = render(row) if render is not None else row.get("problem")
         if not isinstance(problem, str) or not problem.strip():
             raise ValueError(f"{where}: no 'problem' text (or give a template)")
-        if not _images(row):
+        if not images_of(row):
             raise ValueError(f"{where}: no 'image'")
-        if b.kind == "lisa":
-            item = _lisa_truth(row, where)
-        else:
-            item = _text_answer(row, where, scoring if b.kind in ("answer", "trance") else "strict")
+        item = item_truth(b, row, where, scoring, READERS)
         truth[rid] = item
-        queries.append(Query(rid, problem, _images(row), item))
+        queries.append(Query(rid, problem, images_of(row), item))
     return queries, truth
 
 
-def _lisa_truth(row: dict, where: str) -> dict:
-    """The LISA script's ground truth: the box in the image's pixels, and the image size."""
-    image = decode_image(_images(row)[0])
-    if image is None:
-        raise ValueError(f"{where}: the image cannot be decoded")
-    try:
-        box = parse_grounding(str(row.get("solution") or row.get("answer") or ""), "solution")["box"]
-    except GroundTruthError as err:
-        raise ValueError(f"{where}: {err}") from None
-    w, h = image.size
-    truth = {"box": [box[0] * w / 1000, box[1] * h / 1000, box[2] * w / 1000, box[3] * h / 1000],
-             "width": w, "height": h}
-    if row.get("mask") is not None:  # the ground-truth mask (RLE or array): gIoU / cIoU
-        truth["mask"] = row["mask"]
-    return truth
-
-
 def add_sam_masks(eval_set: EvalSet, records: list[dict], sam_path: str) -> None:
-    """LISA gIoU/cIoU as the paper: each predicted box prompts SAM (single-mask output), the mask is
-    stored in the record as RLE (orchestrator/evaluation/sam_masks.py)."""
-    from vrft.orchestrator.evaluation.sam_masks import BoxMasker, add_masks, paper_box
+    """LISA gIoU/cIoU as the paper: each record's predicted box prompts SAM (single-mask output), the
+    mask is stored in the record as RLE (verifiers/evaluation/sam_masks.py). Records are matched to
+    the queries by id, so a saved predictions.jsonl (in any order) gets its masks too."""
+    from vrft.verifiers.evaluation.sam_masks import BoxMasker, add_masks, paper_box
 
-    images = [decode_image(q.images[0]) for q in eval_set.queries]
-    ok = [i for i, img in enumerate(images) if img is not None]  # an undecodable one keeps no mask
-    boxes = [paper_box(records[i]["completion"], *images[i].size) for i in ok]
-    add_masks([records[i] for i in ok], [images[i] for i in ok], boxes, BoxMasker(sam_path))
+    by_id = {str(q.id): q for q in eval_set.queries}
+    todo, images = [], []
+    for record in records:
+        query = by_id.get(str(record.get("id")))
+        image = decode_image(query.images[0]) if query is not None and query.images else None
+        if image is not None:  # an unknown id fails in scoring; an undecodable image keeps no mask
+            todo.append(record)
+            images.append(image)
+    boxes = [paper_box(r["completion"], *img.size) for r, img in zip(todo, images, strict=True)]
+    add_masks(todo, images, boxes, BoxMasker(sam_path))
 
 
 def _detection_queries(b: Benchmark, annotations: str, images: str | None, limit: int | None,
-                       protocol: str | None, existence_map: str | None) -> EvalSet:
+                       protocol: str | None, existence_map: str | None, render: Render) -> EvalSet:
     gt_path = Path(annotations)
     if not gt_path.is_file():
         raise ValueError(f"{b.name}: annotations not found: {gt_path}")
@@ -170,37 +190,38 @@ def _detection_queries(b: Benchmark, annotations: str, images: str | None, limit
             if not path.is_file():
                 raise ValueError(f"{b.name}: image {image_id} not found: {path}")
             image = [str(path)]
-        queries.append(Query(qid, render_prompt("visual_rft/detection", {"category": category}), image))
+        queries.append(Query(qid, render({"category": category}), image))
     load_ground_truth(gt)  # a malformed annotation file fails here, before any engine starts
     return EvalSet(b, queries, gt, options)
 
 
-def load_eval_set(benchmark: str, data: str | None = None, *, split: str | None = None,
-                  annotations: str | None = None, images: str | None = None, limit: int | None = None,
-                  protocol: str | None = None, existence_map: str | None = None,
-                  template: str | None = None, rescoring: bool = False, scoring: str = "paper") -> EvalSet:
+def load_eval_set(spec: EvalSpec, *, rescoring: bool = False) -> EvalSet:
     """The benchmark's queries from the user's copy of its data (detection: a COCO/LVIS annotation
     file and its image folder; the others: rows in any `data.path` form). Bad input is a one-line
     ValueError, raised before any engine starts. `rescoring`: no model will run, so detection needs
-    no images. `scoring`: how answers are read (`paper` or `strict`, vrft.verifiers.benchmarks)."""
-    b = get_benchmark(benchmark)
+    no images. `spec.scoring`: how answers are read (`paper` or `strict`, vrft.verifiers.evaluation)."""
+    b = get_benchmark(spec.benchmark)
+    scoring = spec.scoring
     if scoring not in SCORINGS:
         raise ValueError(f"unknown scoring {scoring!r}; choose {' or '.join(SCORINGS)}")
+    render, prompt = _prompt(b, spec)
     if b.kind in ("coco", "lvis"):
-        if not annotations or not (images or rescoring):
+        if not spec.annotations or not (spec.images or rescoring):
             raise ValueError(f"{b.name} needs --annotations (a COCO/LVIS json) and --images (its folder)")
-        eval_set = _detection_queries(b, annotations, images, limit, protocol, existence_map)
+        eval_set = _detection_queries(b, spec.annotations, spec.images, spec.limit, spec.protocol,
+                                      spec.existence_map, render)
         eval_set.options["scoring"] = scoring
+        eval_set.prompt = prompt
         return eval_set
-    if protocol or existence_map:
+    if spec.protocol or spec.existence_map:
         raise ValueError(f"{b.name} is not a detection benchmark: --protocol/--existence-map do not apply")
-    if not data:
+    if not spec.data:
         raise ValueError(f"{b.name} needs --data (its test rows: a hub id, a save_to_disk folder or a JSON file)")
-    rows = load_rows(data, split=split)
-    if limit is not None:
-        rows = rows.select(range(min(limit, len(rows))))
-    queries, truth = _row_queries(b, rows, template, scoring)
-    return EvalSet(b, queries, truth, {"scoring": scoring})
+    rows = load_rows(spec.data, split=spec.split)
+    if spec.limit is not None:
+        rows = rows.select(range(min(spec.limit, len(rows))))
+    queries, truth = _row_queries(b, rows, render, scoring)
+    return EvalSet(b, queries, truth, {"scoring": scoring}, prompt)
 
 
 def sampling_of(b: Benchmark, seed: int = 0, max_new_tokens: int | None = None) -> SamplingParams:
@@ -259,7 +280,18 @@ def score(eval_set: EvalSet, completions: list[str]) -> tuple[list[dict], dict[s
     scoring = eval_set.options.get("scoring", "paper")
     records = [prediction_record(b.name, q.id, c, q.truth, scoring)
                for q, c in zip(eval_set.queries, completions, strict=True)]
-    return records, score_report(b.name, records, eval_set.ground_truth, **eval_set.options)
+    return records, report_of(eval_set, records)
+
+
+def report_of(eval_set: EvalSet, records: list[dict]) -> dict[str, Any]:
+    """The benchmark's report of these records, with the prompt that ran (`prompt`: its template and
+    whether it is the paper's verbatim text; a warning when it is not)."""
+    report = score_report(eval_set.benchmark.name, records, eval_set.ground_truth, **eval_set.options)
+    report["prompt"] = dict(eval_set.prompt)
+    if eval_set.prompt.get("verbatim") is False:
+        report["warnings"] = [*report["warnings"], "the prompt is not the paper's verbatim text: "
+                              f"{eval_set.prompt.get('note') or eval_set.prompt.get('template')}"]
+    return report
 
 
 def _json_safe(value: Any) -> Any:
@@ -308,7 +340,9 @@ def format_report(report: dict[str, Any]) -> str:
     """The metrics beside every number the paper prints for this benchmark."""
     paper = report.get("paper") or {}
     queries = f", {report['protocol']} queries" if report.get("protocol", "paper") != "paper" else ""
-    lines = [f"{report['benchmark']} ({report.get('scoring', 'paper')} scoring{queries})"]
+    prompt = report.get("prompt") or {}
+    flag = ", prompt NOT the paper's verbatim text" if prompt.get("verbatim") is False else ""
+    lines = [f"{report['benchmark']} ({report.get('scoring', 'paper')} scoring{queries}{flag})"]
     for metric, value in report["metrics"].items():
         ref = [f"{size} {setting} {row[metric]:.1f}" for size, rows in paper.items()
                for setting, row in rows.items() if metric in row]

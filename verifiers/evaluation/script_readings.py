@@ -25,7 +25,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from vrft.verifiers.eval_tasks import trance_greedy
+from vrft.verifiers.evaluation.item_scores import trance_greedy
 
 _ANSWER = re.compile(r"<answer>(.*?)</answer>")  # no DOTALL: the detection text has no newlines left
 _ANSWER_DOTALL = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)

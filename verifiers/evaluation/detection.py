@@ -139,14 +139,14 @@ def read_detections(completion: str, scoring: str = "strict",
     when it does not parse.
 
     ``scoring="strict"``: the training reward's parser. ``"paper"``: the released inference script's
-    post-processing (``vrft.verifiers.eval_paper.parse_detections_script``); a detection whose
+    post-processing (``vrft.verifiers.evaluation.script_readings.parse_detections_script``); a detection whose
     Confidence is not a number is dropped (the script's evaluation would crash on it). ``losses``,
     when given, counts what the paper reading lost (answers unparsed, lost whole, cut; items lost
     after an error; unscorable confidences)."""
     if scoring == "strict":
         parsed = parse_detections(completion)
         return None if parsed is None else parsed[0]
-    from vrft.verifiers.eval_paper import parse_detections_script
+    from vrft.verifiers.evaluation.script_readings import parse_detections_script
 
     read = parse_detections_script(completion)
     found = [d for d in read.detections if isinstance(d[0], (int, float))]
