@@ -1,5 +1,7 @@
 """`make bench-peer`'s parts that need no TRL: TRL's side scores with vrft's own rewards (the same
-functions as vrft's verifier pool), from TRL's conversational completions or plain strings."""
+functions as vrft's verifier pool), from TRL's conversational completions or plain strings; and the
+timing harness, which stamps both sides' per-step records from outside the same way (a fake run
+writes records at known intervals)."""
 
 from __future__ import annotations
 
