@@ -33,7 +33,7 @@ DEMO_ASSETS := runs/assets
 demo: install
 	@test -f $(DEMO_ASSETS)/model-small/config.json || $(VENV)/bin/vrft make-tiny-model $(DEMO_ASSETS)/model-small --size small
 	@test -d $(DEMO_ASSETS)/color || $(VENV)/bin/vrft make-synthetic-data $(DEMO_ASSETS)/color --task color --n 2048 --seed 0
-	$(VENV)/bin/vrft train configs/local/demo_cpu.yaml
+	$(VENV)/bin/vrft train configs/local/demo_cpu.yaml --demo
 
 # Both venvs first, then the suites: the main one (.venv) and the vLLM-on-CPU one (.venv-vllm).
 test: install install-vllm browser deploy-tools

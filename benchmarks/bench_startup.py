@@ -4,7 +4,8 @@ phases: imports, Ray init, placement, the actors (rollout engines, verifier pool
 with their model load + DeepSpeed init + gloo group, started at once), weight-sync group. Best of RUNS: the machine is
 shared, and the least disturbed run is the closest to what start-up costs. With it, `startup_cpu_s`:
 the CPU seconds every process of that run used (benchmarks/startup_child.py), and
-`startup_cpu_floor_s` = that over the cores, the least the wall time could be.
+`startup_cpu_floor_s` = that over the cores, the least the wall time could be (derived, so printed
+as a `SIM` line).
 """
 
 from __future__ import annotations
@@ -58,7 +59,8 @@ def main() -> None:
             # time could be if nothing ever waited (docs/measurements.md).
             cpu = best["cpu"]
             print(f"BENCH startup{suffix}_cpu_s {cpu['total']:.2f} s")
-            print(f"BENCH startup{suffix}_cpu_floor_s {cpu['total'] / CORES:.2f} s")
+            # Derived, not measured: a `SIM` line.
+            print(f"SIM startup{suffix}_cpu_floor_s {cpu['total'] / CORES:.2f} s")
             print(f"# startup{suffix} CPU seconds by process kind ({CORES} cores): {json.dumps(cpu)}",
                   file=sys.stderr)
 

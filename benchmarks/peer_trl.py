@@ -1,6 +1,8 @@
 """TRL's side of `make bench-peer` (runs in .venv-trl, started by benchmarks/peer.py): TRL's
-GRPOTrainer on the model, data and settings peer.py gives, timed per step. Prints one line
-`PEER {json}`: per-step seconds and the generate+score share of each step (TRL's
+GRPOTrainer on the model, data and settings peer.py gives. Appends one JSON line per step to
+spec["log"] as TRL logs the step (peer.py stamps those from outside: the headline whole step, timed
+as vrft's), and prints one line `PEER {json}` with its inside figures: each step as TRL's callbacks
+bound it (on_step_begin to on_step_end) and its generate+score share (TRL's
 `_generate_and_score_completions`), the rest being the policy/reference forwards, backward and
 AdamW. The rewards are vrft's own verifiers (the same functions vrft's pool calls).
 
@@ -85,12 +87,17 @@ def main(spec: dict) -> dict:
             def on_step_end(self, *_, **__):
                 steps.append(time.perf_counter() - self.start)
 
-            def on_log(self, _args, _state, _control, logs=None, **__):
+            def on_log(self, _args, state, _control, logs=None, **__):
                 if logs and "reward" in logs:
                     rewards.append(float(logs["reward"]))
                     lengths.append(float(logs.get("completions/mean_length", float("nan"))))
+                    # The per-step record benchmarks.peer stamps from outside, as it stamps vrft's
+                    # metrics.jsonl: one line each step, flushed at once.
+                    step_log.write(json.dumps({"step": state.global_step, "reward": rewards[-1]}) + "\n")
+                    step_log.flush()
         trainer.add_callback(StepTimer())
-        trainer.train()
+        with open(spec["log"], "a") as step_log:
+            trainer.train()
     return {"step_s": steps, "generate_s": gen_seconds, "reward": rewards, "length": lengths}
 
 

@@ -1,5 +1,6 @@
 """`make bench`: run every benchmarks/bench_*.py module's main(); each prints its own
-`BENCH <name> <value> <unit>` lines. A failing benchmark is reported and the others still run."""
+`BENCH <name> <value> <unit>` lines (measured in this run) and `SIM <name> <value> <unit>` lines
+(simulated or derived, not measured). A failing benchmark is reported and the others still run."""
 
 from __future__ import annotations
 

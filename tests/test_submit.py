@@ -129,7 +129,8 @@ def test_ray_job_submit_runs_and_fails_cleanly(ray_head, tiny_model, color_data,
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
     assert "succeeded" in _job(env, address, "status", "vrft-ok").lower()
     logs = _job(env, address, "logs", "vrft-ok")
-    assert "DEMO accuracy_first20=" in logs, logs[-3000:]
+    # an ordinary run's summary line: the colour task's accuracy, named so, and no demo label
+    assert "summary: accuracy_first20=" in logs and "DEMO" not in logs, logs[-3000:]
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records if "step" in r and not r.get("summary")] == [1]
     assert (run_dir / "checkpoints" / "latest").read_text() == "step_000001"

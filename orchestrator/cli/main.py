@@ -59,6 +59,14 @@ def _load(args) -> tuple:
     return cfg, run_dir
 
 
+def summary_line(summary: dict[str, float], demo: bool = False) -> str:
+    """The end-of-run line: each summary figure under its own name (`accuracy_first20`, or
+    `reward_mean_first20` for a task without an accuracy reward). Labelled `DEMO` only for
+    `make demo` (it passes --demo): the README shows that line."""
+    figures = " ".join(f"{k}={v:.2f}" if k == "minutes" else f"{k}={v:.4f}" for k, v in summary.items())
+    return f"{'DEMO' if demo else 'summary:'} {figures}"
+
+
 def cmd_train(args) -> int:
     cfg, run_dir = _load(args)
     if args.sft_only:
@@ -88,8 +96,7 @@ def cmd_train(args) -> int:
     if args.sft_only:
         print(f"SFT model: {run_dir / 'sft_model'}")
     else:
-        print("DEMO accuracy_first20={accuracy_first20:.4f} accuracy_last20={accuracy_last20:.4f} "
-              "minutes={minutes:.2f}".format(**summary))
+        print(summary_line(summary, demo=args.demo))
         from vrft.orchestrator.cli.report import end_of_run
 
         print(end_of_run(cfg, run_dir), file=sys.stderr)  # the report, and where everything is
@@ -148,6 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "(default run.output_dir/run.name), continued if it has a checkpoint, else "
                             "started (requeued jobs; same as run.resume=auto)")
         p.add_argument("--run-dir", help="where to write (default: run.output_dir/run.name-TIMESTAMP)")
+        p.add_argument("--demo", action="store_true",
+                       help="label the end-of-run summary line DEMO (what `make demo` passes)")
         p.set_defaults(func=cmd_train, sft_only=sft_only)
 
     p = sub.add_parser("make-tiny-model",

@@ -95,12 +95,25 @@ def run_sft(cfg: TrainConfig, processor, data: PromptSource, out: Path, tracker:
     return out
 
 
-def summarize(history: list[float], minutes: float) -> dict[str, float]:
-    """Accuracy over the first and last 20% of GRPO steps: the demo's evidence of learning."""
+def summary_measure(accuracy: dict[str, str | None]) -> str:
+    """What a run's end-of-run summary averages: `accuracy` (`reward/accuracy`) when some task has
+    an accuracy component, else `reward_mean` (`reward/mean`), named as what it is."""
+    return "accuracy" if any(accuracy.values()) else "reward_mean"
+
+
+def step_measure(metrics: dict[str, float], measure: str) -> float | None:
+    """One step's value of the summary's measure; None for an accuracy run's step whose completions
+    all came from tasks without an accuracy component (mixed data): it does not count."""
+    return metrics.get("reward/accuracy") if measure == "accuracy" else metrics["reward/mean"]
+
+
+def summarize(history: list[float], minutes: float, measure: str = "accuracy") -> dict[str, float]:
+    """`measure` over the first and last 20% of GRPO steps (`<measure>_first20`, `_last20`): the
+    demo's evidence of learning."""
     k = max(1, round(0.2 * len(history)))
     first = sum(history[:k]) / k if history else 0.0
     last = sum(history[-k:]) / k if history else 0.0
-    return {"accuracy_first20": first, "accuracy_last20": last, "minutes": minutes}
+    return {f"{measure}_first20": first, f"{measure}_last20": last, "minutes": minutes}
 
 
 def train(cfg: TrainConfig, run_dir: Path, resume: bool = False) -> dict[str, float]:
@@ -119,6 +132,7 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False) -> dict[str, fl
     tasks = data_tasks(data.dataset, cfg.data.task, cfg.custom_tasks())
     routes = reward_routes(cfg.rewards, tasks, data.reader.frame)
     accuracy = {route: accuracy_component(specs) for route, specs in routes.items()}
+    measure = summary_measure(accuracy)
     eval_sets = load_eval_sets(cfg)  # before Ray: a bad benchmark input fails first
     if resume and not has_checkpoint(run_dir):
         log.warning("--resume %s: no complete checkpoint there; starting from step 0", run_dir)
@@ -143,7 +157,7 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False) -> dict[str, fl
                 run_sft(cfg, processor, sft_data, sft_dir, tracker, placement.learner)
             model_path = str(sft_dir)
         if cfg.run.steps == 0:
-            return summarize([], (time.perf_counter() - started) / 60)
+            return summarize([], (time.perf_counter() - started) / 60, measure)
         if state:
             data.load_state(state["data"])
         actors = start_actors(cfg, model_path, routes, processor.tokenizer.pad_token_id, placement)
@@ -187,7 +201,9 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False) -> dict[str, fl
             improved = best.improves(metrics)
             if improved:
                 best.record(metrics, step)
-            history.append(metrics.get("reward/accuracy", metrics["reward/mean"]))
+            value = step_measure(metrics, measure)
+            if value is not None:
+                history.append(value)
             tracker.log({"step": step, **metrics})
             last = step == cfg.run.steps
             if (cfg.run.save_every and step % cfg.run.save_every == 0) or last or improved:
@@ -202,7 +218,7 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False) -> dict[str, fl
                     mark_best(ckpt)
                     tracker.message(f"best {best.metric} = {best.value:.4f} at step {step}: {ckpt}")
                 prune_checkpoints(run_dir, cfg.run.keep_last)
-        summary = summarize(history, (time.perf_counter() - started) / 60)
+        summary = summarize(history, (time.perf_counter() - started) / 60, measure)
         tracker.log({"summary": True, **summary}, advance=False)
         return summary
     except (RankFailed, RayError) as err:  # unrecoverable: one line naming the actor (faults.py)
