@@ -20,7 +20,7 @@ import pytest
 from PIL import Image
 
 import vrft.testing
-from vrft.orchestrator.core.ground_truth import parse_ground_truth
+from vrft.orchestrator.core.tasks import parse_ground_truth
 from vrft.orchestrator.core.templates import render_prompt, sft_target
 from vrft.orchestrator.data.prepare import coco_to_detection
 from vrft.orchestrator.data.sources import load_rows
