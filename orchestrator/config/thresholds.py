@@ -24,6 +24,12 @@ class AlarmThresholds(BaseModel):
     truncated: float | None = Field(0.3, ge=0)
     answer_length_drift: float | None = Field(3.0, gt=1, description="answer length against the first "
                                               "steps', above t or below 1/t")
+    # When a warning may fire at all: a share over a few dozen completions of a run's first steps is
+    # noise (the CPU demo's 64 completions at step 1 "crossed" tags_in_answer), not a hack.
+    warmup_steps: int = Field(5, ge=0, description="steps before any reward-hacking alarm may warn "
+                              "(the values are logged from step 1 all the same)")
+    min_samples: int = Field(128, ge=1, description="completions a warning must rest on: a task's latest "
+                             "steps are pooled (weighted by their completions) until they cover this many")
     # Engine/learner parity (orchestrator/train/parity.py): crossed at start-up, the run stops; later, a warning.
     parity_logprob_kl: float | None = Field(0.02, ge=0, description="parity/logprob_kl: KL(engine || learner) "
                                             "per token (fp32 on both sides: 0 to rounding)")
