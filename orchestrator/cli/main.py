@@ -11,6 +11,8 @@ from pathlib import Path
 
 from vrft.orchestrator.train.preflight import preflight
 
+log = logging.getLogger("vrft")
+
 EPILOG = """examples:
   vrft make-tiny-model runs/assets/model --size small
   vrft make-synthetic-data runs/assets/color --task color --n 512 --seed 0
@@ -71,7 +73,7 @@ def cmd_train(args) -> int:
     from vrft.orchestrator.runtime.faults import RunStopped
     from vrft.orchestrator.runtime.layout import cpu_layout
 
-    print(f"run dir: {run_dir}", file=sys.stderr)
+    log.info("run dir: %s", run_dir)
     # The inputs passed preflight: Ray starts now, sized for the layout the run will use, while
     # another thread imports the training loop (the two overlap: docs/measurements.md).
     started_ray = start_ray_while_importing(cpu_layout(cfg)[0], "vrft.orchestrator.train.loop")
@@ -191,7 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from vrft.orchestrator.observe.console import setup_console
+
+    setup_console()
     args = build_parser().parse_args(argv)
     from vrft.orchestrator.runtime.startup import check_startup
 

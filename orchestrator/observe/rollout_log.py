@@ -37,6 +37,7 @@ from vrft.orchestrator.core.boxes import (
 )
 from vrft.orchestrator.core.records import PromptGroup, PromptItem
 from vrft.orchestrator.observe.alarms import AlarmWatch
+from vrft.orchestrator.observe.tracking import define_step_axes
 
 log = logging.getLogger("vrft")
 _STEP_FILE = re.compile(r"^step_(\d{6,})(\.parquet)?$")
@@ -178,7 +179,9 @@ def log_wandb_table(run, step: int, rows: list) -> None:
             scores = {k[len("score/"):]: v for k, v in row.items() if k.startswith("score/")}
             table.add_data(step, row["row_id"], row["task"], picture, row["completion"], row["reward"],
                            row["advantage"], json.dumps(scores, sort_keys=True))
-        run.log({"step": step, "rollouts/samples": table})
+        payload = {"step": step, "rollouts/samples": table}
+        define_step_axes(run, payload, set())  # on the step axis like every metric (define_metric repeats harmlessly)
+        run.log(payload)
     except Exception as err:  # the records on disk are what counts; wandb never stops the run
         log.warning("wandb rollout table not logged: %s", str(err).splitlines()[0] if str(err) else err)
 
@@ -222,12 +225,6 @@ class Observer:
         prune_after(run_dir, resume_step)
         if resume_step:
             self.alarms.restore([r for r in read_history(run_dir) if 0 < r["step"] <= resume_step])
-        run = getattr(tracker, "wandb", None)
-        if run is not None:
-            try:
-                run.define_metric("alarms*", step_metric="step")
-            except Exception:  # noqa: BLE001 - an old wandb: the alarms land on wandb's own step
-                pass
 
     def __call__(self, step: int, groups: list[PromptGroup]) -> dict[str, float]:
         metrics = self.alarms(step, groups)
