@@ -120,7 +120,7 @@ def test_an_actors_output_lands_in_its_log_file_and_its_failure_shows_the_tail(c
         ray.get(actor.fail.remote())
     tail = logs.failure_tail(failed.value)
     path = tmp_path / "logs" / "rollout-worker-0.log"
-    assert tail.startswith(f"rollout-worker-0: its last ") and str(path) in tail
+    assert tail.startswith("rollout-worker-0: its last ") and str(path) in tail
     shown = tail.splitlines()[1:]
     # The bar's redraws collapse to their last state; the actor's final line comes last.
     assert "  | building 29/30" in shown and shown[-1] == "  | the last thing it said before failing"

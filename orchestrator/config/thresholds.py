@@ -14,14 +14,17 @@ TWO_SIDED = ("answer_length_drift",)
 class AlarmThresholds(BaseModel):
     """`logging.alarms`: the value at which each alarm logs its warning (null: never warns)."""
     model_config = ConfigDict(extra="forbid")
-    empty_answer: float | None = Field(0.2, ge=0)
-    multi_class: float | None = Field(0.1, ge=0)
+    empty_answer: float | None = Field(0.2, ge=0, description="share of completions with an empty answer")
+    multi_class: float | None = Field(0.1, ge=0, description="classification: share of answers naming a "
+                                      "list of classes")
     format_only: float | None = Field(0.8, ge=0, description="high early in a run by nature: warn only "
                                       "when nearly every completion is paid for its format alone")
-    tags_in_answer: float | None = Field(0.05, ge=0)
+    tags_in_answer: float | None = Field(0.05, ge=0, description="share of answers holding a <think>/<answer> "
+                                         "tag themselves")
     box_count_ratio: float | None = Field(3.0, gt=0, description="predicted / ground-truth boxes")
-    full_image_boxes: float | None = Field(0.2, ge=0)
-    truncated: float | None = Field(0.3, ge=0)
+    full_image_boxes: float | None = Field(0.2, ge=0, description="share of predicted boxes covering 90% "
+                                          "of the image or more")
+    truncated: float | None = Field(0.3, ge=0, description="share of completions cut at max_new_tokens")
     answer_length_drift: float | None = Field(3.0, gt=1, description="answer length against the first "
                                               "steps', above t or below 1/t")
     # When a warning may fire at all: a share over a few dozen completions of a run's first steps is
