@@ -168,7 +168,7 @@ def test_no_warning_in_the_warm_up_nor_on_too_few_completions(caplog):
         assert alarm_warnings(caplog) == []
         few(2, [empty_share(32)])  # pooled: 0.5 over 128
         assert len(alarm_warnings(caplog)) == 1
-        assert "0.5 over the latest 128 completions at step 2" in alarm_warnings(caplog)[0]
+        assert "0.5 (95% lower bound 0.415) over the latest 128 completions at step 2" in alarm_warnings(caplog)[0]
 
 
 def test_one_bad_step_among_good_ones_is_pooled_away(caplog):
@@ -180,4 +180,21 @@ def test_one_bad_step_among_good_ones_is_pooled_away(caplog):
         assert watch(6, [empty_share(20)])["alarms/counting/empty_answer"] == pytest.approx(20 / 64)
         assert alarm_warnings(caplog) == []  # (20 + 0) / 128 = 0.16: under 0.2
         watch(7, [empty_share(20)])  # two bad steps in a row: 40 / 128 = 0.31
+        assert len(alarm_warnings(caplog)) == 1
+
+
+def test_a_share_at_its_threshold_by_nature_does_not_warn(caplog):
+    """The shipped demo's tags_in_answer: about 0.04 a step (7 of 128 pooled
+    is 0.055, past 0.05). A warning needs the share's 95% lower bound past the threshold."""
+    from vrft.orchestrator.observe.alarms import wilson_lower
+
+    assert wilson_lower(7 / 128, 128) == pytest.approx(0.0267, abs=1e-3)
+    only_empty = {"format_only": None, "tags_in_answer": None, "truncated": None, "empty_answer": 0.05}
+    watch = AlarmWatch(AlarmThresholds(warmup_steps=0, min_samples=128, **only_empty), rel1000)
+    with caplog.at_level(logging.WARNING, logger="vrft"):
+        for step, bad in enumerate([3, 4, 2, 3, 4, 3, 2, 4], start=1):  # 3-6% a step
+            watch(step, [empty_share(bad)])
+        assert alarm_warnings(caplog) == []
+        for step in range(9, 11):  # a hack: a third of the answers empty
+            watch(step, [empty_share(21)])
         assert len(alarm_warnings(caplog)) == 1

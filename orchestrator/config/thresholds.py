@@ -9,6 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field
 # The length drift is two-sided (answers that balloon or collapse): a threshold t is crossed above t or
 # below 1/t. Too few boxes is a weak model, too many the hack (each one buys matches and confidence terms).
 TWO_SIDED = ("answer_length_drift",)
+# The alarms that are shares of the completions (or of their answers or boxes): a warning needs the
+# share's lower confidence bound past the threshold, not the share alone (alarms.py).
+SHARES = ("empty_answer", "multi_class", "format_only", "tags_in_answer", "full_image_boxes", "truncated")
 
 
 class AlarmThresholds(BaseModel):
@@ -32,7 +35,8 @@ class AlarmThresholds(BaseModel):
     warmup_steps: int = Field(5, ge=0, description="steps before any reward-hacking alarm may warn "
                               "(the values are logged from step 1 all the same)")
     min_samples: int = Field(128, ge=1, description="completions a warning must rest on: a task's latest "
-                             "steps are pooled (weighted by their completions) until they cover this many")
+                             "steps are pooled (weighted by their completions) until they cover this many; a "
+                             "share then warns when its 95% lower bound (Wilson) crosses the threshold")
     # Engine/learner parity (orchestrator/train/parity.py): crossed at start-up, the run stops; later, a warning.
     parity_logprob_kl: float | None = Field(0.02, ge=0, description="parity/logprob_kl: KL(engine || learner) "
                                             "per token (fp32 on both sides: 0 to rounding)")
