@@ -62,6 +62,7 @@ def _eval_config(args, model: str):
 
 
 def cmd_eval(args) -> int:
+    from vrft.orchestrator.evaluation.intervals import add_intervals
     from vrft.orchestrator.evaluation.protocol import (
         format_report,
         load_eval_set,
@@ -85,7 +86,8 @@ def cmd_eval(args) -> int:
     if args.predictions:  # rescoring: no model, no engine
         try:
             records = read_predictions(args.predictions)
-            report = score_report(bench.name, records, eval_set.ground_truth, **eval_set.options)
+            report = add_intervals(eval_set, records,
+                                   score_report(bench.name, records, eval_set.ground_truth, **eval_set.options))
         except (ValueError, KeyError) as err:
             raise _fail(str(err)) from None
         out = Path(args.out) if args.out else Path(args.predictions).parent
@@ -95,6 +97,14 @@ def cmd_eval(args) -> int:
         return 0
     if not args.model:
         raise _fail("give --model (a HF id or folder, an export, or a run checkpoint), or --predictions")
+    if args.samples < 1:
+        raise _fail(f"--samples {args.samples}: give 1 or more")
+    if args.samples > 1:
+        if bench.kind in ("coco", "lvis"):
+            raise _fail(f"--samples: {bench.name}'s mAP has no per-query correctness to count samples by")
+        if (args.temperature if args.temperature is not None else bench.sampling.temperature) == 0:
+            raise _fail(f"--samples {args.samples}: {bench.name}'s protocol decodes greedily (every sample "
+                        "the same); give --temperature")
     args.benchmark_max_pixels = bench.max_pixels
     with tempfile.TemporaryDirectory(prefix="vrft-eval-") as workdir:
         model = _model_folder(args.model, Path(workdir), args.trust_remote_code)
@@ -126,12 +136,16 @@ def _run(cfg, eval_set, args):
         workers = start_rollout(cfg, cfg.model.path, placement)
         completions, timing = generate(workers, processor, eval_set, batch_size=args.batch_size,
                                        progress=not args.no_progress, seed=args.seed,
-                                       max_new_tokens=args.max_new_tokens)
+                                       max_new_tokens=args.max_new_tokens, samples=args.samples,
+                                       temperature=args.temperature)
     finally:
         for w in workers:
             ray.kill(w)
         if started and ray.is_initialized():
             ray.shutdown()
+    samples = None
+    if args.samples > 1:  # the standard metrics read each query's first sample; pass/maj/mean@k all k
+        samples, completions = completions, [group[0] for group in completions]
     if args.sam:
         from vrft.orchestrator.evaluation.protocol import add_sam_masks
 
@@ -142,6 +156,12 @@ def _run(cfg, eval_set, args):
         report = score_report(eval_set.benchmark.name, records, eval_set.ground_truth, **eval_set.options)
     else:
         records, report = score(eval_set, completions)
+    if samples is not None:
+        from vrft.orchestrator.evaluation.intervals import k_sample_metrics
+
+        report["metrics"].update(k_sample_metrics(eval_set, samples, args.samples, seed=args.seed))
+        for record, group in zip(records, samples, strict=True):
+            record["samples"] = group
     report["timing"] = timing
     report["model"] = args.model
     report["sampling"] = {**vars(eval_set.benchmark.sampling), "max_new_tokens": args.max_new_tokens
@@ -177,7 +197,13 @@ def add_eval_command(sub) -> None:
     proto.add_argument("--template", help="prompt template (default: the benchmark's)")
     proto.add_argument("--max-new-tokens", type=int, help="cap the protocol's token limit (a deviation: "
                        "for quick checks only; metrics.json records it)")
-    proto.add_argument("--seed", type=int, default=0, help="sampling seed (greedy protocols ignore it)")
+    proto.add_argument("--seed", type=int, default=0, help="sampling seed (greedy protocols ignore it); "
+                       "seeds the bootstrap intervals too")
+    proto.add_argument("--samples", type=int, default=1, metavar="K",
+                       help="K completions per query: adds pass@K (Chen et al.'s unbiased estimator), maj@K "
+                       "and mean@K, each with its 95%% interval; the other metrics read the first sample")
+    proto.add_argument("--temperature", type=float, help="sampling temperature (default: the protocol's; "
+                       "--samples needs one above 0 where the protocol is greedy)")
     proto.add_argument("--sam", help="LISA: a SAM checkpoint (e.g. facebook/sam-vit-huge) turning each "
                        "predicted box into a mask for gIoU / cIoU (the rows need ground-truth masks)")
     engine = p.add_argument_group("engines (Ray actors)")
