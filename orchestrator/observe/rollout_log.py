@@ -160,6 +160,10 @@ class RolloutLog:
         pq.write_table(table, tmp)
         os.replace(tmp, path)
         if wandb_rows:
+            try:  # on the step axis like every metric (define_metric repeats harmlessly)
+                define_step_axes(wandb_run, {"step": step, "rollouts/samples": None}, set())
+            except Exception as err:  # noqa: BLE001 - the records on disk are what counts
+                log.warning("wandb: rollouts/samples not put on the step axis: %s", err)
             log_wandb_table(wandb_run, step, wandb_rows)
         return path
 
@@ -179,9 +183,7 @@ def log_wandb_table(run, step: int, rows: list) -> None:
             scores = {k[len("score/"):]: v for k, v in row.items() if k.startswith("score/")}
             table.add_data(step, row["row_id"], row["task"], picture, row["completion"], row["reward"],
                            row["advantage"], json.dumps(scores, sort_keys=True))
-        payload = {"step": step, "rollouts/samples": table}
-        define_step_axes(run, payload, set())  # on the step axis like every metric (define_metric repeats harmlessly)
-        run.log(payload)
+        run.log({"step": step, "rollouts/samples": table})
     except Exception as err:  # the records on disk are what counts; wandb never stops the run
         log.warning("wandb rollout table not logged: %s", str(err).splitlines()[0] if str(err) else err)
 
