@@ -112,3 +112,9 @@ def test_a_run_states_the_keys_it_set_away_from_the_defaults():
     learner = next(line for line in lines if line.strip().startswith("learner:"))
     assert "lr=0.5" in learner and "zero_stage" not in learner  # zero_stage stays at its default
     assert len(lines) <= 12
+
+
+def test_a_config_with_a_list_of_rewards_is_shown_and_summarised():
+    cfg = load_config(CONFIG, ["rewards=[{name: format, weight: 0.5}]"])
+    assert '  rewards=[{"name": "format", "weight": 0.5, "options": {}}]' in summary_lines(cfg)
+    assert main(["config", "show", str(CONFIG), "rewards=[{name: format, weight: 0.5}]"]) == 0

@@ -11,6 +11,7 @@ import types
 import typing
 
 from pydantic import BaseModel
+from pydantic_core import to_jsonable_python
 
 _UNSET = object()
 
@@ -62,7 +63,8 @@ def _show(value) -> str:
         return "null"
     if isinstance(value, bool):
         return str(value).lower()
-    return json.dumps(value) if isinstance(value, (dict, list, tuple)) else str(value)
+    # Lists and mappings may hold models (a list of rewards): pydantic makes them plain first.
+    return json.dumps(to_jsonable_python(value)) if isinstance(value, (dict, list, tuple)) else str(value)
 
 
 def _default(field):
