@@ -114,8 +114,8 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False) -> dict[str, fl
         log.info(layout)
     run_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
-    log.info("config, as resolved (the keys set away from their defaults; every key: %s, explained by "
-             "vrft config show):\n%s", run_dir / "config.yaml", "\n".join(summary_lines(cfg)))
+    log.info("config (the keys set away from their defaults; all of them: %s):\n%s", run_dir / "config.yaml",
+             "\n".join(summary_lines(cfg)))
     processor = load_processor(cfg.model.path, cfg.model.min_pixels, cfg.model.max_pixels,
                                cfg.model.trust_remote_code)
     # The tokens the engines never sample leave the learner's log-prob normaliser too (and SFT's).
