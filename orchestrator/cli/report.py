@@ -30,10 +30,13 @@ def run_summary(run_dir: Path, report: Path | None = None) -> str:
     last = steps[-1] if steps else {}
     version = f", policy version {last['policy_version']:.0f}" if "policy_version" in last else ""
     lines.append(f"  {'steps':<10} {steps[-1]['step'] if steps else 0}{version}")
-    evals = sorted(k for k in metrics if k.startswith("eval/") and k.count("/") >= 2)
+    evals = sorted(k for k in metrics if k.startswith("eval/") and k.count("/") >= 2
+                   and not k.endswith(("_ci_low", "_ci_high")))  # an interval goes beside its metric
     for i, key in enumerate(evals[:4]):
         step, value = max(metrics[key].items(), key=lambda kv: kv[1])
-        lines.append(f"  {'best eval' if i == 0 else '':<10} {key} {value:.4f} (step {step})")
+        low, high = (metrics.get(key + end, {}).get(step) for end in ("_ci_low", "_ci_high"))
+        interval = f" [{low:.4f}, {high:.4f}]" if low is not None and high is not None else ""
+        lines.append(f"  {'best eval' if i == 0 else '':<10} {key} {value:.4f}{interval} (step {step})")
     if len(evals) > 4:
         lines.append(f"  {'':<10} … and {len(evals) - 4} more eval metrics (see the report)")
     if steps:
