@@ -37,43 +37,50 @@ def _check_options(kind: str, fn, options: dict) -> None:
 
 
 class LearnerConfig(BaseModel):
+    """The DeepSpeed learner: optimisation, the GRPO loss and its pieces, placement."""
     # Non-finite numbers (lr=.inf) are refused: they would only fail, or silently diverge, mid-run.
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     world_size: int = Field(1, ge=1, description="DeepSpeed data-parallel ranks (Ray actors)")
-    zero_stage: Literal[0, 1, 2, 3] = 2
-    dtype: Literal["auto", "float32", "bfloat16"] = "auto"  # auto: bf16 on GPU, fp32 on CPU
-    lr: float = Field(1e-6, gt=0)  # TRL's default that Visual-RFT and Reason-RFT ran with
-    lr_schedule: Literal["constant", "linear", "cosine"] = "constant"
-    warmup_steps: int = Field(0, ge=0)
-    weight_decay: float = 0.0
-    betas: tuple[float, float] = (0.9, 0.999)
-    grad_clip: float = Field(1.0, gt=0)
+    zero_stage: Literal[0, 1, 2, 3] = Field(2, description="DeepSpeed ZeRO stage (3 shards the parameters too)")
+    dtype: Literal["auto", "float32", "bfloat16"] = Field("auto", description="training dtype; auto: bf16 on "
+                                                          "GPU, fp32 on CPU")
+    # TRL's default that Visual-RFT and Reason-RFT ran with
+    lr: float = Field(1e-6, gt=0, description="AdamW learning rate")
+    lr_schedule: Literal["constant", "linear", "cosine"] = Field("constant", description="learning-rate "
+                                                                 "schedule after the warm-up")
+    warmup_steps: int = Field(0, ge=0, description="steps of linear learning-rate warm-up")
+    weight_decay: float = Field(0.0, description="AdamW weight decay")
+    betas: tuple[float, float] = Field((0.9, 0.999), description="AdamW betas")
+    grad_clip: float = Field(1.0, gt=0, description="gradient-norm clip")
     micro_batch_size: int = Field(4, ge=1, description="sequences per forward/backward")
     token_budget: int | None = Field(None, ge=1, description="max padded tokens per micro-batch; "
                                      "samples are sorted by length first (None: micro_batch_size only)")
-    gradient_checkpointing: bool = False
+    gradient_checkpointing: bool = Field(False, description="recompute activations in the backward pass "
+                                         "(less memory, more time)")
     share_prompts: bool = Field(True, description="run each prompt (and its images) once for the completions "
                                 "that share it, not once per completion (learner/shared_prompt.py); off under "
                                 "gradient_checkpointing, which keeps no KV cache")
-    freeze_vision: bool = False
-    offload_optimizer: bool = False  # ZeRO-Offload: optimizer states (and step) on the CPU
-    offload_params: bool = False  # ZeRO-3 only: parameters live on the CPU between uses
+    freeze_vision: bool = Field(False, description="train the language model only (the vision tower frozen)")
+    offload_optimizer: bool = Field(False, description="ZeRO-Offload: optimizer states (and step) on the CPU")
+    offload_params: bool = Field(False, description="ZeRO-3 only: parameters live on the CPU between uses")
 
     # LoRA through peft (0: full fine-tuning). The vision tower never gets adapters (as EasyR1).
-    lora_rank: int = Field(0, ge=0)
+    lora_rank: int = Field(0, ge=0, description="LoRA rank (0: full fine-tuning)")
     lora_alpha: float | None = Field(None, gt=0, description="None: 2 x lora_rank")
-    lora_dropout: float = Field(0.0, ge=0, lt=1)
+    lora_dropout: float = Field(0.0, ge=0, lt=1, description="dropout on the LoRA input")
     lora_target_modules: list[str] | None = Field(
         None, description="module name suffixes; None: every linear layer of the language model")
 
     # The algorithm, by registered name (vrft.learner.algorithms). Defaults are Visual-RFT's loss.
-    advantage: str = "grpo"
-    advantage_options: dict = Field(default_factory=dict)
-    policy_loss: str = "visual_rft"
-    policy_loss_options: dict = Field(default_factory=dict)
-    loss_agg: Literal["seq-mean-token-mean", "token-mean", "seq-mean-token-sum-norm"] = "seq-mean-token-mean"
-    kl_estimator: Literal["k1", "k2", "k3"] = "k3"
+    advantage: str = Field("grpo", description="advantage estimator, by registered name")
+    advantage_options: dict = Field(default_factory=dict, description="the advantage estimator's keyword options")
+    policy_loss: str = Field("visual_rft", description="policy loss, by registered name")
+    policy_loss_options: dict = Field(default_factory=dict, description="the policy loss's keyword options")
+    loss_agg: Literal["seq-mean-token-mean", "token-mean", "seq-mean-token-sum-norm"] = Field(
+        "seq-mean-token-mean", description="how per-token losses become the batch's loss")
+    kl_estimator: Literal["k1", "k2", "k3"] = Field("k3", description="estimator of the KL to the reference "
+                                                    "model (k1, k2 or k3)")
     beta: float = Field(0.04, ge=0, description="KL weight; 0 loads no reference model")
     kl_in_reward: bool = Field(False, description="subtract beta * sum_t KL_t from each sample's reward "
                                "and recompute the advantages (veRL use_kl_in_reward), instead of "
@@ -85,8 +92,9 @@ class LearnerConfig(BaseModel):
         None, gt=0, description="the temperature the learner's log-probs divide the logits by; None: the "
         "sampling temperature (as the engines' log-probs). 1.0: Reason-RFT's trainer (TRL 0.15), which "
         "samples at 0.9 but scores raw logits")
-    is_correction: bool = False  # truncated importance sampling between engine and learner log-probs
-    is_cap: float = Field(2.0, gt=0)
+    is_correction: bool = Field(False, description="truncated importance sampling between the engine's "
+                                "and the learner's log-probs")
+    is_cap: float = Field(2.0, gt=0, description="is_correction: the ratio's cap")
     banned_token_ids: list[NonNegativeInt] = Field(
         default_factory=list, description="token ids the rollout engines never sample: the learner's "
         "log-probs and entropies normalise over the rest of the vocabulary, as the engines' do. Set by "
@@ -94,18 +102,20 @@ class LearnerConfig(BaseModel):
 
     # DAPO (Yu et al. 2025): the learner's part. Dynamic sampling and the overlong penalty shape the
     # batch, so they live in the orchestrator's `dapo:` section.
-    mask_truncated: bool = False  # completions cut by max_new_tokens carry no gradient (Sample.finish_reason)
+    mask_truncated: bool = Field(False, description="completions cut by max_new_tokens carry no gradient")
 
     # A NaN/inf loss or gradient norm skips that update (metric skipped_nonfinite); this many in a
     # row means training has diverged: the learner raises and the run stops.
-    max_nonfinite_in_row: int = Field(3, ge=1)
+    max_nonfinite_in_row: int = Field(3, ge=1, description="updates in a row skipped for a non-finite loss "
+                                      "or gradient before the run stops")
     # How long a rank waits in a DeepSpeed collective for the others (DeepSpeed's default_pg_timeout
     # is 30 min). It bounds a hang where no rank dies (a lost rank is seen by Ray at once); it must
     # exceed the slowest gap between collectives: one micro-batch, or rank 0 writing a checkpoint.
-    collective_timeout_s: float = Field(600.0, gt=0)
+    collective_timeout_s: float = Field(600.0, gt=0, description="how long a rank waits in a DeepSpeed "
+                                        "collective for the others before the step fails (a hang where no rank died)")
 
-    num_gpus_per_rank: float = Field(0.0, ge=0)
-    num_cpus_per_rank: float = Field(1.0, ge=0)
+    num_gpus_per_rank: float = Field(0.0, ge=0, description="Ray GPUs each learner rank reserves")
+    num_cpus_per_rank: float = Field(1.0, ge=0, description="Ray CPUs each learner rank reserves")
     torch_threads: int | None = Field(None, ge=1, description="torch CPU threads per rank")
 
     @field_validator("advantage", "policy_loss")

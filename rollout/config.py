@@ -32,15 +32,17 @@ class ToolsConfig(BaseModel):
 
 
 class RolloutConfig(BaseModel):
+    """The rollout engines (Ray actors) and how they sample."""
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    engine: Literal["hf", "vllm"] = "hf"
+    engine: Literal["hf", "vllm"] = Field("hf", description="hf: transformers' generate (CPU or GPU); vllm: "
+                                          "vLLM engines")
     num_workers: int = Field(1, ge=1, description="rollout actors, one engine each")
     n: int = Field(8, ge=1, description="completions per prompt (G)")
-    temperature: float = Field(1.0, gt=0)  # Visual-RFT samples at 1.0
-    top_p: float = Field(1.0, gt=0, le=1)
-    top_k: int = Field(0, ge=0)
-    max_new_tokens: int = Field(256, ge=1)
+    temperature: float = Field(1.0, gt=0, description="sampling temperature")  # Visual-RFT samples at 1.0
+    top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling (1: off)")
+    top_k: int = Field(0, ge=0, description="sample among the k likeliest tokens (0: off)")
+    max_new_tokens: int = Field(256, ge=1, description="longest completion in tokens (longer ones are cut)")
     max_batch_size: int = Field(64, ge=1, description="sequences per generate call")
     share_prefill: bool = Field(True, description="hf engine: each prompt (image included) is prefilled "
                                 "once and its KV cache serves its n samples (rollout/decode.py; vLLM caches prefixes itself)")
@@ -50,10 +52,12 @@ class RolloutConfig(BaseModel):
         "separate", description="separate: engines on their own GPUs; colocated: engine i shares "
                                 "learner rank i's GPU and sleeps while the learner trains")
     tensor_parallel_size: int = Field(1, ge=1, description="GPUs per engine (vLLM)")
-    num_cpus_per_worker: float = Field(1.0, ge=0)
-    num_gpus_per_worker: float = Field(0.0, ge=0)
-    torch_threads: int | None = Field(None, ge=1)
-    dtype: Literal["auto", "float32", "bfloat16"] = "auto"
+    num_cpus_per_worker: float = Field(1.0, ge=0, description="Ray CPUs each rollout actor reserves")
+    num_gpus_per_worker: float = Field(0.0, ge=0, description="Ray GPUs each rollout actor reserves")
+    torch_threads: int | None = Field(None, ge=1, description="torch CPU threads per engine (None: torch's "
+                                      "default)")
+    dtype: Literal["auto", "float32", "bfloat16"] = Field("auto", description="engine weights' dtype; auto: "
+                                                          "bf16 on GPU, fp32 on CPU")
     vllm: dict = Field(default_factory=dict, description="extra vLLM engine arguments")
     tools: ToolsConfig | None = Field(None, description="image tools and multi-turn rollouts; None: one turn")
     max_worker_restarts: int = Field(3, ge=0, description="rollout workers replaced after dying (the run "

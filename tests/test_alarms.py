@@ -84,7 +84,8 @@ def test_truncation_and_tasks_apart():
 
 
 def test_length_drift_against_the_first_steps_and_one_warning(caplog):
-    watch = AlarmWatch(AlarmThresholds(answer_length_drift=3.0, empty_answer=None, format_only=None), rel1000)
+    watch = AlarmWatch(AlarmThresholds(answer_length_drift=3.0, empty_answer=None, format_only=None,
+                                       warmup_steps=0, min_samples=1), rel1000)
     short = group("counting", {"answer": "3"}, ["<answer>3</answer>", "<answer>44</answer>"])  # 1.5 chars
     long_ = group("counting", {"answer": "3"}, ["<answer>" + "9" * 30 + "</answer>"] * 2)
     with caplog.at_level(logging.WARNING, logger="vrft"):
@@ -135,3 +136,65 @@ def test_tags_spliced_into_the_answer_are_counted():
 
 def test_a_spliced_tag_is_not_a_list_of_classes():
     assert not names_several("red</think><answer>red", "red") and names_several("red/blue", "red")
+
+
+
+def empty_share(share_of_64: int):
+    """A counting group of 64 completions, `share_of_64` of them with an empty answer."""
+    return group("counting", {"answer": "3"}, ["<answer></answer>"] * share_of_64
+                 + ["<answer>3</answer>"] * (64 - share_of_64))
+
+
+def alarm_warnings(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.getMessage().startswith("alarm:")]
+
+
+def test_no_warning_in_the_warm_up_nor_on_too_few_completions(caplog):
+    """The shipped demo's step 1 had 64 completions and a share past its threshold: a false alarm.
+    No warning inside the warm-up, none on fewer than min_samples completions; then one, on the
+    value pooled over the latest steps."""
+    only_empty = {"format_only": None, "tags_in_answer": None, "truncated": None, "empty_answer": 0.2}
+    with caplog.at_level(logging.WARNING, logger="vrft"):
+        warm = AlarmWatch(AlarmThresholds(warmup_steps=3, min_samples=1, **only_empty), rel1000)
+        for step in (1, 2, 3):
+            assert warm(step, [empty_share(32)])["alarms/counting/empty_answer"] == 0.5
+        assert alarm_warnings(caplog) == []
+        warm(4, [empty_share(32)])
+        assert len(alarm_warnings(caplog)) == 1 and "at step 4" in alarm_warnings(caplog)[0]
+
+        caplog.clear()
+        few = AlarmWatch(AlarmThresholds(warmup_steps=0, min_samples=128, **only_empty), rel1000)
+        few(1, [empty_share(32)])  # 64 completions: too few to warn on
+        assert alarm_warnings(caplog) == []
+        few(2, [empty_share(32)])  # pooled: 0.5 over 128
+        assert len(alarm_warnings(caplog)) == 1
+        assert "0.5 (95% lower bound 0.415) over the latest 128 completions at step 2" in alarm_warnings(caplog)[0]
+
+
+def test_one_bad_step_among_good_ones_is_pooled_away(caplog):
+    only_empty = {"format_only": None, "tags_in_answer": None, "truncated": None, "empty_answer": 0.2}
+    watch = AlarmWatch(AlarmThresholds(warmup_steps=0, min_samples=128, **only_empty), rel1000)
+    with caplog.at_level(logging.WARNING, logger="vrft"):
+        for step in range(1, 6):
+            watch(step, [empty_share(0)])
+        assert watch(6, [empty_share(20)])["alarms/counting/empty_answer"] == pytest.approx(20 / 64)
+        assert alarm_warnings(caplog) == []  # (20 + 0) / 128 = 0.16: under 0.2
+        watch(7, [empty_share(20)])  # two bad steps in a row: 40 / 128 = 0.31
+        assert len(alarm_warnings(caplog)) == 1
+
+
+def test_a_share_at_its_threshold_by_nature_does_not_warn(caplog):
+    """The shipped demo's tags_in_answer: about 0.04 a step (7 of 128 pooled
+    is 0.055, past 0.05). A warning needs the share's 95% lower bound past the threshold."""
+    from vrft.orchestrator.observe.alarms import wilson_lower
+
+    assert wilson_lower(7 / 128, 128) == pytest.approx(0.0267, abs=1e-3)
+    only_empty = {"format_only": None, "tags_in_answer": None, "truncated": None, "empty_answer": 0.05}
+    watch = AlarmWatch(AlarmThresholds(warmup_steps=0, min_samples=128, **only_empty), rel1000)
+    with caplog.at_level(logging.WARNING, logger="vrft"):
+        for step, bad in enumerate([3, 4, 2, 3, 4, 3, 2, 4], start=1):  # 3-6% a step
+            watch(step, [empty_share(bad)])
+        assert alarm_warnings(caplog) == []
+        for step in range(9, 11):  # a hack: a third of the answers empty
+            watch(step, [empty_share(21)])
+        assert len(alarm_warnings(caplog)) == 1

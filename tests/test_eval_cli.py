@@ -191,3 +191,72 @@ def test_lisa_giou_ciou_through_box_prompted_sam(tmp_path):
     assert report["metrics"]["gIoU"] == pytest.approx(100 * np.mean([i / (u + 1e-6) for i, u in zip(inter, union,
                                                                                                      strict=True)]), abs=1e-6)
     assert report["metrics"]["cIoU"] == pytest.approx(100 * sum(inter) / (sum(union) + 1e-6), abs=1e-6)
+
+
+def test_metrics_carry_their_bootstrap_interval(tmp_path, capsys):
+    """metrics.json and the printed table: the headline metric with its 95% interval over items, COCO's
+    mAP with one over images; the same seeded numbers on every rescoring."""
+    counting = make_reason_rft_counting(tmp_path / "counting", n=6)
+    rows = load_rows(counting)
+    records = [{"id": r["id"], "completion": f"<answer>{r['answer'] if i % 2 else '99'}</answer>"}
+               for i, r in enumerate(rows)]
+    report = rescore(tmp_path, "clevr_math", records, "--data", str(counting))
+    m = report["metrics"]
+    assert m["accuracy"] == pytest.approx(50.0) and 0 <= m["accuracy_ci_low"] < 50 < m["accuracy_ci_high"] <= 100
+    assert report["intervals"] == {"method": "percentile bootstrap", "confidence": 0.95, "unit": "item",
+                                   "resamples": 1000, "seed": 0}
+    printed = capsys.readouterr().out
+    assert f"accuracy         50.00  [{m['accuracy_ci_low']:.2f}, {m['accuracy_ci_high']:.2f}]" in printed
+    assert rescore(tmp_path, "clevr_math", records, "--data", str(counting))["metrics"] == m  # seeded
+
+    gt, emap, answers = coco_fixture(seed=3)
+    ann, emap_file = tmp_path / "instances.json", tmp_path / "exist_map.json"
+    ann.write_text(json.dumps(gt))
+    emap_file.write_text(json.dumps(emap))
+    asked = [(img, n) for img in range(1, 25) for n in ("bus", "train", "fire hydrant", "stop sign", "cat",
+                                                          "dog", "bed", "toilet") if n in emap[str(img)]]
+    records = [{"id": f"{img}:{n}", "completion": answer(answers[img, n])} for img, n in asked]
+    report = rescore(tmp_path, "coco_fewshot_8", records, "--annotations", str(ann), "--existence-map",
+                     str(emap_file), "--scoring", "strict")
+    m = report["metrics"]
+    assert m["mAP_ci_low"] <= m["mAP"] <= m["mAP_ci_high"] and report["intervals"]["unit"] == "image"
+
+
+def test_intervals_reach_the_metrics_logged_between_training_steps(tmp_path, monkeypatch):
+    """evaluate() (eval between GRPO steps) logs eval/<benchmark>/<metric>_ci_low/_ci_high."""
+    import vrft.orchestrator.evaluation.between_steps as between
+    from vrft.orchestrator.config.schema import EvalSpec, load_config
+    from vrft.orchestrator.evaluation.driver import load_eval_set
+
+    counting = make_reason_rft_counting(tmp_path / "counting", n=6)
+    rows = load_rows(counting)
+    canned = [f"<think>x</think><answer>{r['answer'] if i % 2 else '99'}</answer>" for i, r in enumerate(rows)]
+    monkeypatch.setattr(between, "generate", lambda *args, **kw: (canned, {"seconds": 1.0}))
+    cfg = load_config(Path(__file__).parent.parent / "configs" / "local" / "test_cpu.yaml")
+    spec = EvalSpec(benchmark="clevr_math", data=str(counting))
+    logged = between.evaluate(cfg, [], None, [load_eval_set(spec)], step=4)
+    assert logged["eval/clevr_math/accuracy"] == pytest.approx(50.0)
+    assert logged["eval/clevr_math/accuracy_ci_low"] < 50 < logged["eval/clevr_math/accuracy_ci_high"]
+
+
+def test_samples_give_pass_maj_and_mean_at_k(tmp_path, tiny_model):
+    """`vrft eval --samples 3`: three sampled completions per query on the rollout actors; pass@3,
+    maj@3 and mean@3 with their intervals; a greedy protocol without --temperature is refused first."""
+    aircraft = make_virft_classification(tmp_path / "aircraft", n=4)
+    refused = subprocess.run([sys.executable, "-m", "vrft.orchestrator.cli.main", "eval", "aircraft", "--model",
+                              tiny_model, "--data", str(aircraft), "--samples", "3"],
+                             capture_output=True, text=True, timeout=120)
+    assert refused.returncode != 0 and "decodes greedily" in refused.stderr and "Ray" not in refused.stderr
+    counting = make_reason_rft_counting(tmp_path / "counting", n=4)
+    out = tmp_path / "eval"
+    base = [sys.executable, "-m", "vrft.orchestrator.cli.main", "eval", "clevr_math", "--model", tiny_model,
+            "--data", str(counting), "--out", str(out), "--batch-size", "2", "--max-new-tokens", "8",
+            "--no-progress", "--samples", "3"]
+    proc = subprocess.run([*base, "--temperature", "1.0"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    m = json.loads((out / "metrics.json").read_text())["metrics"]
+    for name in ("pass@3", "maj@3", "mean@3"):
+        assert m[f"{name}_ci_low"] <= m[name] <= m[f"{name}_ci_high"]
+    assert m["pass@3"] >= m["mean@3"] and m["pass@3"] >= m["maj@3"]
+    records = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert all(len(r["samples"]) == 3 and r["samples"][0] == r["completion"] for r in records)

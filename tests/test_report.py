@@ -26,7 +26,8 @@ def write_run(run_dir, steps: int, finished: bool) -> None:
             "alarms/detection/empty_answer": 0.6 if s == steps else 0.1, "alarms/detection/truncated": 0.0,
             "alarms/counting/empty_answer": 0.0,
             "time/rollout": 1.0, "time/verify": 0.1, "time/learn": 2.0, "time/sync": 0.2,
-            **({"eval/clevr_math/accuracy": 0.3 + s / 100} if s % 2 == 0 else {})}))
+            **({"eval/clevr_math/accuracy": 0.3 + s / 100, "eval/clevr_math/accuracy_ci_low": 0.2 + s / 100,
+                "eval/clevr_math/accuracy_ci_high": 0.4 + s / 100} if s % 2 == 0 else {})}))
     if finished:
         lines.append(json.dumps({"summary": True, "minutes": 1.0}))
     text = "\n".join(lines) + "\n"
@@ -42,6 +43,7 @@ def test_a_running_run_reports_what_it_has(tmp_path):
     assert "step 4 of 10 (in progress)" in page
     # accuracy + 2 tasks' components, one eval benchmark, the phases, 2 tasks' alarms
     assert page.count('class="plotly-graph-div"') == 3 + 1 + 1 + 2
+    assert "accuracy 95% interval" in page and '"name":"accuracy_ci_low"' not in page  # dotted, beside it
     assert 'No rollout records yet' in page
     # the alarm table: the last step's value, red past the run's own threshold (0.5, not the default)
     assert '<td class="crossed">0.600</td>' in page and "warn &gt;0.5" in page
@@ -57,7 +59,9 @@ def test_the_summary_names_the_best_eval_the_final_rewards_and_where_things_are(
     assert "(in progress)" not in report.read_text()
     text = run_summary(run_dir, report)
     assert "steps      6, policy version 6" in text
-    assert "best eval  eval/clevr_math/accuracy 0.3600 (step 6)" in text
+    # the interval beside its metric, never a metric of its own
+    assert "best eval  eval/clevr_math/accuracy 0.3600 [0.2600, 0.4600] (step 6)" in text
+    assert "_ci_" not in text
     # the last 5 steps' mean of reward/detection/mean: (0.2 + ... + 0.6) / 5
     assert any(line.split()[:3] == ["detection", "0.4000", "0.2000"] for line in text.splitlines())
     assert f"report     {report}" in text

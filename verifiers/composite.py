@@ -23,9 +23,9 @@ class RewardSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str
-    weight: float = 1.0
-    options: dict[str, Any] = Field(default_factory=dict)
+    name: str = Field(description="a registered reward name or package.module:function")
+    weight: float = Field(1.0, description="its weight in the total")
+    options: dict[str, Any] = Field(default_factory=dict, description="keyword options passed to the reward")
 
     @field_validator("weight")
     @classmethod

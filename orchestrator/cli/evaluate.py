@@ -77,6 +77,7 @@ def cmd_eval(args) -> int:
         report_of,
         write_outputs,
     )
+    from vrft.orchestrator.evaluation.intervals import add_intervals
     from vrft.verifiers.evaluation.benchmarks import get_benchmark
 
     try:
@@ -94,7 +95,7 @@ def cmd_eval(args) -> int:
                 from vrft.orchestrator.evaluation.driver import add_sam_masks
 
                 add_sam_masks(eval_set, records, args.sam)
-            report = report_of(eval_set, records)
+            report = add_intervals(eval_set, records, report_of(eval_set, records))
         except (ValueError, KeyError) as err:
             raise _fail(str(err)) from None
         out = Path(args.out) if args.out else Path(args.predictions).parent
@@ -104,6 +105,14 @@ def cmd_eval(args) -> int:
         return 0
     if not args.model:
         raise _fail("give --model (a HF id or folder, an export, or a run checkpoint), or --predictions")
+    if args.samples < 1:
+        raise _fail(f"--samples {args.samples}: give 1 or more")
+    if args.samples > 1:
+        if bench.kind in ("coco", "lvis"):
+            raise _fail(f"--samples: {bench.name}'s mAP has no per-query correctness to count samples by")
+        if (args.temperature if args.temperature is not None else bench.sampling.temperature) == 0:
+            raise _fail(f"--samples {args.samples}: {bench.name}'s protocol decodes greedily (every sample "
+                        "the same); give --temperature")
     with tempfile.TemporaryDirectory(prefix="vrft-eval-") as workdir:
         model = _model_folder(args.model, Path(workdir), args.trust_remote_code)
         records, report = _run(_engine_spec(args, model, bench.max_pixels), eval_set, args)
@@ -133,20 +142,31 @@ def _run(engines, eval_set, args):
         workers = start_rollout(engines, mc.path, placement)
         completions, timing = generate(workers, processor, eval_set, batch_size=args.batch_size,
                                        progress=not args.no_progress, seed=args.seed,
-                                       max_new_tokens=args.max_new_tokens)
+                                       max_new_tokens=args.max_new_tokens, samples=args.samples,
+                                       temperature=args.temperature)
     finally:
         for w in workers:
             ray.kill(w)
         if started and ray.is_initialized():
             ray.shutdown()
+    samples = None
+    if args.samples > 1:  # the standard metrics read each query's first sample; pass/maj/mean@k all k
+        samples, completions = completions, [group[0] for group in completions]
     if args.sam:
         from vrft.orchestrator.evaluation.driver import add_sam_masks, report_of
+        from vrft.orchestrator.evaluation.intervals import add_intervals
 
         records, _ = score(eval_set, completions)
         add_sam_masks(eval_set, records, args.sam)
-        report = report_of(eval_set, records)
+        report = add_intervals(eval_set, records, report_of(eval_set, records))
     else:
         records, report = score(eval_set, completions)
+    if samples is not None:
+        from vrft.orchestrator.evaluation.intervals import k_sample_metrics
+
+        report["metrics"].update(k_sample_metrics(eval_set, samples, args.samples, seed=args.seed))
+        for record, group in zip(records, samples, strict=True):
+            record["samples"] = group
     report["timing"] = timing
     report["model"] = args.model
     report["sampling"] = {**vars(eval_set.benchmark.sampling), "max_new_tokens": args.max_new_tokens
@@ -160,38 +180,54 @@ def add_eval_command(sub) -> None:
     p = sub.add_parser("eval", help="evaluate a model on a paper benchmark, or rescore saved predictions",
                        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG)
     p.add_argument("benchmark", help=f"one of: {', '.join(list_benchmarks())}")
-    p.add_argument("--model", help="HF id or folder, a vrft export, or RUN_DIR/checkpoints/step_N")
-    p.add_argument("--data", help="test rows (hub id, save_to_disk folder, JSON/JSONL meta file)")
-    p.add_argument("--split", help="split of --data")
-    p.add_argument("--annotations", help="detection: the COCO / LVIS annotation json")
-    p.add_argument("--images", help="detection: the folder of its images")
-    p.add_argument("--existence-map", help="detection: {image_id: [categories]} of the baseline model "
-                   "(the paper's protocol); without it every ground-truth category is queried")
-    p.add_argument("--protocol", choices=["existence_map", "gt_categories"], help="detection query protocol")
-    p.add_argument("--scoring", choices=["paper", "strict"], default="paper",
-                   help="how answers are read: paper (default) as the paper's released evaluation script "
-                   "does, strict with vrft's own parsers (docs/evaluation.md, \"Scoring\"); metrics.json "
-                   "records which ran")
-    p.add_argument("--template", help="prompt template by name (default: the benchmark's)")
-    p.add_argument("--template-file", help="a file holding the prompt text to use, e.g. the paper's exact "
-                   "evaluation prompt from its released script; {field} is the row's column of that name "
-                   "(detection: {category}; LISA: {instruction}); metrics.json records it")
-    p.add_argument("--limit", type=int, help="first N items (detection: first N images)")
-    p.add_argument("--sam", help="LISA: a SAM checkpoint (e.g. facebook/sam-vit-huge) turning each "
-                   "predicted box into a mask for gIoU / cIoU (the rows need ground-truth masks)")
-    p.add_argument("--predictions", help="rescore this predictions.jsonl instead of running a model")
-    p.add_argument("--out", help="output folder (default runs/eval/BENCHMARK)")
-    p.add_argument("--engine", choices=["hf", "vllm"], default="hf")
-    p.add_argument("--workers", type=int, default=1, help="rollout engines (Ray actors)")
-    p.add_argument("--gpus-per-worker", type=float, default=0.0)
-    p.add_argument("--tensor-parallel-size", type=int, default=1)
-    p.add_argument("--batch-size", type=int, default=8, help="queries per engine call")
-    p.add_argument("--dtype", choices=["auto", "float32", "bfloat16"], default="auto")
-    p.add_argument("--min-pixels", type=int)
-    p.add_argument("--max-pixels", type=int, help="default: the benchmark's (Reason-RFT: 480000)")
-    p.add_argument("--trust-remote-code", action="store_true")
-    p.add_argument("--max-new-tokens", type=int, help="cap the protocol's token limit (a deviation: "
-                   "for quick checks only; metrics.json records it)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-progress", action="store_true")
+    what = p.add_argument_group("what to evaluate")
+    what.add_argument("--model", help="HF id or folder, a vrft export, or RUN_DIR/checkpoints/step_N")
+    what.add_argument("--predictions", help="rescore this predictions.jsonl instead of running a model")
+    data = p.add_argument_group("the benchmark's data")
+    data.add_argument("--data", help="test rows (hub id, save_to_disk folder, JSON/JSONL meta file)")
+    data.add_argument("--split", help="split of --data")
+    data.add_argument("--limit", type=int, help="first N items (detection: first N images)")
+    det = p.add_argument_group("detection (COCO, LVIS)")
+    det.add_argument("--annotations", help="the COCO / LVIS annotation json")
+    det.add_argument("--images", help="the folder of its images")
+    det.add_argument("--existence-map", help="{image_id: [categories]} of the baseline model (the paper's "
+                     "protocol); without it every ground-truth category is queried")
+    det.add_argument("--protocol", choices=["existence_map", "gt_categories"], help="which categories each "
+                     "image is queried for (default: existence_map when one is given, else gt_categories)")
+    proto = p.add_argument_group("protocol and scoring")
+    proto.add_argument("--scoring", choices=["paper", "strict"], default="paper",
+                       help="how answers are read: paper (default) as the paper's released evaluation script "
+                       "does, strict with vrft's own parsers (docs/evaluation.md, \"Scoring\"); metrics.json "
+                       "records which ran")
+    proto.add_argument("--template", help="prompt template by name (default: the benchmark's)")
+    proto.add_argument("--template-file", help="a file holding the prompt text to use, e.g. the paper's exact "
+                       "evaluation prompt from its released script; {field} is the row's column of that name "
+                       "(detection: {category}; LISA: {instruction}); metrics.json records it")
+    proto.add_argument("--max-new-tokens", type=int, help="cap the protocol's token limit (a deviation: "
+                       "for quick checks only; metrics.json records it)")
+    proto.add_argument("--seed", type=int, default=0, help="sampling seed (greedy protocols ignore it); "
+                       "seeds the bootstrap intervals too")
+    proto.add_argument("--samples", type=int, default=1, metavar="K",
+                       help="K completions per query: adds pass@K (Chen et al.'s unbiased estimator), maj@K "
+                       "and mean@K, each with its 95%% interval; the other metrics read the first sample")
+    proto.add_argument("--temperature", type=float, help="sampling temperature (default: the protocol's; "
+                       "--samples needs one above 0 where the protocol is greedy)")
+    proto.add_argument("--sam", help="LISA: a SAM checkpoint (e.g. facebook/sam-vit-huge) turning each "
+                       "predicted box into a mask for gIoU / cIoU (the rows need ground-truth masks)")
+    engine = p.add_argument_group("engines (Ray actors)")
+    engine.add_argument("--engine", choices=["hf", "vllm"], default="hf",
+                        help="hf: transformers' generate; vllm: vLLM engines")
+    engine.add_argument("--workers", type=int, default=1, help="rollout engines (Ray actors)")
+    engine.add_argument("--gpus-per-worker", type=float, default=0.0, help="GPUs each engine reserves")
+    engine.add_argument("--tensor-parallel-size", type=int, default=1, help="GPUs per vLLM engine")
+    engine.add_argument("--batch-size", type=int, default=8, help="queries per engine call")
+    engine.add_argument("--dtype", choices=["auto", "float32", "bfloat16"], default="auto",
+                        help="weights' dtype; auto: bf16 on GPU, fp32 on CPU")
+    engine.add_argument("--min-pixels", type=int, help="the image processor's min_pixels (default: the model's)")
+    engine.add_argument("--max-pixels", type=int, help="default: the benchmark's (Reason-RFT: 480000)")
+    engine.add_argument("--trust-remote-code", action="store_true",
+                        help="run the model's own code from its folder or hub repo")
+    out = p.add_argument_group("output")
+    out.add_argument("--out", help="output folder (default runs/eval/BENCHMARK)")
+    out.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_eval)

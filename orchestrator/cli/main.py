@@ -11,19 +11,38 @@ from pathlib import Path
 
 from vrft.orchestrator.train.preflight import preflight
 
+log = logging.getLogger("vrft")
+
 EPILOG = """examples:
   vrft make-tiny-model runs/assets/model --size small
   vrft make-synthetic-data runs/assets/color --task color --n 512 --seed 0
-  vrft check-data configs/visual_rft/coco_8cls_4shot_2b.yaml data.path=data/ViRFT_COCO_8_cate_4_shot
-  vrft prepare-data k-shot data/aircraft_full data/aircraft_8shot --k 8
+  vrft config show configs/local/demo_cpu.yaml learner.lr=2e-4
+  vrft train configs/local/demo_cpu.yaml run.steps=5 rollout.n=4
+  vrft eval clevr_math --model runs/demo-hf --data data/Visual-Counting-id-test-1k.json
+  vrft report runs/demo-20261121-101500 runs/demo-20261122-090000
+
+`vrft COMMAND --help` explains a command and its arguments.
+"""
+TRAIN_EPILOG = """examples:
   vrft train configs/local/demo_cpu.yaml
   vrft train configs/local/demo_cpu.yaml run.steps=5 rollout.n=4 learner.beta=0
   vrft train --resume runs/demo-20261121-101500
   vrft train configs/local/demo_cpu.yaml --resume auto --run-dir runs/demo-job42
-  vrft sft configs/local/demo_cpu.yaml sft.steps=50
-  vrft export runs/demo-20261121-101500/checkpoints/step_000050 runs/demo-hf
-  vrft report runs/demo-20261121-101500
+
+Every config key, its default and what it means: vrft config show CONFIG
 """
+SFT_EPILOG = """examples:
+  vrft sft configs/local/demo_cpu.yaml sft.steps=50
+  vrft sft configs/reason_rft/counting_cot_sft_2b.yaml --run-dir runs/sft-counting
+"""
+# The commands as `vrft --help` lists them, by what they are for.
+COMMAND_GROUPS = {
+    "train": ("train", "sft", "reproduce", "config"),
+    "data": ("check-data", "prepare-data"),
+    "evaluate": ("eval", "report"),
+    "export": ("export",),
+    "dev assets": ("make-tiny-model", "make-synthetic-data"),
+}
 
 
 def _run_dir(cfg, explicit: str | None) -> Path:
@@ -79,7 +98,7 @@ def cmd_train(args) -> int:
     from vrft.orchestrator.runtime.faults import RunStopped
     from vrft.orchestrator.runtime.layout import cpu_layout
 
-    print(f"run dir: {run_dir}", file=sys.stderr)
+    log.info("run dir: %s", run_dir)
     # The inputs passed preflight: Ray starts now, sized for the layout the run will use, while
     # another thread imports the training loop (the two overlap: docs/measurements.md).
     started_ray = start_ray_while_importing(cpu_layout(cfg)[0], "vrft.orchestrator.train.loop")
@@ -140,14 +159,17 @@ def build_parser() -> argparse.ArgumentParser:
         description="Reinforcement fine-tuning of vision-language models with verifiable rewards "
                     "(Visual-RFT, Reason-RFT) on Ray: rollout actors, a verifier pool and a "
                     "DeepSpeed GRPO learner.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="version", version=f"vrft {version()}")
+    # The commands are listed once, grouped, in the epilog (`grouped_commands`), not as argparse's
+    # flat {a,b,c} list and again under "positional arguments".
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", help=argparse.SUPPRESS)
 
-    for name, sft_only, text in (
-        ("train", False, "run GRPO (after the SFT phase if sft.steps > 0)"),
-        ("sft", True, "run only the chain-of-thought SFT phase; writes RUN_DIR/sft_model"),
+    for name, sft_only, text, examples in (
+        ("train", False, "run GRPO (after the SFT phase if sft.steps > 0)", TRAIN_EPILOG),
+        ("sft", True, "run only the chain-of-thought SFT phase; writes RUN_DIR/sft_model", SFT_EPILOG),
     ):
         p = sub.add_parser(name, help=text, description=text,
-                           formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG)
+                           formatter_class=argparse.RawDescriptionHelpFormatter, epilog=examples)
         p.add_argument("config", nargs="?", help="YAML experiment config (see configs/)")
         p.add_argument("overrides", nargs="*", help="section.key=value, e.g. learner.lr=1e-6")
         p.add_argument("--resume", metavar="RUN_DIR|auto",
@@ -159,26 +181,29 @@ def build_parser() -> argparse.ArgumentParser:
                        help="label the end-of-run summary line DEMO (what `make demo` passes)")
         p.set_defaults(func=cmd_train, sft_only=sft_only)
 
-    p = sub.add_parser("make-tiny-model",
-                       help="build a random-weight Qwen2-VL, Qwen2.5-VL or Qwen3-VL offline (tests, demo)")
-    p.add_argument("out")
-    p.add_argument("--arch", choices=["qwen2_vl", "qwen2_5_vl", "qwen3_vl"], default="qwen2_vl")
+    text = "build a random-weight Qwen2-VL, Qwen2.5-VL or Qwen3-VL offline (tests, demo)"
+    p = sub.add_parser("make-tiny-model", help=text, description=text)
+    p.add_argument("out", help="the folder to write (loadable with from_pretrained)")
+    p.add_argument("--arch", choices=["qwen2_vl", "qwen2_5_vl", "qwen3_vl"], default="qwen2_vl",
+                   help="the model family (default qwen2_vl)")
     p.add_argument("--size", choices=["tiny", "small"], default="tiny",
                    help="tiny: ~0.2M parameters, for tests; small: ~10-30M, for the demo")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seeds the random weights")
     p.set_defaults(func=cmd_make_tiny_model)
 
-    p = sub.add_parser("make-synthetic-data", help="draw a synthetic image task with PIL")
-    p.add_argument("out")
-    p.add_argument("--task", choices=["counting", "color", "detection"], required=True)
-    p.add_argument("--n", type=int, required=True)
-    p.add_argument("--seed", type=int, default=0)
+    text = "draw a synthetic image task with PIL (counting, colour or detection rows)"
+    p = sub.add_parser("make-synthetic-data", help=text, description=text)
+    p.add_argument("out", help="the save_to_disk folder to write")
+    p.add_argument("--task", choices=["counting", "color", "detection"], required=True, help="what the rows ask")
+    p.add_argument("--n", type=int, required=True, help="rows to draw")
+    p.add_argument("--seed", type=int, default=0, help="seeds the drawing")
     p.add_argument("--n-corrupt", type=int, default=0, help="rows with undecodable images (tests)")
-    p.add_argument("--image-size", type=int, default=56)
+    p.add_argument("--image-size", type=int, default=56, help="image side in pixels")
     p.set_defaults(func=cmd_make_synthetic_data)
 
     from vrft.orchestrator.cli.data import add_data_commands
     from vrft.orchestrator.cli.evaluate import add_eval_command
+    from vrft.orchestrator.cli.explain import add_config_command
     from vrft.orchestrator.cli.report import add_report_command
     from vrft.orchestrator.cli.reproduce import add_reproduce_command
 
@@ -186,8 +211,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_eval_command(sub)
     add_reproduce_command(sub)
     add_report_command(sub)
+    add_config_command(sub)
 
-    p = sub.add_parser("export", help="write a checkpoint's policy as a Hugging Face folder (safetensors)")
+    text = "write a checkpoint's policy as a Hugging Face folder (safetensors)"
+    p = sub.add_parser("export", help=text, description=text)
     p.add_argument("checkpoint", help="RUN_DIR/checkpoints/step_N")
     p.add_argument("out", help="output folder, loadable with from_pretrained")
     p.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], default="auto",
@@ -196,11 +223,43 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run the base model's own code from its folder or hub repo (never taken "
                         "from the checkpoint)")
     p.set_defaults(func=cmd_export)
+    parser.usage = "vrft [-h] [--version] COMMAND [ARGS]"
+    parser.epilog = grouped_commands(sub) + "\n\n" + EPILOG
     return parser
 
 
+def grouped_commands(sub) -> str:
+    """The commands under their COMMAND_GROUPS headings, each with its one-line help. A command
+    added without a group is listed under "other" rather than lost."""
+    helps = {action.dest: action.help for action in sub._choices_actions}  # argparse keeps them here
+    width = max(len(name) for name in helps) + 2
+    lines, listed = ["commands:"], set()
+    for group, names in COMMAND_GROUPS.items():
+        lines.append(f"  {group}")
+        for name in names:
+            lines.append(f"    {name:<{width}}{helps[name]}")
+            listed.add(name)
+    others = [name for name in helps if name not in listed]
+    if others:
+        lines.append("  other")
+        lines += [f"    {name:<{width}}{helps[name]}" for name in others]
+    return "\n".join(lines)
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("vrft")
+    except PackageNotFoundError:  # a checkout used without an install (vrft/__init__.py)
+        return "unknown (not installed)"
+
+
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from vrft.orchestrator.observe.console import setup_console
+
+    setup_console()
     args = build_parser().parse_args(argv)
     from vrft.orchestrator.runtime.startup import check_startup
 

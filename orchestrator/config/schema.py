@@ -26,23 +26,27 @@ class _Strict(BaseModel):
 
 
 class RunConfig(_Strict):
+    """The run as a whole: its name and folder, steps, checkpoints, Ray and resumption."""
     name: str = Field("run", description="the run folder's name under output_dir (letters, digits, . _ -)")
-    output_dir: str = "runs"
-    seed: int = Field(0, ge=0, le=2**32 - 1)  # numpy's and the data shuffle's range
+    output_dir: str = Field("runs", description="the folder run folders are made in")
+    seed: int = Field(0, ge=0, le=2**32 - 1,  # numpy's and the data shuffle's range
+                      description="seeds the data order, sampling and the learner")
     steps: int = Field(10, ge=0, description="GRPO steps")
     save_every: int = Field(0, ge=0, description="checkpoint every N steps (0: only at the end)")
-    mode: Literal["sync", "async"] = "sync"
+    mode: Literal["sync", "async"] = Field("sync", description="sync: each step samples with the newest "
+                                           "weights; async: rollouts of the next steps run while the learner trains")
     max_staleness: int = Field(1, ge=0, description="async: policy versions a rollout may lag behind")
     ray_address: str | None = Field(None, description="None: local Ray, or the cluster of `ray job submit`")
     cluster_wait_s: float = Field(0.0, ge=0, description="on a joined cluster too small for the run: how "
                                   "long to wait for it to grow (autoscaling) before failing; 0: fail now")
     resume: Literal["never", "auto"] = Field("never", description="auto: continue from the run dir's latest "
                                              "complete checkpoint if there is one (requeued jobs), else start")
-    dashboard: bool = False  # local mode binds it to 127.0.0.1
+    dashboard: bool = Field(False, description="start Ray's dashboard (a local run binds it to 127.0.0.1)")
     keep_last: int = Field(0, ge=0, description="checkpoints kept (the newest; 0: all)")
     keep_best: str | None = Field(None, description="an eval metric, e.g. eval/clevr_math/accuracy: the "
                                   "checkpoint where it was best is kept (checkpoints/best)")
-    keep_best_mode: Literal["max", "min"] = "max"
+    keep_best_mode: Literal["max", "min"] = Field("max", description="whether keep_best keeps the highest or "
+                                                  "the lowest value")
     start_timeout_s: float = Field(900.0, gt=0, description="each actor's start-up (model load, DeepSpeed "
                                    "init, engine start): past it the run stops, naming the actor")
     layout: Literal["auto", "as_set"] = Field("auto", description="auto: a local CPU-only run fills the layout "
@@ -59,10 +63,13 @@ class RunConfig(_Strict):
 
 
 class ModelConfig(_Strict):
-    path: str
-    trust_remote_code: bool = False
-    min_pixels: int | None = Field(None, ge=1)
-    max_pixels: int | None = Field(None, ge=1)
+    """The policy model and how its images are sized."""
+    path: str = Field(description="a hub id or a local folder of a Qwen2-VL / Qwen2.5-VL / Qwen3-VL model")
+    trust_remote_code: bool = Field(False, description="run the model's own code from its folder or hub repo")
+    min_pixels: int | None = Field(None, ge=1, description="the image processor's min_pixels (None: the "
+                                   "model's own)")
+    max_pixels: int | None = Field(None, ge=1, description="the image processor's max_pixels (None: the "
+                                   "model's own); larger images are resized down to it")
 
 
 class DataConfig(_Strict):
@@ -74,10 +81,10 @@ class DataConfig(_Strict):
     image_root: str | None = Field(None, description="where a meta file's relative image paths start "
                                    "(default: the file's folder)")
     eval_path: str | None = Field(None, description="held-out rows (evaluation); same forms as path")
-    eval_split: str | None = None
-    prompts_per_step: int = Field(4, ge=1)
-    shuffle: bool = True
-    system_prompt: str | None = None
+    eval_split: str | None = Field(None, description="split of eval_path")
+    prompts_per_step: int = Field(4, ge=1, description="prompts per GRPO step (each sampled rollout.n times)")
+    shuffle: bool = Field(True, description="shuffle the rows each epoch (seeded by run.seed)")
+    system_prompt: str | None = Field(None, description="a system message before every prompt (None: none)")
     task: str | None = Field(None, description="the task of rows without a `task` column")
     template: str | dict[str, str] | None = Field(
         None, description="prompt template (orchestrator/core/templates.py) rendered for every row, or one per "
@@ -92,28 +99,33 @@ class DataConfig(_Strict):
 
 
 class VerifierConfig(_Strict):
-    num_actors: int = Field(2, ge=1)
-    timeout_s: float = Field(5.0, gt=0)
+    """The verifier pool: Ray actors that score completions with the task's rewards."""
+    num_actors: int = Field(2, ge=1, description="verifier actors (Ray actors) scoring in parallel")
+    timeout_s: float = Field(5.0, gt=0, description="a completion not scored within this scores 0 (its "
+                             "scoring process is restarted)")
 
 
 class SyncConfig(_Strict):
+    """How the learner's weights reach the rollout engines after each step."""
     backend: Literal["auto", "gloo", "nccl", "ipc"] = Field(
         "auto", description="auto: gloo on CPU; on GPUs NCCL between separate engines and learner, CUDA IPC "
                             "when colocated (NCCL refuses two ranks on one GPU)")
-    bucket_mb: float = Field(256.0, gt=0)
+    bucket_mb: float = Field(256.0, gt=0, description="weights are sent in flat buckets of about this size")
     # Bounds the group's rendezvous and each broadcast: a worker lost mid-sync costs at most this
     # before it is replaced (the in-flight rollouts are waited for first, so it need not cover them).
-    timeout_s: float = Field(120.0, gt=0)
+    timeout_s: float = Field(120.0, gt=0, description="the weight-sync group's rendezvous and each "
+                             "broadcast: a worker lost mid-sync costs at most this before it is replaced")
 
 
 class SFTConfig(_Strict):
     """Reason-RFT stage 1: chain-of-thought SFT on the dataset's `cot` column (0 steps: skipped)."""
-    steps: int = Field(0, ge=0)
-    prompts_per_step: int = Field(16, ge=1)
-    lr: float = Field(1e-5, gt=0)  # Reason-RFT's SFT: lr 1e-5, cosine, weight decay 0.1
-    lr_schedule: Literal["constant", "linear", "cosine"] = "cosine"
-    warmup_steps: int = Field(0, ge=0)
-    weight_decay: float = 0.1
+    steps: int = Field(0, ge=0, description="SFT optimizer steps (0: no SFT phase)")
+    prompts_per_step: int = Field(16, ge=1, description="rows per SFT step")
+    lr: float = Field(1e-5, gt=0, description="SFT learning rate")  # Reason-RFT's SFT: lr 1e-5, cosine, wd 0.1
+    lr_schedule: Literal["constant", "linear", "cosine"] = Field("cosine", description="SFT learning-rate "
+                                                                 "schedule after the warm-up")
+    warmup_steps: int = Field(0, ge=0, description="SFT steps of linear learning-rate warm-up")
+    weight_decay: float = Field(0.1, description="SFT AdamW weight decay")
     target: Literal["cot", "answer", "solution"] = Field(
         "cot", description="cot: <think> reasoning + answer (CoT-SFT); answer: the answer alone (Reason-RFT's "
         "ANS-SFT); solution: the row's `solution` as released (Visual-RFT's SFT baselines)")
@@ -123,16 +135,19 @@ class SFTConfig(_Strict):
 
 class EvalSpec(_Strict):
     """One benchmark evaluated during training (the same inputs as `vrft eval`)."""
-    benchmark: str
-    data: str | None = None
-    split: str | None = None
-    annotations: str | None = None  # detection: the COCO/LVIS json
-    images: str | None = None  # detection: its image folder
-    existence_map: str | None = None
-    protocol: Literal["existence_map", "gt_categories"] | None = None
+    benchmark: str = Field(description="a benchmark name (`vrft eval --help` lists them)")
+    data: str | None = Field(None, description="its test rows (hub id, save_to_disk folder or JSON file)")
+    split: str | None = Field(None, description="split of data")
+    annotations: str | None = Field(None, description="detection: the COCO/LVIS annotation json")
+    images: str | None = Field(None, description="detection: the folder of its images")
+    existence_map: str | None = Field(None, description="detection: {image_id: [categories]} of the baseline "
+                                      "model (the paper's protocol)")
+    protocol: Literal["existence_map", "gt_categories"] | None = Field(
+        None, description="detection: which categories each image is queried for (None: existence_map when "
+        "one is given, else gt_categories)")
     scoring: Literal["paper", "strict"] = Field("paper", description="how answers are read: as the paper's "
                                                 "released evaluation script (paper) or with vrft's parsers")
-    template: str | None = None
+    template: str | None = Field(None, description="prompt template (None: the benchmark's)")
     template_file: str | None = Field(None, description="a file holding the prompt text to use instead of the "
                                       "benchmark's template, e.g. the paper's exact evaluation prompt; {field} is "
                                       "the row's column of that name (detection: {category})")
@@ -150,19 +165,19 @@ class EngineSpec(_Strict):
 
 class EvalConfig(_Strict):
     """Evaluation between GRPO steps on the run's own rollout engines (no second model copy)."""
-    benchmarks: list[EvalSpec] = Field(default_factory=list)
+    benchmarks: list[EvalSpec] = Field(default_factory=list, description="the benchmarks to evaluate")
     every: int = Field(0, ge=0, description="evaluate every N steps (0: only at_start / never)")
-    at_start: bool = False
+    at_start: bool = Field(False, description="also evaluate the starting model, at step 0")
     batch_size: int = Field(8, ge=1, description="queries per engine call")
     max_new_tokens: int | None = Field(None, ge=1, description="cap the protocols' token limits (quick runs)")
 
 
 class PrepareSpec(_Strict):
     """A `vrft prepare-data` call: `vrft prepare-data MODE INPUTS... OUT OPTIONS...`."""
-    mode: Literal["k-shot", "coco", "lisa"]
-    inputs: list[str]
-    out: str
-    options: list[str] = Field(default_factory=list)
+    mode: Literal["k-shot", "coco", "lisa"] = Field(description="the prepare-data mode")
+    inputs: list[str] = Field(description="its input paths")
+    out: str = Field(description="the folder it writes")
+    options: list[str] = Field(default_factory=list, description="its further command-line options")
 
     @property
     def argv(self) -> list[str]:
@@ -202,11 +217,13 @@ class RecipeConfig(_Strict):
 class DapoConfig(_Strict):
     """DAPO (Yu et al. 2025) batch building, done by the orchestrator before the learner sees the
     batch. (Its third piece, masking truncated completions, is the learner's `mask_truncated`.)"""
-    dynamic_sampling: bool = False  # drop groups whose rewards are all equal
+    dynamic_sampling: bool = Field(False, description="drop groups whose rewards are all equal (no "
+                                   "advantage, no gradient)")
     max_refills: int = Field(0, ge=0, description="rounds of extra prompts drawn to refill a batch "
                              "thinned by dynamic sampling (0: train on fewer)")
     overlong_buffer: int = Field(0, ge=0, description="soft overlong penalty buffer in tokens (0: off)")
-    overlong_penalty: float = Field(1.0, ge=0)
+    overlong_penalty: float = Field(1.0, ge=0, description="the largest overlong penalty, reached at "
+                                    "max_new_tokens")
 
 
 # Keys that moved: an old config names them, the error names the new place.
@@ -219,9 +236,10 @@ MOVED_KEYS = {
 
 
 class LoggingConfig(_Strict):
-    wandb: bool = True  # offline unless an API key is set; never blocks the run
-    project: str = "vrft"
-    progress: bool = True
+    """Where a run's numbers go: metrics.jsonl, wandb, the console, rollout records, alarms, the report."""
+    wandb: bool = Field(True, description="log to wandb: offline unless an API key is set; never blocks the run")
+    project: str = Field("vrft", description="the wandb project")
+    progress: bool = Field(True, description="progress bars on the console")
     # Rollout records, alarms and the report: docs/observability.md.
     rollouts_every: int = Field(10, ge=0, description="write rollout records at step 1 and every N steps "
                                 "(RUN_DIR/rollouts); 0: never")
@@ -229,25 +247,27 @@ class LoggingConfig(_Strict):
                                    "sample), each with all its completions")
     thumbnail_px: int = Field(128, ge=16, description="longer side of the image thumbnail in a record")
     box_image_px: int = Field(320, ge=64, description="longer side of the images with boxes drawn")
-    alarms: AlarmThresholds = Field(default_factory=AlarmThresholds)
+    alarms: AlarmThresholds = Field(default_factory=AlarmThresholds, description="reward-hacking alarms: "
+                                    "each one's warning threshold (docs/observability.md)")
     report: bool = Field(True, description="`vrft train` writes RUN_DIR/report.html when the run ends")
 
 
 class TrainConfig(_Strict):
     run: RunConfig = Field(default_factory=RunConfig)
-    model: ModelConfig
-    data: DataConfig
+    model: ModelConfig = Field(description="the policy model")
+    data: DataConfig = Field(description="the training rows")
     rewards: list[RewardSpec] | dict[str, list[RewardSpec]] = Field(
         default_factory=list, description="one list for every row, or a list per task (a task not named "
         "gets its defaults); empty: each task's defaults")
-    rollout: RolloutConfig = Field(default_factory=RolloutConfig)
+    rollout: RolloutConfig = Field(default_factory=RolloutConfig, description="the rollout engines and sampling")
     verifier: VerifierConfig = Field(default_factory=VerifierConfig)
-    learner: LearnerConfig = Field(default_factory=LearnerConfig)
+    learner: LearnerConfig = Field(default_factory=LearnerConfig, description="the DeepSpeed GRPO learner")
     sync: SyncConfig = Field(default_factory=SyncConfig)
     sft: SFTConfig = Field(default_factory=SFTConfig)
     dapo: DapoConfig = Field(default_factory=DapoConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
-    recipe: RecipeConfig | None = None
+    recipe: RecipeConfig | None = Field(None, description="a paper row for `vrft reproduce` (configs/visual_rft, "
+                                        "configs/reason_rft)")
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
 
 
@@ -351,6 +371,13 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> TrainConfig:
         return TrainConfig.model_validate(data)
     except ValidationError as err:
         first = err.errors()[0]
+        if first["type"] == "extra_forbidden":  # a typo, most often: name the key it meant
+            from vrft.orchestrator.config.describe import did_you_mean
+
+            key = ".".join(str(p) for p in first["loc"] if not isinstance(p, int) and "[" not in str(p))
+            meant = did_you_mean(key, TrainConfig)
+            hint = f" — did you mean {meant}?" if meant else " (vrft config show CONFIG lists the keys)"
+            raise ConfigError(f"{path}: unknown key {key}{hint}") from None
         where = ".".join(str(p) for p in first["loc"]) or "(top level)"
         more = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
         msg = first["msg"].removeprefix("Value error, ")

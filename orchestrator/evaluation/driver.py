@@ -29,6 +29,7 @@ from vrft.orchestrator.config.schema import EvalSpec
 from vrft.orchestrator.core.ground_truth import GroundTruthError, parse_grounding
 from vrft.orchestrator.core.templates import NOT_VERBATIM, render_prompt, render_text, template_names
 from vrft.orchestrator.data.sources import decode_image, load_rows
+from vrft.orchestrator.evaluation.intervals import add_intervals
 from vrft.rollout.engine import SamplingParams
 from vrft.rollout.inputs import build_prompt_inputs
 from vrft.verifiers.evaluation.benchmarks import (
@@ -224,20 +225,23 @@ def load_eval_set(spec: EvalSpec, *, rescoring: bool = False) -> EvalSet:
     return EvalSet(b, queries, truth, {"scoring": scoring}, prompt)
 
 
-def sampling_of(b: Benchmark, seed: int = 0, max_new_tokens: int | None = None) -> SamplingParams:
+def sampling_of(b: Benchmark, seed: int = 0, max_new_tokens: int | None = None, samples: int = 1,
+                temperature: float | None = None) -> SamplingParams:
     s = b.sampling
-    return SamplingParams(n=1, temperature=s.temperature, top_p=s.top_p, top_k=s.top_k,
-                          max_new_tokens=max_new_tokens or s.max_new_tokens, seed=seed)
+    return SamplingParams(n=samples, temperature=s.temperature if temperature is None else temperature,
+                          top_p=s.top_p, top_k=s.top_k, max_new_tokens=max_new_tokens or s.max_new_tokens, seed=seed)
 
 
 def generate(workers: list, processor, eval_set: EvalSet, batch_size: int = 8, progress: bool = True,
-             seed: int = 0, max_new_tokens: int | None = None) -> tuple[list[str], dict[str, float]]:
+             seed: int = 0, max_new_tokens: int | None = None, samples: int = 1,
+             temperature: float | None = None) -> tuple[list, dict[str, float]]:
     """One completion per query, in query order, from the rollout workers: chunks of `batch_size`
     go to whichever worker is free (dynamic load balance), with a progress bar. A query whose image
-    does not decode gets an empty completion (it scores 0) and is counted."""
-    sampling = sampling_of(eval_set.benchmark, seed, max_new_tokens)
+    does not decode gets an empty completion (it scores 0) and is counted. `samples` > 1: a list of
+    that many completions per query (`vrft eval --samples`)."""
+    sampling = sampling_of(eval_set.benchmark, seed, max_new_tokens, samples, temperature)
     queries = eval_set.queries
-    completions = [""] * len(queries)
+    completions: list = [""] * len(queries) if samples == 1 else [[""] * samples for _ in queries]
     undecodable = 0
     chunks = [range(i, min(i + batch_size, len(queries))) for i in range(0, len(queries), batch_size)]
     free, running = list(workers), {}
@@ -265,7 +269,7 @@ def generate(workers: list, processor, eval_set: EvalSet, batch_size: int = 8, p
         worker, kept, size = running.pop(done[0])
         groups, _ = ray.get(done[0])
         for i, group in zip(kept, groups, strict=True):
-            completions[i] = group[0].text
+            completions[i] = group[0].text if samples == 1 else [c.text for c in group]
         free.append(worker)
         bar.update(size)
     bar.close()
@@ -280,7 +284,7 @@ def score(eval_set: EvalSet, completions: list[str]) -> tuple[list[dict], dict[s
     scoring = eval_set.options.get("scoring", "paper")
     records = [prediction_record(b.name, q.id, c, q.truth, scoring)
                for q, c in zip(eval_set.queries, completions, strict=True)]
-    return records, report_of(eval_set, records)
+    return records, add_intervals(eval_set, records, report_of(eval_set, records))  # <metric>_ci_low/_ci_high
 
 
 def report_of(eval_set: EvalSet, records: list[dict]) -> dict[str, Any]:
@@ -343,10 +347,19 @@ def format_report(report: dict[str, Any]) -> str:
     prompt = report.get("prompt") or {}
     flag = ", prompt NOT the paper's verbatim text" if prompt.get("verbatim") is False else ""
     lines = [f"{report['benchmark']} ({report.get('scoring', 'paper')} scoring{queries}{flag})"]
-    for metric, value in report["metrics"].items():
+    metrics = report["metrics"]
+    for metric, value in metrics.items():
+        if metric.endswith(("_ci_low", "_ci_high")):
+            continue  # printed beside their metric
         ref = [f"{size} {setting} {row[metric]:.1f}" for size, rows in paper.items()
                for setting, row in rows.items() if metric in row]
-        lines.append(f"  {metric:<14}{value:8.2f}" + (f"   paper: {', '.join(ref)}" if ref else ""))
+        ci = f"  [{metrics[metric + '_ci_low']:.2f}, {metrics[metric + '_ci_high']:.2f}]" \
+            if metric + "_ci_low" in metrics else ""
+        lines.append(f"  {metric:<14}{value:8.2f}{ci}" + (f"   paper: {', '.join(ref)}" if ref else ""))
+    if "intervals" in report:
+        how = report["intervals"]
+        lines.append(f"  [low, high]: {how['confidence']:.0%} {how['method']} intervals over {how['unit']}s "
+                     f"({how['resamples']} resamples, seed {how['seed']})")
     counts = report.get("counts", {})
     if counts:
         lines.append("  " + ", ".join(f"{k} {v}" for k, v in counts.items()))

@@ -31,13 +31,14 @@ warning line per alarm and task, the first time its `logging.alarms` threshold i
 from __future__ import annotations
 
 import logging
+import math
 import re
 import statistics
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from vrft.orchestrator.config.thresholds import AlarmThresholds, crossed
+from vrft.orchestrator.config.thresholds import SHARES, AlarmThresholds, crossed
 from vrft.orchestrator.core.boxes import area_share
 from vrft.orchestrator.core.tasks import find_task, gt_boxes, predicted_boxes
 from vrft.verifiers.answers import answer_or_whole
@@ -150,13 +151,35 @@ def alarm_metrics(groups: list[PromptGroup], extent: Callable, frame: str = "rel
     return out
 
 
+def wilson_lower(share: float, n: int, z: float = 1.96) -> float:
+    """The lower end of the Wilson score interval of a share seen in n samples (95% with z = 1.96):
+    how low the true share may plausibly be. A share of 7 in 128 (0.055) has 0.027."""
+    if n <= 0:
+        return 0.0
+    centre = share + z * z / (2 * n)
+    spread = z * math.sqrt(share * (1 - share) / n + z * z / (4 * n * n))
+    return max(0.0, (centre - spread) / (1 + z * z / n))
+
+
+def completions_by_prefix(groups: list[PromptGroup]) -> dict[str, int]:
+    """How many completions each task's alarms (keyed by their `alarms/<task>/` prefix) rest on."""
+    out: dict[str, int] = defaultdict(int)
+    for g in groups:
+        out[f"alarms/{g.item.task}/" if g.item.task is not None else "alarms/"] += len(g.completions)
+    return out
+
+
 class AlarmWatch:
     """The alarms of a run: adds each task's answer-length drift to `alarm_metrics` and warns once
-    per alarm and task when a threshold is crossed."""
+    per alarm and task when a threshold is crossed, but only after `warmup_steps` and on a value
+    pooled over the task's latest steps until it rests on `min_samples` completions; a share, when
+    its 95% lower bound (Wilson) crosses (a step's share of a few dozen completions is noise: the
+    demo's early steps "crossed" tags_in_answer with 4 of 64)."""
 
     def __init__(self, thresholds: AlarmThresholds, extent: Callable, frame: str = "rel1000"):
         self.thresholds, self.extent, self.frame = thresholds, extent, frame
         self.lengths: dict[str, list[float]] = defaultdict(list)  # answer_chars of the first steps
+        self.recent: dict[str, deque[tuple[float, int]]] = defaultdict(deque)  # key -> (value, completions)
         self.warned: set[str] = set()
 
     def restore(self, history: list[dict]) -> None:
@@ -173,6 +196,20 @@ class AlarmWatch:
                 if crossed(name, float(value), getattr(self.thresholds, name, None)):
                     self.warned.add(key)  # warned before the resume: not again
 
+    def pooled(self, key: str, value: float, n: int) -> float | None:
+        """The completion-weighted mean of `key` over its latest steps that together hold at least
+        `min_samples` completions; None while the run has not yet seen that many."""
+        recent = self.recent[key]
+        recent.appendleft((value, n))
+        total, weighted, kept = 0, 0.0, 0
+        for v, count in recent:
+            total, weighted, kept = total + count, weighted + v * count, kept + 1
+            if total >= self.thresholds.min_samples:
+                break
+        while len(recent) > kept:
+            recent.pop()
+        return weighted / total if total >= self.thresholds.min_samples else None
+
     def __call__(self, step: int, groups: list[PromptGroup]) -> dict[str, float]:
         metrics = alarm_metrics(groups, self.extent, self.frame)
         for key in [k for k in metrics if k.endswith("answer_chars")]:
@@ -183,12 +220,25 @@ class AlarmWatch:
             # The median: one early spike (a burst of rambling answers) must not become the baseline.
             baseline = statistics.median(seen)
             metrics[prefix + "answer_length_drift"] = metrics[key] / max(baseline, 1.0)
+        counts = completions_by_prefix(groups)
         for key, value in metrics.items():
             name = key.rsplit("/", 1)[-1]
-            if key not in self.warned and crossed(name, value, getattr(self.thresholds, name, None)):
-                self.warned.add(key)
-                log.warning("alarm: %s = %.3g at step %d crosses logging.alarms.%s = %g (is a reward "
-                            "paying for something other than the task? see the rollout records, "
-                            "docs/observability.md)",
-                            key, value, step, name, getattr(self.thresholds, name))
+            limit = getattr(self.thresholds, name, None)
+            if limit is None or key in self.warned:
+                continue
+            pooled = self.pooled(key, value, counts.get(key[: -len(name)], 0))
+            if step <= self.thresholds.warmup_steps or pooled is None:
+                continue
+            n = sum(count for _, count in self.recent[key])
+            # A share warns when even its lower bound is past the threshold: a policy whose base rate
+            # sits at the threshold (the demo's tags_in_answer, 0.04 +- 0.03 a step) is not a hack.
+            evidence = wilson_lower(pooled, n) if name in SHARES else pooled
+            if not crossed(name, evidence, limit):
+                continue
+            self.warned.add(key)
+            bound = f" (95% lower bound {evidence:.3g})" if name in SHARES else ""
+            log.warning("alarm: %s = %.3g%s over the latest %d completions at step %d crosses "
+                        "logging.alarms.%s = %g (is a reward paying for something other than the task? "
+                        "see the rollout records, docs/observability.md)",
+                        key, pooled, bound, n, step, name, limit)
         return metrics

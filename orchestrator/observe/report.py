@@ -90,13 +90,19 @@ def reward_figures(metrics: dict) -> list:
 
 def eval_figures(metrics: dict) -> list:
     by_bench: dict[str, list[str]] = defaultdict(list)
-    for key in sorted(k for k in metrics if k.startswith("eval/") and k.count("/") >= 2):
+    for key in sorted(k for k in metrics if k.startswith("eval/") and k.count("/") >= 2
+                      and not k.endswith(("_ci_low", "_ci_high"))):
         by_bench[key.split("/")[1]].append(key)
     figs = []
     for bench, keys in by_bench.items():
         fig = _figure(f"evaluation: {bench}")
         for key in keys:
-            _line(fig, key.split("/", 2)[2], metrics[key])
+            name = key.split("/", 2)[2]
+            if key + "_ci_low" in metrics and key + "_ci_high" in metrics:  # its 95% interval, dotted
+                for end in ("_ci_low", "_ci_high"):
+                    _line(fig, f"{name} 95% interval", metrics[key + end], showlegend=end == "_ci_low",
+                          legendgroup=name, line={"dash": "dot", "width": 1})
+            _line(fig, name, metrics[key], legendgroup=name)
         figs.append(fig)
     return figs
 

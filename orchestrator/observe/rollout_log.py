@@ -30,6 +30,7 @@ from vrft.orchestrator.core.boxes import Box, draw_boxes, frame_extent, jpeg, th
 from vrft.orchestrator.core.records import PromptGroup, PromptItem
 from vrft.orchestrator.core.tasks import gt_boxes, predicted_boxes
 from vrft.orchestrator.observe.alarms import AlarmWatch
+from vrft.orchestrator.observe.tracking import define_step_axes
 
 log = logging.getLogger("vrft")
 _STEP_FILE = re.compile(r"^step_(\d{6,})(\.parquet)?$")
@@ -174,6 +175,10 @@ class RolloutLog:
         pq.write_table(table, tmp)
         os.replace(tmp, path)
         if wandb_rows:
+            try:  # on the step axis like every metric (define_metric repeats harmlessly)
+                define_step_axes(wandb_run, {"step": step, "rollouts/samples": None}, set())
+            except Exception as err:  # noqa: BLE001 - the records on disk are what counts
+                log.warning("wandb: rollouts/samples not put on the step axis: %s", err)
             log_wandb_table(wandb_run, step, wandb_rows)
         return path
 
@@ -237,12 +242,6 @@ class Observer:
         prune_after(run_dir, resume_step)
         if resume_step:
             self.alarms.restore([r for r in read_history(run_dir) if 0 < r["step"] <= resume_step])
-        run = getattr(tracker, "wandb", None)
-        if run is not None:
-            try:
-                run.define_metric("alarms*", step_metric="step")
-            except Exception:  # noqa: BLE001 - an old wandb: the alarms land on wandb's own step
-                pass
 
     def __call__(self, step: int, groups: list[PromptGroup]) -> dict[str, float]:
         metrics = self.alarms(step, groups)

@@ -44,6 +44,8 @@ def start_ray(cfg: TrainConfig | EngineSpec) -> bool:
         return False
     address = cfg.run.ray_address or os.environ.get("RAY_ADDRESS")
     if address:
+        # A joined cluster keeps Ray's copy of the actors' lines in the job's log: their files are on
+        # other nodes, where RUN_DIR/logs cannot copy them from (actor_logs.py).
         _init_ray(address=address, log_to_driver=True)
         wait_for_cluster(cfg)
         return False
@@ -71,7 +73,9 @@ def start_ray(cfg: TrainConfig | EngineSpec) -> bool:
     try:
         _init_ray(num_cpus=max(os.cpu_count() or 1, int(needed + 0.999)),
                   include_dashboard=cfg.run.dashboard, dashboard_host="127.0.0.1",
-                  log_to_driver=True, configure_logging=False, _node_ip_address="127.0.0.1")
+                  # The actors' own output stays in Ray's per-worker files, copied to RUN_DIR/logs
+                  # (actor_logs.py), not on the console with Ray's prefixes and dedup notices.
+                  log_to_driver=False, configure_logging=False, _node_ip_address="127.0.0.1")
     finally:
         ray_constants.ENABLE_RAY_CLUSTER = cluster_mode
     return True

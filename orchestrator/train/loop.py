@@ -14,11 +14,13 @@ import time
 from collections import deque
 from pathlib import Path
 
+import ray
 import yaml
 from ray.exceptions import RayError
 
 from vrft.learner import TrainBatch
 from vrft.learner.group import RankFailed
+from vrft.orchestrator.config.describe import summary_lines
 from vrft.orchestrator.config.schema import TrainConfig
 from vrft.orchestrator.core.records import to_sample
 from vrft.orchestrator.core.tasks import accuracy_component, data_tasks, reward_routes
@@ -32,6 +34,7 @@ from vrft.orchestrator.evaluation.between_steps import (
 )
 from vrft.orchestrator.observe.rollout_log import Observer
 from vrft.orchestrator.observe.tracking import Tracker, truncate_metrics
+from vrft.orchestrator.runtime.actor_logs import ActorLogs
 from vrft.orchestrator.runtime.cluster import start_ray
 from vrft.orchestrator.runtime.faults import RunStopped, describe
 from vrft.orchestrator.runtime.layout import cpu_layout
@@ -67,7 +70,7 @@ def eos_id(processor) -> int:
 
 
 def run_sft(cfg: TrainConfig, processor, data: PromptSource, out: Path, tracker: Tracker,
-            placement: list[dict]) -> Path:
+            placement: list[dict], actor_logs: ActorLogs | None = None) -> Path:
     """Chain-of-thought SFT on the learner's DeepSpeed machinery; the result is a HF folder."""
     sft = cfg.sft
     learner_cfg = cfg.learner.model_copy(update={
@@ -75,6 +78,9 @@ def run_sft(cfg: TrainConfig, processor, data: PromptSource, out: Path, tracker:
         "weight_decay": sft.weight_decay, "beta": 0.0})
     pad = processor.tokenizer.pad_token_id
     group = start_learner(cfg, learner_cfg, cfg.model.path, sft.steps, pad, placement)
+    for rank, pid in enumerate(group.pids):
+        if actor_logs is not None:
+            actor_logs.add(f"sft-learner-rank-{rank}", pid)
     end = eos_id(processor)
     try:
         for step in range(1, sft.steps + 1):
@@ -85,8 +91,6 @@ def run_sft(cfg: TrainConfig, processor, data: PromptSource, out: Path, tracker:
                                  + [end]) for it in items]
             metrics = group.train_step(TrainBatch(samples), mode="sft")
             tracker.log({"sft_step": step, **{f"sft/{k}": v for k, v in metrics.items()}}, advance=False)
-            if step % max(1, sft.steps // 5) == 0 or step == sft.steps:
-                tracker.message(f"sft step {step}/{sft.steps} loss {metrics['loss']:.4f}")
         with tempfile.TemporaryDirectory(prefix="vrft-processor-") as files:
             processor.save_pretrained(files)  # lands with the weights: the folder is whole or absent
             group.save_hf(str(out), extra_dir=files)
@@ -123,6 +127,8 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False) -> dict[str, fl
         log.info(layout)
     run_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    log.info("config (the keys set away from their defaults; all of them: %s):\n%s", run_dir / "config.yaml",
+             "\n".join(summary_lines(cfg)))
     processor = load_processor(cfg.model.path, cfg.model.min_pixels, cfg.model.max_pixels,
                                cfg.model.trust_remote_code)
     # The tokens the engines never sample leave the learner's log-prob normaliser too (and SFT's).
@@ -142,7 +148,9 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False) -> dict[str, fl
     start_step = state["step"] if state else 0
     history: list[float] = state["history"] if state else []
     tracker = Tracker(run_dir, cfg.model_dump(mode="json"), cfg.run.steps, cfg.logging.wandb,
-                      cfg.logging.project, cfg.logging.progress, resume_step=start_step)
+                      cfg.logging.project, cfg.logging.progress, resume_step=start_step,
+                      sft_steps=cfg.sft.steps if state is None or not state.get("sft_model") else 0)
+    actor_logs = ActorLogs(run_dir)  # each actor's own output: RUN_DIR/logs, off the console
     started_ray, actors, placement = False, None, None
     try:
         # Alarms every step, rollout records every logging.rollouts_every (a resume drops later ones).
@@ -154,7 +162,7 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False) -> dict[str, fl
             sft_dir = run_dir / "sft_model"
             if state is None or not state.get("sft_model"):
                 sft_data = PromptSource(cfg, processor, rows=slice(0, cfg.sft.rows)) if cfg.sft.rows else data
-                run_sft(cfg, processor, sft_data, sft_dir, tracker, placement.learner)
+                run_sft(cfg, processor, sft_data, sft_dir, tracker, placement.learner, actor_logs)
             model_path = str(sft_dir)
         if cfg.run.steps == 0:
             return summarize([], (time.perf_counter() - started) / 60, measure)
@@ -162,6 +170,7 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False) -> dict[str, fl
             data.load_state(state["data"])
         actors = start_actors(cfg, model_path, routes, processor.tokenizer.pad_token_id, placement)
         connect_weight_sync(actors, cfg)
+        name_actors(actor_logs, actors)
         log.info("actors: %s", ", ".join(  # which process is which, for an operator (and the fault tests)
             [f"learner rank {r} pid {pid}" for r, pid in enumerate(actors.learner.pids)]
             + [f"rollout worker {i} pid {pid}" for i, pid in enumerate(actors.workers.pids)]))
@@ -221,7 +230,12 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False) -> dict[str, fl
         summary = summarize(history, (time.perf_counter() - started) / 60, measure)
         tracker.log({"summary": True, **summary}, advance=False)
         return summary
-    except (RankFailed, RayError) as err:  # unrecoverable: one line naming the actor (faults.py)
+    except (RankFailed, RayError, RunStopped) as err:  # unrecoverable: one line naming the actor (faults.py)
+        tail = actor_logs.failure_tail(err)
+        if tail:  # the failed actor's own last lines, which the console did not show
+            log.error(tail)
+        if isinstance(err, RunStopped):
+            raise
         raise RunStopped(describe(err)) from err
     finally:
         if data.skipped:
@@ -231,4 +245,22 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False) -> dict[str, fl
             log.warning("data: %d rows skipped for a special token or placeholder spelled out in their text",
                         data.skipped_text)
         tracker.close()
+        if actors is not None:  # a worker replaced during the run: the new one's output too
+            name_actors(actor_logs, actors)
         shutdown(actors, placement, started_ray)
+        actor_logs.save_all()
+
+
+def name_actors(actor_logs: ActorLogs, actors) -> None:
+    """Which process is which actor, for RUN_DIR/logs/<actor>.log."""
+    for rank, pid in enumerate(actors.learner.pids if actors.learner else []):
+        actor_logs.add(f"learner-rank-{rank}", pid)
+    for i, pid in enumerate(actors.workers.pids):
+        actor_logs.add(f"rollout-worker-{i}", pid)
+    if actors.pool is not None:
+        try:
+            pids = ray.get([a.pids.remote() for a in actors.pool.actors()], timeout=30)
+        except (RayError, TimeoutError):  # a verifier lost at the end: its log is Ray's alone
+            pids = []
+        for i, pid in enumerate(pids):
+            actor_logs.add(f"verifier-actor-{i}", pid["actor"])
