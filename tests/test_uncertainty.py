@@ -10,7 +10,7 @@ import math
 import numpy as np
 import pytest
 
-from vrft.verifiers import benchmarks as B
+from vrft.verifiers.evaluation import benchmarks as B
 from vrft.verifiers.evaluation.detection import query_id
 from vrft.verifiers.evaluation.uncertainty import (
     bootstrap_interval,

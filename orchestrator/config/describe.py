@@ -95,10 +95,28 @@ def describe(cfg: BaseModel, width: int = 100, indent: str = "") -> list[str]:
                 lines.append(f"{indent}  - [{i}]")
                 lines += describe(item, width, indent + "    ")
             continue
+        if sub is not None and value is None:  # an optional section left off: its keys, for discovery
+            lines.append(f"{indent}{name}: null" + (f"  # {' '.join(text.split())}" if text else ""))
+            lines += _section_keys(sub, width, indent + "  ")
+            continue
         default = _default(field)
         changed = "" if default is _UNSET or default == value else f"   (default {_show(default)})"
         required = "   (required)" if field.is_required() else ""
         lines.append(f"{indent}{name}: {_show(value)}{changed}{required}")
+        if text:
+            lines += textwrap.wrap(" ".join(text.split()), width, initial_indent=indent + "    # ",
+                                   subsequent_indent=indent + "    # ")
+    return lines
+
+
+def _section_keys(model: type[BaseModel], width: int, indent: str) -> list[str]:
+    """The keys a section that is not set would take, each with its default and description."""
+    lines = []
+    for name, field in model.model_fields.items():
+        default = _default(field)
+        shown = "(required)" if field.is_required() else f"(default {_show(default)})" if default is not _UNSET else ""
+        lines.append(f"{indent}{name}:   {shown}".rstrip())
+        text = (field.description or "").strip()
         if text:
             lines += textwrap.wrap(" ".join(text.split()), width, initial_indent=indent + "    # ",
                                    subsequent_indent=indent + "    # ")
