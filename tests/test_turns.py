@@ -333,3 +333,34 @@ def test_shared_prompt_path_on_trajectories_equals_the_plain_forward(engine, pro
     assert grads[0].keys() == grads[1].keys()
     for name in grads[0]:
         assert torch.allclose(grads[1][name], grads[0][name], rtol=1e-4, atol=1e-6), name
+
+
+def test_vrft_eval_runs_a_benchmark_with_tools(tmp_path):
+    """`vrft eval clevr_math --tools zoom`: the engines run multi-turn with the tools, predictions.jsonl
+    keeps every turn and metrics.json how the tools were used. A model that closes a call at once (every
+    call malformed) runs each query to the turn budget; an unknown tool is one line before any engine."""
+    import subprocess
+    import sys
+
+    from transformers import AutoModelForImageTextToText, AutoTokenizer
+
+    from vrft.testing.released import make_reason_rft_counting
+    from vrft.testing.tiny_model import make_tiny_model, prefer_token
+
+    path = make_tiny_model(tmp_path / "closer", tool_tokens=True)
+    model = AutoModelForImageTextToText.from_pretrained(path)
+    prefer_token(model, AutoTokenizer.from_pretrained(path).convert_tokens_to_ids("</tool_call>"))
+    model.save_pretrained(path)
+    counting = make_reason_rft_counting(tmp_path / "counting", n=3)
+    base = [sys.executable, "-m", "vrft.orchestrator.cli.main", "eval", "clevr_math", "--model", str(path),
+            "--data", str(counting), "--out", str(tmp_path / "eval"), "--no-progress", "--max-new-tokens", "4"]
+    refused = subprocess.run([*base, "--tools", "zooom"], capture_output=True, text=True, timeout=120)
+    assert refused.returncode != 0 and "unknown tool 'zooom'" in refused.stderr and "Ray" not in refused.stderr
+    proc = subprocess.run([*base, "--tools", "zoom", "--max-turns", "3"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert report["tools"] == {"names": ["zoom"], "max_turns": 3, "turns_mean": 3.0, "tool_calls_mean": 2.0,
+                               "tool_call_rate": 1.0, "tool_errors": 6}
+    records = [json.loads(line) for line in (tmp_path / "eval" / "predictions.jsonl").read_text().splitlines()]
+    assert [len(r["turns"]) for r in records] == [3, 3, 3]
+    assert all(t["error"] == "invalid_call" for r in records for t in r["turns"][:2])

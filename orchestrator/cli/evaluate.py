@@ -64,7 +64,9 @@ def _engine_spec(args, model: str, benchmark_max_pixels: int | None):
                   "min_pixels": args.min_pixels, "max_pixels": args.max_pixels or benchmark_max_pixels},
         "rollout": {"engine": args.engine, "num_workers": args.workers, "dtype": args.dtype,
                     "num_gpus_per_worker": args.gpus_per_worker, "max_batch_size": args.batch_size,
-                    "tensor_parallel_size": args.tensor_parallel_size},
+                    "tensor_parallel_size": args.tensor_parallel_size,
+                    "tools": {"names": args.tools, "max_turns": args.max_turns,
+                              "max_total_tokens": args.max_total_tokens} if args.tools else None},
     })
 
 
@@ -88,6 +90,13 @@ def cmd_eval(args) -> int:
     if args.sam and (bench.kind != "lisa" or not (Path(args.sam).exists() or _HUB_ID.match(args.sam))):
         raise _fail(f"--sam {args.sam}: " + ("applies to the LISA benchmarks only" if bench.kind != "lisa"
                                              else "not found"))
+    if args.tools:
+        from vrft.rollout.tools import get_tools
+
+        try:
+            get_tools(args.tools)
+        except ValueError as err:
+            raise _fail(f"--tools: {err}") from None
     if args.predictions:  # rescoring: no model, no engine (SAM, with --sam, for the masks)
         try:
             records = read_predictions(args.predictions)
@@ -127,10 +136,11 @@ def cmd_eval(args) -> int:
 def _run(engines, eval_set, args):
     import ray
 
-    from vrft.orchestrator.evaluation.driver import generate, score
+    from vrft.orchestrator.evaluation.driver import generate, score, tool_report
     from vrft.orchestrator.runtime.cluster import start_ray
     from vrft.orchestrator.runtime.session import start_rollout
     from vrft.rollout.processor import load_processor
+    from vrft.rollout.tools import get_tools
 
     mc = engines.model
     processor = load_processor(mc.path, mc.min_pixels, mc.max_pixels, mc.trust_remote_code)
@@ -140,10 +150,12 @@ def _run(engines, eval_set, args):
         rc = engines.rollout
         placement = [{"num_cpus": rc.num_cpus_per_worker, "num_gpus": rc.num_gpus_per_worker}] * rc.num_workers
         workers = start_rollout(engines, mc.path, placement)
+        tools = engines.rollout.tools
+        schemas = [t.schema() for t in get_tools(tools.names).values()] if tools else None
         completions, timing = generate(workers, processor, eval_set, batch_size=args.batch_size,
                                        progress=not args.no_progress, seed=args.seed,
                                        max_new_tokens=args.max_new_tokens, samples=args.samples,
-                                       temperature=args.temperature)
+                                       temperature=args.temperature, tools=schemas)
     finally:
         for w in workers:
             ray.kill(w)
@@ -167,6 +179,11 @@ def _run(engines, eval_set, args):
         report["metrics"].update(k_sample_metrics(eval_set, samples, args.samples, seed=args.seed))
         for record, group in zip(records, samples, strict=True):
             record["samples"] = group
+    if "turns" in timing:  # with tools: each query's turns, and how the model used the tools
+        turns = timing.pop("turns")
+        for record, query_turns in zip(records, turns, strict=True):
+            record["turns"] = query_turns
+        report["tools"] = tool_report(turns, args.tools, args.max_turns)
     report["timing"] = timing
     report["model"] = args.model
     report["sampling"] = {**vars(eval_set.benchmark.sampling), "max_new_tokens": args.max_new_tokens
@@ -214,6 +231,13 @@ def add_eval_command(sub) -> None:
                        "--samples needs one above 0 where the protocol is greedy)")
     proto.add_argument("--sam", help="LISA: a SAM checkpoint (e.g. facebook/sam-vit-huge) turning each "
                        "predicted box into a mask for gIoU / cIoU (the rows need ground-truth masks)")
+    tools = p.add_argument_group("image tools (multi-turn; docs/tools.md)")
+    tools.add_argument("--tools", nargs="+", metavar="NAME", help="let the model call these tools on the image "
+                       "(built in: zoom, rotate; or package.module:attribute); metrics.json records them "
+                       "and predictions.jsonl every turn. Off by default: the papers answer in one turn")
+    tools.add_argument("--max-turns", type=int, default=4, help="model turns per query with --tools")
+    tools.add_argument("--max-total-tokens", type=int, default=1024,
+                       help="completion tokens over all turns with --tools, observations included")
     engine = p.add_argument_group("engines (Ray actors)")
     engine.add_argument("--engine", choices=["hf", "vllm"], default="hf",
                         help="hf: transformers' generate; vllm: vLLM engines")

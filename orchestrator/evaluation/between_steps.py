@@ -17,6 +17,7 @@ from pathlib import Path
 
 from vrft.orchestrator.config.schema import TrainConfig
 from vrft.orchestrator.evaluation.driver import EvalSet, generate, load_eval_set, score
+from vrft.rollout.tools import get_tools
 
 
 def load_eval_sets(cfg: TrainConfig) -> list[EvalSet]:
@@ -40,10 +41,14 @@ def eval_due(cfg: TrainConfig, step: int) -> bool:
 
 def evaluate(cfg: TrainConfig, workers: list, processor, eval_sets: list[EvalSet], step: int) -> dict[str, float]:
     out: dict[str, float] = {}
+    # The run's engines sample with its tools, if any: the eval prompts advertise them as training's do.
+    tools = cfg.rollout.tools
+    schemas = [t.schema() for t in get_tools(tools.names).values()] if tools else None
     for eval_set in eval_sets:
         completions, timing = generate(workers, processor, eval_set, batch_size=cfg.eval.batch_size,
                                        progress=False, seed=cfg.run.seed + step,
-                                       max_new_tokens=cfg.eval.max_new_tokens)
+                                       max_new_tokens=cfg.eval.max_new_tokens, tools=schemas)
+        timing.pop("turns", None)
         _, report = score(eval_set, completions)
         name = eval_set.benchmark.name
         out.update({f"eval/{name}/{m}": float(v) for m, v in report["metrics"].items()})

@@ -234,15 +234,18 @@ def sampling_of(b: Benchmark, seed: int = 0, max_new_tokens: int | None = None, 
 
 def generate(workers: list, processor, eval_set: EvalSet, batch_size: int = 8, progress: bool = True,
              seed: int = 0, max_new_tokens: int | None = None, samples: int = 1,
-             temperature: float | None = None) -> tuple[list, dict[str, float]]:
+             temperature: float | None = None, tools: list[dict] | None = None) -> tuple[list, dict]:
     """One completion per query, in query order, from the rollout workers: chunks of `batch_size`
     go to whichever worker is free (dynamic load balance), with a progress bar. A query whose image
     does not decode gets an empty completion (it scores 0) and is counted. `samples` > 1: a list of
-    that many completions per query (`vrft eval --samples`)."""
+    that many completions per query (`vrft eval --samples`). `tools`: the schemas of the image tools
+    the engines run (rollout.tools); the completion is then the last turn's text, and the returned
+    info's `turns` holds each query's turns (its first sample's)."""
     sampling = sampling_of(eval_set.benchmark, seed, max_new_tokens, samples, temperature)
     queries = eval_set.queries
     completions: list = [""] * len(queries) if samples == 1 else [[""] * samples for _ in queries]
     undecodable = 0
+    turns: list[list[dict]] = [[] for _ in queries]
     chunks = [range(i, min(i + batch_size, len(queries))) for i in range(0, len(queries), batch_size)]
     free, running = list(workers), {}
     bar = tqdm(total=len(queries), desc=f"eval {eval_set.benchmark.name}", unit="query", disable=not progress)
@@ -256,7 +259,8 @@ def generate(workers: list, processor, eval_set: EvalSet, batch_size: int = 8, p
                 if any(img is None for img in images):
                     undecodable += 1
                     continue
-                inputs.append(build_prompt_inputs(processor, queries[i].problem, images, eval_set.system_prompt))
+                inputs.append(build_prompt_inputs(processor, queries[i].problem, images, eval_set.system_prompt,
+                                                  tools))
                 kept.append(i)
             if not kept:
                 bar.update(len(chunk))
@@ -270,12 +274,34 @@ def generate(workers: list, processor, eval_set: EvalSet, batch_size: int = 8, p
         groups, _ = ray.get(done[0])
         for i, group in zip(kept, groups, strict=True):
             completions[i] = group[0].text if samples == 1 else [c.text for c in group]
+            if tools is not None:
+                turns[i] = turn_summaries(group[0].trajectory)
         free.append(worker)
         bar.update(size)
     bar.close()
     seconds = time.perf_counter() - start
-    return completions, {"seconds": seconds, "queries_per_s": len(queries) / max(seconds, 1e-9),
-                         "undecodable_images": float(undecodable)}
+    info = {"seconds": seconds, "queries_per_s": len(queries) / max(seconds, 1e-9),
+            "undecodable_images": float(undecodable)}
+    return completions, ({**info, "turns": turns} if tools is not None else info)
+
+
+def turn_summaries(trajectory) -> list[dict]:
+    """A trajectory's turns as predictions.jsonl keeps them: the model's text, the tool it called, what
+    came back and the error kind (rollout/turns.py)."""
+    if trajectory is None:
+        return []
+    return [{"text": t.text, "tool": t.tool, "call": t.call, "observation": t.observation, "error": t.error}
+            for t in trajectory.turns]
+
+
+def tool_report(turns: list[list[dict]], names: list[str], max_turns: int) -> dict[str, Any]:
+    """metrics.json's `tools`: what ran, and how the model used it over the queries."""
+    n = max(len(turns), 1)
+    calls = [sum(t["observation"] is not None for t in q) for q in turns]
+    return {"names": list(names), "max_turns": max_turns,
+            "turns_mean": sum(len(q) for q in turns) / n, "tool_calls_mean": sum(calls) / n,
+            "tool_call_rate": sum(c > 0 for c in calls) / n,
+            "tool_errors": sum(t["error"] is not None for q in turns for t in q)}
 
 
 def score(eval_set: EvalSet, completions: list[str]) -> tuple[list[dict], dict[str, Any]]:
