@@ -217,6 +217,10 @@ def zoom(views: Sequence[View], arguments: Mapping[str, Any], frame: AnswerFrame
     right, bottom = min(w, math.ceil(x2)), min(h, math.ceil(y2))
     if right - left < 1 or bottom - top < 1:
         raise ToolArgumentError(f"box {list(box)} holds no pixel of the {w}x{h} image")
+    try:  # what the processor will refuse to show (a sliver over 200 times longer than wide)
+        smart_resize(bottom - top, right - left, frame.factor, frame.min_pixels, frame.max_pixels)
+    except ValueError as e:
+        raise ToolArgumentError(f"box {list(box)}: {e}") from None
     crop = view.crop(left, top, right, bottom)
     return Observation(f"zoomed in on {list(box)}", crop)
 

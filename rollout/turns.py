@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from vrft.plugins import one_line
 from vrft.rollout.engine import Completion, SamplingParams
 from vrft.rollout.families import family_for_model_type
 from vrft.rollout.inputs import PromptInputs
@@ -204,8 +205,13 @@ def sample_with_tools(continue_contexts: ContinueFn, processor: Any, tokenizer: 
                 run.stopped = run.cut_by_turns = True
                 continue
             observation = run_tool(record.call, run.views, use.frame, use.tools)
+            try:
+                segment = observation_inputs(processor, observation)
+            except Exception as e:  # noqa: BLE001 - a view the processor refuses is the tool's failure
+                observation = Observation(f"error: the tool's result cannot be shown: {one_line(repr(e), 200)}",
+                                          error="tool_failed")
+                segment = observation_inputs(processor, observation)
             record.observation, record.error = observation.text, observation.error
-            segment = observation_inputs(processor, observation)
             if len(run.ids) + len(segment.input_ids) >= use.max_total_tokens:
                 run.stopped = run.cut_by_turns = True  # no room for the observation and an answer
                 continue
@@ -231,6 +237,31 @@ def sample_with_tools(continue_contexts: ContinueFn, processor: Any, tokenizer: 
                                      logprobs=run.logprobs, finish_reason="stop" if ended else "length",
                                      policy_version=policy_version, trajectory=trajectory))
     return groups
+
+
+def teacher_forced(processor: Any, tokenizer: Any, prompt: PromptInputs, turns: Sequence[str], use: ToolUse,
+                   end_id: int) -> Completion:
+    """The trajectory of a written tool-use trace (SFT on tool use): each model turn tokenized on its
+    own (the last one closed by `end_id`), the tools run on the calls, and the observations between
+    turns exactly as sampling would put them (`sample_with_tools` with the turns as the engine)."""
+    scripted = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in turns]
+    scripted[-1] = scripted[-1] + [end_id]
+    done = 0
+
+    def replay(contexts, sampling, stop_ids):
+        nonlocal done
+        ids = scripted[done]
+        done += 1
+        return [(ids, [0.0] * len(ids), ids[-1] in stop_ids)]
+
+    budget = ToolUse(use.tools, use.frame, max_turns=len(turns),
+                     max_total_tokens=sum(map(len, scripted)) + 4096)  # the trace decides its own length
+    [[completion]] = sample_with_tools(replay, processor, tokenizer, [prompt], SamplingParams(n=1),
+                                       {end_id}, budget, policy_version=0)
+    if done != len(turns) or completion.trajectory.tool_errors:
+        raise ValueError(f"a tool trace does not replay: {done} of {len(turns)} turns ran, "
+                         f"{completion.trajectory.tool_errors} tool errors")
+    return completion
 
 
 def tool_use(model_type: str, processor, options: dict) -> ToolUse:

@@ -158,3 +158,11 @@ def test_a_call_cut_by_the_stop_string_still_parses():
     turn = '<think>look closer</think><tool_call>{"name": "zoom", "arguments": {"box": [1, 2, 3, 4]}}'
     assert find_tool_call(turn) == '{"name": "zoom", "arguments": {"box": [1, 2, 3, 4]}}'
     assert find_tool_call("<answer>3</answer>") is None
+
+
+def test_a_box_the_processor_could_not_show_is_refused():
+    # 1600x1200 in 0-1000: [0, 0, 1000, 1] is 1600x2 pixels, an aspect ratio of 800 (the processor's
+    # limit is 200): refused as the model's bad arguments, not a crash of the engine
+    observation = run_tool(call("zoom", box=[0, 0, 1000, 1]), [View(original())], AnswerFrame.of_family("qwen2_vl"),
+                           TOOLS)
+    assert observation.error == "bad_arguments" and "aspect ratio" in observation.text

@@ -364,3 +364,25 @@ def test_vrft_eval_runs_a_benchmark_with_tools(tmp_path):
     records = [json.loads(line) for line in (tmp_path / "eval" / "predictions.jsonl").read_text().splitlines()]
     assert [len(r["turns"]) for r in records] == [3, 3, 3]
     assert all(t["error"] == "invalid_call" for r in records for t in r["turns"][:2])
+
+
+def test_a_view_the_processor_refuses_is_an_error_observation(processor):
+    """A user's tool returning an image the processor cannot take (1 x 300 pixels) fails that call, not
+    the engine: the model reads an error observation and the trajectory goes on."""
+    from vrft.rollout.tools import Observation as Seen
+    from vrft.rollout.tools import View, tool
+
+    @tool("sliver", "a 1-pixel-wide strip", {"type": "object", "properties": {}})
+    def sliver(views, arguments, frame):
+        return Seen("a strip", View(Image.new("RGB", (1, 300))))
+
+    tok = processor.tokenizer
+    eos = tok.convert_tokens_to_ids("<|im_end|>")
+    prompt = build_prompt_inputs(processor, "What colour?", [image()])
+    call = ids_of(tok, '<tool_call>{"name": "sliver", "arguments": {}}</tool_call>')
+    script = Script([[call, ids_of(tok, "<answer>red</answer>") + [eos]]], eos)
+    use = ToolUse({"sliver": sliver}, AnswerFrame.of_family("qwen2_vl"), 3, 600)
+    [[done]] = sample_with_tools(script, processor, tok, [prompt], SamplingParams(n=1), {eos}, use, 0)
+    first = done.trajectory.turns[0]
+    assert first.error == "tool_failed" and "cannot be shown" in first.observation
+    assert done.finish_reason == "stop" and done.trajectory.pixel_values is None
