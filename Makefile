@@ -13,7 +13,7 @@ export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: install demo test bench lint clean install-vllm test-vllm browser deploy-tools install-trl bench-peer \
+.PHONY: install demo demo-tools test bench lint clean install-vllm test-vllm browser deploy-tools install-trl bench-peer \
 	gpu-wheels gpu-standin
 
 install: $(STAMP)
@@ -34,6 +34,13 @@ demo: install
 	@test -f $(DEMO_ASSETS)/model-small/config.json || $(VENV)/bin/vrft make-tiny-model $(DEMO_ASSETS)/model-small --size small
 	@test -d $(DEMO_ASSETS)/color || $(VENV)/bin/vrft make-synthetic-data $(DEMO_ASSETS)/color --task color --n 2048 --seed 0
 	$(VENV)/bin/vrft train configs/local/demo_cpu.yaml --demo
+
+# The image tools' demo (docs/tools.md): SFT on tool traces + GRPO with the zoom tool, then the same
+# budget without tools; one DEMO-TOOLS line. RUN= adds overrides to both runs (e.g. RUN=run.steps=5).
+demo-tools: install
+	@test -f $(DEMO_ASSETS)/model-tools/config.json || $(VENV)/bin/vrft make-tiny-model $(DEMO_ASSETS)/model-tools --size small --tool-tokens --max-pixels 12544
+	@test -d $(DEMO_ASSETS)/glyph || $(VENV)/bin/vrft make-synthetic-data $(DEMO_ASSETS)/glyph --task glyph --n 2048 --seed 0
+	$(PY) -m benchmarks.demo_tools $(RUN)
 
 # Both venvs first, then the suites: the main one (.venv) and the vLLM-on-CPU one (.venv-vllm).
 test: install install-vllm browser deploy-tools

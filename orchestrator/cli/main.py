@@ -125,12 +125,18 @@ def cmd_train(args) -> int:
 def cmd_make_tiny_model(args) -> int:
     from vrft.testing.tiny_model import make_tiny_model
 
-    out = make_tiny_model(args.out, arch=args.arch, size=args.size, seed=args.seed)
+    out = make_tiny_model(args.out, arch=args.arch, size=args.size, seed=args.seed, tool_tokens=args.tool_tokens,
+                          max_pixels=args.max_pixels)
     print(out)
     return 0
 
 
 def cmd_make_synthetic_data(args) -> int:
+    if args.task == "glyph":  # the image tools' demo (vrft/testing/glyphs.py): its own size and columns
+        from vrft.testing.glyphs import make_glyph_data
+
+        print(make_glyph_data(args.out, n=args.n, seed=args.seed))
+        return 0
     from vrft.testing.synthetic import make_synthetic_data
 
     out = make_synthetic_data(args.out, task=args.task, n=args.n, seed=args.seed,
@@ -189,12 +195,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", choices=["tiny", "small"], default="tiny",
                    help="tiny: ~0.2M parameters, for tests; small: ~10-30M, for the demo")
     p.add_argument("--seed", type=int, default=0, help="seeds the random weights")
+    p.add_argument("--tool-tokens", action="store_true", help="Qwen's <tool_call> tags in the vocabulary "
+                   "(the image tools' tests and demo)")
+    p.add_argument("--max-pixels", type=int, help="the image processor's max_pixels (default: the size's)")
     p.set_defaults(func=cmd_make_tiny_model)
 
-    text = "draw a synthetic image task with PIL (counting, colour or detection rows)"
+    text = "draw a synthetic image task with PIL (counting, colour, detection, or the tools demo's glyphs)"
     p = sub.add_parser("make-synthetic-data", help=text, description=text)
     p.add_argument("out", help="the save_to_disk folder to write")
-    p.add_argument("--task", choices=["counting", "color", "detection"], required=True, help="what the rows ask")
+    p.add_argument("--task", choices=["counting", "color", "detection", "glyph"], required=True,
+                   help="what the rows ask (glyph: stripes readable only when zoomed in, 224 px, docs/tools.md)")
     p.add_argument("--n", type=int, required=True, help="rows to draw")
     p.add_argument("--seed", type=int, default=0, help="seeds the drawing")
     p.add_argument("--n-corrupt", type=int, default=0, help="rows with undecodable images (tests)")

@@ -27,6 +27,7 @@ class PromptItem:
     ground_truth: dict
     task: str | None = None
     cot: str | None = None
+    trace: list[str] | None = None  # SFT on tool use: the model's turns of a written trajectory
 
 
 @dataclass

@@ -223,7 +223,8 @@ class PromptSource:
         return index
 
     def build(self, index: int) -> PromptItem | None:
-        view = self.reader.read(self.dataset[index], index)
+        row = self.dataset[index]
+        view = self.reader.read(row, index)
         if view.images is None:
             self.skipped += 1
             if len(self.skipped_ids) < 10:
@@ -244,7 +245,19 @@ class PromptSource:
                         len(inputs.input_ids))
             return None
         return PromptItem(row_id=view.row_id, inputs=inputs, ground_truth=view.ground_truth,
-                          task=view.task, cot=view.sft_target)
+                          task=view.task, cot=view.sft_target, trace=self._trace(row, view.row_id))
+
+    def _trace(self, row: dict, row_id: str) -> list[str] | None:
+        """A row's `tool_trace` (a JSON list of the model's turns), read when the run has tools."""
+        if self.tool_schemas is None or not row.get("tool_trace"):
+            return None
+        try:
+            turns = json.loads(row["tool_trace"])
+        except ValueError as e:
+            raise ValueError(f"row {row_id}: column tool_trace is not JSON ({e})") from None
+        if not isinstance(turns, list) or len(turns) < 1 or not all(isinstance(t, str) for t in turns):
+            raise ValueError(f"row {row_id}: column tool_trace must be a JSON list of the model's turns")
+        return turns
 
     def next_batch(self, k: int) -> list[PromptItem]:
         items: list[PromptItem] = []

@@ -59,6 +59,7 @@ from vrft.orchestrator.train.parity import ParityWatch
 from vrft.orchestrator.train.schedule import LaunchSchedule
 from vrft.orchestrator.train.step import PendingRollout, grpo_step, launch_rollout
 from vrft.rollout.processor import banned_token_ids, load_processor
+from vrft.rollout.turns import ToolUse, teacher_forced, tool_use
 
 log = logging.getLogger("vrft")
 
@@ -67,6 +68,15 @@ def eos_id(processor) -> int:
     tok = processor.tokenizer
     im_end = tok.convert_tokens_to_ids("<|im_end|>")
     return im_end if isinstance(im_end, int) and im_end != tok.unk_token_id else tok.eos_token_id
+
+
+def sft_sample(item, processor, end: int, tools: ToolUse | None):
+    """An SFT sample: the row's tool trace replayed with the tools (the observations masked out of the
+    loss) when the run has tools and the row a trace, else its `cot` target."""
+    if tools is not None and item.trace:
+        done = teacher_forced(processor, processor.tokenizer, item.inputs, item.trace, tools, end)
+        return to_sample(item.inputs, done.token_ids, done.trajectory)
+    return to_sample(item.inputs, processor.tokenizer(item.cot, add_special_tokens=False)["input_ids"] + [end])
 
 
 def run_sft(cfg: TrainConfig, processor, data: PromptSource, out: Path, tracker: Tracker,
@@ -82,13 +92,18 @@ def run_sft(cfg: TrainConfig, processor, data: PromptSource, out: Path, tracker:
         if actor_logs is not None:
             actor_logs.add(f"sft-learner-rank-{rank}", pid)
     end = eos_id(processor)
+    tools = None
+    if cfg.rollout.tools is not None:
+        from transformers import AutoConfig
+
+        model_type = AutoConfig.from_pretrained(cfg.model.path, trust_remote_code=cfg.model.trust_remote_code).model_type
+        tools = tool_use(model_type, processor, cfg.rollout.tools.model_dump())
     try:
         for step in range(1, sft.steps + 1):
             items = data.next_batch(sft.prompts_per_step)
-            if any(not it.cot for it in items):
+            if any(not it.cot and not (tools and it.trace) for it in items):
                 raise ValueError("sft.steps > 0 but the dataset has rows without a `cot` target")
-            samples = [to_sample(it.inputs, processor.tokenizer(it.cot, add_special_tokens=False)["input_ids"]
-                                 + [end]) for it in items]
+            samples = [sft_sample(it, processor, end, tools) for it in items]
             metrics = group.train_step(TrainBatch(samples), mode="sft")
             tracker.log({"sft_step": step, **{f"sft/{k}": v for k, v in metrics.items()}}, advance=False)
         with tempfile.TemporaryDirectory(prefix="vrft-processor-") as files:

@@ -12,6 +12,7 @@ Sizes:
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import re
@@ -132,7 +133,12 @@ def build_tokenizer(vocab_size: int = 1024, chat_template: str = QWEN2_VL_CHAT_T
         max_token_length=32,
         show_progress=False,
     )
-    tok.train_from_iterator(_split_reserved(_corpus()), trainer)
+    corpus = _corpus()
+    if tool_tokens:  # a model made for the image tools also learns the tools demo's words
+        from vrft.testing.glyphs import corpus as glyph_corpus
+
+        corpus = itertools.chain(corpus, glyph_corpus())
+    tok.train_from_iterator(_split_reserved(corpus), trainer)
     tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in added])
     return PreTrainedTokenizerFast(
         tokenizer_object=tok,
@@ -219,10 +225,12 @@ def prefer_token(model: torch.nn.Module, token: int, margin: float = 200.0) -> N
         head[token] = hidden * (float(logits.max()) + margin) / float(hidden @ hidden)
 
 def make_tiny_model(out: str | Path, arch: str = "qwen2_vl", size: str = "tiny", seed: int = 0,
-                    tie_word_embeddings: bool = False, tool_tokens: bool = False) -> Path:
+                    tie_word_embeddings: bool = False, tool_tokens: bool = False,
+                    max_pixels: int | None = None) -> Path:
     """Build a random-weight `arch` model of `size` with its tokenizer and image processor in `out`
     (`tie_word_embeddings`: one matrix for the input embedding and the output layer, as the 2B models;
-    `tool_tokens`: Qwen's tool-call tags in the vocabulary)."""
+    `tool_tokens`: Qwen's tool-call tags in the vocabulary, and the tools demo's words in its corpus;
+    `max_pixels`: the image processor's bound instead of the size's, for 14-pixel patches)."""
     if arch not in ARCHS:
         raise ValueError(f"unknown arch {arch!r}; choose from {', '.join(ARCHS)}")
     if size not in _TEXT:
@@ -233,7 +241,8 @@ def make_tiny_model(out: str | Path, arch: str = "qwen2_vl", size: str = "tiny",
     tokenizer = build_tokenizer(_VOCAB[size], chat_template=template, tool_tokens=tool_tokens)
     # The same number of image tokens in every family: the pixel bounds scale with the patch area.
     scale = (family.patch_size / 14) ** 2
-    min_pixels, max_pixels = (int(p * scale) for p in _PIXELS[size])
+    low, high = _PIXELS[size][0], max_pixels or _PIXELS[size][1]
+    min_pixels, max_pixels = (int(p * scale) for p in (low, high))
     extra = {"image_mean": [0.5] * 3, "image_std": [0.5] * 3} if arch == "qwen3_vl" else {}
     image_processor = Qwen2VLImageProcessorPil(min_pixels=min_pixels, max_pixels=max_pixels,
                                                patch_size=family.patch_size, **extra)

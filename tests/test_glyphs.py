@@ -1,0 +1,59 @@
+"""The image tools' demo task (vrft/testing/glyphs.py) and SFT on its tool traces: halved, the
+stripes' direction is gone; in the zoomed quadrant it is plain; a written trace replays into a
+trajectory whose observation is masked out of the loss."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from vrft.rollout.processor import load_processor
+from vrft.rollout.tools import AnswerFrame, get_tools
+from vrft.rollout.turns import ToolUse, teacher_forced
+from vrft.testing.glyphs import QUADRANTS, draw, sample
+
+
+@pytest.fixture(scope="module")
+def tools_model(tmp_path_factory) -> str:
+    from vrft.testing.tiny_model import make_tiny_model
+
+    return str(make_tiny_model(tmp_path_factory.mktemp("glyph") / "m", tool_tokens=True, max_pixels=112 * 112))
+
+
+def pixels(processor, image: Image.Image) -> np.ndarray:
+    return processor.image_processor(images=[image], return_tensors="pt")["pixel_values"].numpy()
+
+
+def test_the_stripes_show_only_when_zoomed(tools_model):
+    processor = load_processor(tools_model)
+    for quadrant in range(4):
+        h, v = (draw(d, quadrant, random.Random(quadrant)) for d in ("horizontal", "vertical"))
+        full = np.abs(pixels(processor, h) - pixels(processor, v))
+        x1, y1, x2, y2 = (c * 224 // 1000 for c in QUADRANTS[quadrant][1])
+        zoomed = np.abs(pixels(processor, h.crop((x1, y1, x2, y2))) - pixels(processor, v.crop((x1, y1, x2, y2))))
+        # halved, only the mark's edges differ a little; zoomed, the stripes differ by the full range
+        assert full.max() < 0.7 and full.mean() < 0.002
+        assert zoomed.max() > 3.0 and zoomed.mean() > 10 * full.mean()
+
+
+def test_a_trace_replays_into_a_masked_trajectory(tools_model):
+    from vrft.rollout.inputs import build_prompt_inputs
+
+    processor = load_processor(tools_model)
+    tok = processor.tokenizer
+    end = tok.convert_tokens_to_ids("<|im_end|>")
+    row = sample(random.Random(3))
+    image = Image.open(__import__("io").BytesIO(row["image"]["bytes"])).convert("RGB")
+    prompt = build_prompt_inputs(processor, row["problem"], [image])
+    use = ToolUse(get_tools(["zoom"]), AnswerFrame.of_family("qwen2_vl"), 2, 400)
+    done = teacher_forced(processor, tok, prompt, json.loads(row["tool_trace"]), use, end)
+    traj = done.trajectory
+    assert [t.tool for t in traj.turns] == ["zoom", None] and traj.tool_errors == 0
+    assert traj.views[1].size == (112, 112) and done.text == row["cot"]
+    assert 0 in traj.token_mask and traj.token_mask[-1] == 1 and done.token_ids[-1] == end
+    with pytest.raises(ValueError, match="does not replay"):
+        teacher_forced(processor, tok, prompt, ["<think>no call</think>", row["cot"]], use, end)
