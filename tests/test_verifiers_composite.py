@@ -9,7 +9,8 @@ from pydantic import ValidationError
 from vrft import verifiers
 
 ISSUE_REWARDS = {"format", "detection_iou", "detection_confidence", "classification", "grounding_iou",
-                 "grounding_giou", "counting", "math", "math_tolerance", "choice", "spatial_transform"}
+                 "grounding_giou", "counting", "math", "math_tolerance", "choice", "spatial_transform",
+                 "tool_bonus"}  # the image tools' reward (docs/tools.md)
 
 
 def test_every_reward_of_the_issue_is_registered() -> None:

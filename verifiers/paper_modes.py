@@ -10,7 +10,8 @@ behaviour, so a paper recipe can be built faithfully::
 Every entry also names options that equal the default where the paper's code depends on them, so a
 future change of default cannot silently move a paper recipe. What is still not reproduced (NaN
 rewards, hash-order dependence, math-verify version drift) is listed line by line in
-docs/paper-semantics.md. Rewards with no counterpart in the papers' code (``choice``) are absent.
+docs/paper-semantics.md. Rewards with no counterpart in the papers' code (``choice``, ``tool_bonus``)
+are absent.
 """
 
 from __future__ import annotations
