@@ -386,3 +386,30 @@ def test_a_view_the_processor_refuses_is_an_error_observation(processor):
     first = done.trajectory.turns[0]
     assert first.error == "tool_failed" and "cannot be shown" in first.observation
     assert done.finish_reason == "stop" and done.trajectory.pixel_values is None
+
+
+@pytest.mark.parametrize("masked", [True, False])
+def test_a_trajectory_cut_by_the_turn_budget_adds_no_loss_when_asked(processor, tool_model, masked):
+    """rollout.tools.mask_cut_by_turns (over-turn masking): the trajectory the budget cut while it still
+    called a tool gets weight 0 in the learner's batch, so no loss and no normalising count; the one
+    that answered keeps its weight. Off, both train."""
+    from vrft.learner.batch import counted
+    from vrft.orchestrator.config.schema import load_config
+    from vrft.orchestrator.core.records import PromptGroup, PromptItem, ScoredCompletion
+    from vrft.orchestrator.train.step import build_batch
+
+    tok = processor.tokenizer
+    eos = tok.convert_tokens_to_ids("<|im_end|>")
+    prompt = build_prompt_inputs(processor, "What colour?", [image()])
+    call = ids_of(tok, zoom_call([0, 0, 500, 500]))
+    script = Script([[call, call], [call, ids_of(tok, "<answer>red</answer>") + [eos]]], eos)
+    use = ToolUse(get_tools(["zoom"]), AnswerFrame.of_family("qwen2_vl"), 2, 600)
+    [pair] = sample_with_tools(script, processor, tok, [prompt], SamplingParams(n=2), {eos}, use, 0)
+    assert [c.trajectory.cut_by_turns for c in pair] == [True, False]
+    cfg = load_config(CONFIG, [f"model.path={tool_model}",
+                               f"rollout.tools={{names: [zoom], mask_cut_by_turns: {str(masked).lower()}}}"])
+    item = PromptItem(row_id="0", inputs=prompt, ground_truth={"answer": "red"}, task="classification")
+    batch = build_batch(cfg, [PromptGroup(item, [ScoredCompletion(c, reward=r) for c, r in zip(pair, (0.0, 1.0),
+                                                                                                 strict=True)])])
+    assert [s.weight for s in batch.samples] == ([0.0, 1.0] if masked else [1.0, 1.0])
+    assert len(counted(batch.samples, mask_truncated=False)) == (1 if masked else 2)
