@@ -15,6 +15,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 # Qwen2-VL / Qwen2.5-VL checkpoints on the Hub keep the pre-transformers-5 layout ("model." is the
 # language model, "visual." the vision tower); Qwen3-VL checkpoints were saved in the new layout,
@@ -86,3 +87,37 @@ def smart_resize(height: int, width: int, factor: int, min_pixels: int, max_pixe
         h_bar = math.ceil(height * beta / factor) * factor
         w_bar = math.ceil(width * beta / factor) * factor
     return h_bar, w_bar
+
+
+# Each family's released image processor settings, used when a caller has only the family name.
+PROCESSOR_DEFAULTS: dict[str, dict[str, int]] = {
+    f.name: {"patch_size": f.patch_size, "merge_size": f.merge_size, "min_pixels": f.min_pixels,
+             "max_pixels": f.max_pixels} for f in FAMILIES.values()}
+
+
+def processor_params(processor_or_params: Any) -> dict[str, int]:
+    """patch_size, merge_size, min_pixels, max_pixels from a processor (its `image_processor`), an
+    image processor, a dict of those four, or a family name (its released defaults)."""
+    if isinstance(processor_or_params, str):
+        if processor_or_params not in PROCESSOR_DEFAULTS:
+            raise ValueError(f"unknown model family {processor_or_params!r}; pass the processor instead")
+        return dict(PROCESSOR_DEFAULTS[processor_or_params])
+    if isinstance(processor_or_params, dict):
+        params = processor_or_params
+    else:
+        ip = getattr(processor_or_params, "image_processor", processor_or_params)
+        size = getattr(ip, "size", None) or {}
+        get = size.get if isinstance(size, dict) else lambda k, d=None: getattr(size, k, d)
+        params = {
+            "patch_size": getattr(ip, "patch_size", None),
+            "merge_size": getattr(ip, "merge_size", None),
+            "min_pixels": get("shortest_edge") or getattr(ip, "min_pixels", None),
+            "max_pixels": get("longest_edge") or getattr(ip, "max_pixels", None),
+        }
+    out = {}
+    for key in ("patch_size", "merge_size", "min_pixels", "max_pixels"):
+        value = params.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ValueError(f"image processor setting {key!r} must be a positive integer, got {value!r}")
+        out[key] = value
+    return out

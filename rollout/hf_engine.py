@@ -69,6 +69,9 @@ class TransformersEngine:
         self._updating = False  # a weight update started and not finished (or failed midway)
         self.tool_use, self.processor = None, None
         if tools:
+            if not self.own_loop:  # the turn loop continues contexts with the engine's own decode
+                raise ValueError(f"rollout.tools needs a model the engine's own loop samples "
+                                 f"({', '.join(sorted(DECODE_TYPES))}), not {self.model.config.model_type!r}")
             self.processor = load_processor(model_path, trust_remote_code=trust_remote_code)
             self.tool_use = tool_use(self.model.config.model_type, self.processor, tools)
 
@@ -94,11 +97,8 @@ class TransformersEngine:
         for start in range(0, len(contexts), self.max_batch_size):
             chunk = contexts[start:start + self.max_batch_size]
             batch = {k: v.to(self.device) for k, v in self._collate(chunk, 1).items()}
-            if self.own_loop:
-                out = decode(self.model, batch, 1, sampling, stop_ids, self.suppress)
-                rows.extend(zip(out.token_ids, out.logprobs, out.stopped, strict=True))
-            else:
-                raise ValueError(f"tools need a model the engine's own loop samples ({sorted(DECODE_TYPES)})")
+            out = decode(self.model, batch, 1, sampling, stop_ids, self.suppress)
+            rows.extend(zip(out.token_ids, out.logprobs, out.stopped, strict=True))
         return rows
 
     def _collate(self, prompts: list[PromptInputs], repeat: int) -> dict[str, torch.Tensor]:

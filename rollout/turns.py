@@ -24,7 +24,7 @@ import torch
 
 from vrft.plugins import one_line
 from vrft.rollout.engine import Completion, SamplingParams
-from vrft.rollout.families import family_for_model_type
+from vrft.rollout.families import family_for_model_type, processor_params
 from vrft.rollout.inputs import PromptInputs
 from vrft.rollout.tools import (
     TOOL_CALL_CLOSE,
@@ -124,6 +124,25 @@ def observation_inputs(processor: Any, observation: Observation) -> PromptInputs
     mm_ids = [int(t == processor.image_token_id) for t in ids] if mm is None else [int(v) for v in mm[0].tolist()]
     return PromptInputs(ids, encoded["pixel_values"].to(torch.float32), encoded["image_grid_thw"].to(torch.long),
                         mm_ids, images)
+
+
+def usage(trajectories: Sequence[Trajectory | None]) -> dict[str, float]:
+    """How the tools were used, per trajectory (one-turn completions, None, are left out): turns,
+    calls run, the share that called at all, errors, the share the turn budget cut, and calls per
+    tool (`tool_calls/<tool>`). Empty when there is no trajectory."""
+    runs = [t for t in trajectories if t is not None]
+    if not runs:
+        return {}
+    n = len(runs)
+    per_tool: dict[str, int] = {}
+    for turn in (turn for t in runs for turn in t.turns if turn.tool is not None):
+        per_tool[turn.tool] = per_tool.get(turn.tool, 0) + 1
+    return {"turns_mean": sum(len(t.turns) for t in runs) / n,
+            "tool_calls_mean": sum(t.tool_calls for t in runs) / n,
+            "tool_call_rate": sum(t.tool_calls > 0 for t in runs) / n,
+            "tool_errors": float(sum(t.tool_errors for t in runs)),
+            "cut_by_turns_frac": sum(t.cut_by_turns for t in runs) / n,
+            **{f"tool_calls/{name}": count / n for name, count in sorted(per_tool.items())}}
 
 
 def called_tool(body: str | None) -> str | None:
@@ -272,13 +291,7 @@ def tool_use(model_type: str, processor, options: dict) -> ToolUse:
     override = options.get("answer_frame")
     if family is None and override is None:
         raise ValueError(f"tools: unknown model family {model_type!r}; set rollout.tools.answer_frame")
-    ip = processor.image_processor
-    size = ip.size if isinstance(ip.size, dict) else {}
-    params = {"patch_size": ip.patch_size, "merge_size": ip.merge_size,
-              "min_pixels": size.get("shortest_edge", getattr(ip, "min_pixels", None)),
-              "max_pixels": size.get("longest_edge", getattr(ip, "max_pixels", None))}
-    frame = AnswerFrame.of_family(family.name, **{k: v for k, v in params.items() if v}) if family else \
-        AnswerFrame(override)
+    frame = AnswerFrame.of_family(family.name, **processor_params(processor)) if family else AnswerFrame(override)
     if override is not None and family is not None:
         frame = AnswerFrame(override, frame.factor, frame.min_pixels, frame.max_pixels)
     return ToolUse(get_tools(options.get("names", [])), frame, int(options.get("max_turns", 4)),

@@ -148,7 +148,7 @@ def test_a_bad_tool_name_is_a_one_line_error(names, message):
     assert "\n" not in str(e.value)
 
 
-def test_schemas_are_what_a_chat_template_advertises():
+def test_a_tool_schema_is_a_function_schema_with_its_arguments():
     schema = TOOLS["zoom"].schema()
     assert schema["type"] == "function" and schema["function"]["name"] == "zoom"
     assert schema["function"]["parameters"]["required"] == ["box"]

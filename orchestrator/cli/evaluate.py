@@ -136,7 +136,7 @@ def cmd_eval(args) -> int:
 def _run(engines, eval_set, args):
     import ray
 
-    from vrft.orchestrator.evaluation.driver import generate, score, tool_report
+    from vrft.orchestrator.evaluation.driver import generate, score, tool_report, turn_summaries
     from vrft.orchestrator.runtime.cluster import start_ray
     from vrft.orchestrator.runtime.session import start_rollout
     from vrft.rollout.processor import load_processor
@@ -179,11 +179,11 @@ def _run(engines, eval_set, args):
         report["metrics"].update(k_sample_metrics(eval_set, samples, args.samples, seed=args.seed))
         for record, group in zip(records, samples, strict=True):
             record["samples"] = group
-    if "turns" in timing:  # with tools: each query's turns, and how the model used the tools
-        turns = timing.pop("turns")
-        for record, query_turns in zip(records, turns, strict=True):
-            record["turns"] = query_turns
-        report["tools"] = tool_report(turns, args.tools, args.max_turns)
+    if "trajectories" in timing:  # with tools: each query's turns, and how the model used the tools
+        trajectories = timing.pop("trajectories")
+        for record, trajectory in zip(records, trajectories, strict=True):
+            record["turns"] = turn_summaries(trajectory)
+        report["tools"] = tool_report(trajectories, args.tools, args.max_turns)
     report["timing"] = timing
     report["model"] = args.model
     report["sampling"] = {**vars(eval_set.benchmark.sampling), "max_new_tokens": args.max_new_tokens

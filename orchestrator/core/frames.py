@@ -30,16 +30,17 @@ import math
 from pathlib import Path
 from typing import Any
 
-from vrft.rollout.families import FAMILIES, smart_resize
+from vrft.rollout.families import (  # noqa: F401 (PROCESSOR_DEFAULTS: re-exported)
+    FAMILIES,
+    PROCESSOR_DEFAULTS,
+    processor_params,
+    smart_resize,
+)
 
 FRAMES = ("rel1000", "resized_pixels")
 # Views of the one family record (rollout/families.py), keyed as this module's callers ask.
 FAMILY_FRAMES = {f.name: f.answer_frame for f in FAMILIES.values()}
 _MODEL_TYPES = {model_type: f.name for f in FAMILIES.values() for model_type in f.model_types}  # config.json's
-# Each family's released image processor settings, used when a caller has only the family name.
-PROCESSOR_DEFAULTS: dict[str, dict[str, int]] = {
-    f.name: {"patch_size": f.patch_size, "merge_size": f.merge_size, "min_pixels": f.min_pixels,
-             "max_pixels": f.max_pixels} for f in FAMILIES.values()}
 _OVERRIDE_HINT = "set the answer frame explicitly (rel1000 or resized_pixels)"
 
 
@@ -97,34 +98,6 @@ def answer_frame(family: str, override: str | None = None) -> str:
         return FAMILY_FRAMES[family]
     except KeyError:
         raise ValueError(f"unknown model family {family!r}; {_OVERRIDE_HINT}") from None
-
-
-def processor_params(processor_or_params: Any) -> dict[str, int]:
-    """patch_size, merge_size, min_pixels, max_pixels from a processor (its `image_processor`), an
-    image processor, a dict of those four, or a family name (its released defaults)."""
-    if isinstance(processor_or_params, str):
-        if processor_or_params not in PROCESSOR_DEFAULTS:
-            raise ValueError(f"unknown model family {processor_or_params!r}; pass the processor instead")
-        return dict(PROCESSOR_DEFAULTS[processor_or_params])
-    if isinstance(processor_or_params, dict):
-        params = processor_or_params
-    else:
-        ip = getattr(processor_or_params, "image_processor", processor_or_params)
-        size = getattr(ip, "size", None) or {}
-        get = size.get if isinstance(size, dict) else lambda k, d=None: getattr(size, k, d)
-        params = {
-            "patch_size": getattr(ip, "patch_size", None),
-            "merge_size": getattr(ip, "merge_size", None),
-            "min_pixels": get("shortest_edge") or getattr(ip, "min_pixels", None),
-            "max_pixels": get("longest_edge") or getattr(ip, "max_pixels", None),
-        }
-    out = {}
-    for key in ("patch_size", "merge_size", "min_pixels", "max_pixels"):
-        value = params.get(key)
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise ValueError(f"image processor setting {key!r} must be a positive integer, got {value!r}")
-        out[key] = value
-    return out
 
 
 def resized_size(width: int, height: int, processor_or_params: Any) -> tuple[int, int]:

@@ -48,7 +48,7 @@ def evaluate(cfg: TrainConfig, workers: list, processor, eval_sets: list[EvalSet
         completions, timing = generate(workers, processor, eval_set, batch_size=cfg.eval.batch_size,
                                        progress=False, seed=cfg.run.seed + step,
                                        max_new_tokens=cfg.eval.max_new_tokens, tools=schemas)
-        timing.pop("turns", None)
+        timing.pop("trajectories", None)
         _, report = score(eval_set, completions)
         name = eval_set.benchmark.name
         out.update({f"eval/{name}/{m}": float(v) for m, v in report["metrics"].items()})

@@ -32,6 +32,7 @@ from vrft.orchestrator.data.sources import decode_image, load_rows
 from vrft.orchestrator.evaluation.intervals import add_intervals
 from vrft.rollout.engine import SamplingParams
 from vrft.rollout.inputs import build_prompt_inputs
+from vrft.rollout.turns import usage
 from vrft.verifiers.evaluation.benchmarks import (
     R1_SYSTEM_PROMPT,
     SCORINGS,
@@ -240,12 +241,12 @@ def generate(workers: list, processor, eval_set: EvalSet, batch_size: int = 8, p
     does not decode gets an empty completion (it scores 0) and is counted. `samples` > 1: a list of
     that many completions per query (`vrft eval --samples`). `tools`: the schemas of the image tools
     the engines run (rollout.tools); the completion is then the last turn's text, and the returned
-    info's `turns` holds each query's turns (its first sample's)."""
+    info's `trajectories` holds each query's (its first sample's; None where its image did not decode)."""
     sampling = sampling_of(eval_set.benchmark, seed, max_new_tokens, samples, temperature)
     queries = eval_set.queries
     completions: list = [""] * len(queries) if samples == 1 else [[""] * samples for _ in queries]
     undecodable = 0
-    turns: list[list[dict]] = [[] for _ in queries]
+    trajectories: list = [None] * len(queries)
     chunks = [range(i, min(i + batch_size, len(queries))) for i in range(0, len(queries), batch_size)]
     free, running = list(workers), {}
     bar = tqdm(total=len(queries), desc=f"eval {eval_set.benchmark.name}", unit="query", disable=not progress)
@@ -275,14 +276,14 @@ def generate(workers: list, processor, eval_set: EvalSet, batch_size: int = 8, p
         for i, group in zip(kept, groups, strict=True):
             completions[i] = group[0].text if samples == 1 else [c.text for c in group]
             if tools is not None:
-                turns[i] = turn_summaries(group[0].trajectory)
+                trajectories[i] = group[0].trajectory
         free.append(worker)
         bar.update(size)
     bar.close()
     seconds = time.perf_counter() - start
     info = {"seconds": seconds, "queries_per_s": len(queries) / max(seconds, 1e-9),
             "undecodable_images": float(undecodable)}
-    return completions, ({**info, "turns": turns} if tools is not None else info)
+    return completions, ({**info, "trajectories": trajectories} if tools is not None else info)
 
 
 def turn_summaries(trajectory) -> list[dict]:
@@ -294,14 +295,9 @@ def turn_summaries(trajectory) -> list[dict]:
             for t in trajectory.turns]
 
 
-def tool_report(turns: list[list[dict]], names: list[str], max_turns: int) -> dict[str, Any]:
+def tool_report(trajectories: list, names: list[str], max_turns: int) -> dict[str, Any]:
     """metrics.json's `tools`: what ran, and how the model used it over the queries."""
-    n = max(len(turns), 1)
-    calls = [sum(t["observation"] is not None for t in q) for q in turns]
-    return {"names": list(names), "max_turns": max_turns,
-            "turns_mean": sum(len(q) for q in turns) / n, "tool_calls_mean": sum(calls) / n,
-            "tool_call_rate": sum(c > 0 for c in calls) / n,
-            "tool_errors": sum(t["error"] is not None for q in turns for t in q)}
+    return {"names": list(names), "max_turns": max_turns, **usage(trajectories)}
 
 
 def score(eval_set: EvalSet, completions: list[str]) -> tuple[list[dict], dict[str, Any]]:

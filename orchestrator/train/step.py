@@ -25,6 +25,7 @@ from vrft.orchestrator.runtime.session import Actors, sync_weights
 from vrft.orchestrator.train.parity import incomparable, parity_metrics
 from vrft.orchestrator.train.schedule import check_staleness
 from vrft.rollout.engine import Completion, SamplingParams
+from vrft.rollout.turns import usage
 from vrft.verifiers.rewards_tools import TRAJECTORY_KEY
 
 
@@ -221,23 +222,8 @@ def group_metrics(cfg: TrainConfig, groups: list[PromptGroup], actors: Actors) -
 
 
 def tool_metrics(completions: list[Completion]) -> dict[str, float]:
-    """Multi-turn rollouts' turns and tool calls, per trajectory (`rollout/tool_calls/<tool>` per
-    tool); nothing for one-turn completions."""
-    trajectories = [c.trajectory for c in completions if c.trajectory is not None]
-    if not trajectories:
-        return {}
-    n = len(trajectories)
-    per_tool: dict[str, int] = defaultdict(int)
-    for t in trajectories:
-        for turn in t.turns:
-            if turn.tool is not None:
-                per_tool[turn.tool] += 1
-    return {"rollout/turns_mean": sum(len(t.turns) for t in trajectories) / n,
-            "rollout/tool_calls_mean": sum(t.tool_calls for t in trajectories) / n,
-            "rollout/tool_call_rate": sum(t.tool_calls > 0 for t in trajectories) / n,
-            "rollout/tool_errors": float(sum(t.tool_errors for t in trajectories)),
-            "rollout/cut_by_turns_frac": sum(t.cut_by_turns for t in trajectories) / n,
-            **{f"rollout/tool_calls/{name}": count / n for name, count in sorted(per_tool.items())}}
+    """`rollout/<usage>` of multi-turn rollouts (rollout/turns.py `usage`); nothing for one-turn ones."""
+    return {f"rollout/{k}": v for k, v in usage([c.trajectory for c in completions]).items()}
 
 
 def grpo_step(cfg: TrainConfig, actors: Actors, pending: PendingRollout, step: int,
