@@ -57,3 +57,20 @@ def test_a_trace_replays_into_a_masked_trajectory(tools_model):
     assert 0 in traj.token_mask and traj.token_mask[-1] == 1 and done.token_ids[-1] == end
     with pytest.raises(ValueError, match="does not replay"):
         teacher_forced(processor, tok, prompt, ["<think>no call</think>", row["cot"]], use, end)
+
+
+@pytest.mark.parametrize(("trace", "message"), [
+    ("{not json", "row 7: column tool_trace is not JSON"),
+    ('{"turn": "x"}', "row 7: column tool_trace must be a JSON list of the model's turns"),
+    ("[]", "row 7: column tool_trace must be a JSON list of the model's turns"),
+])
+def test_a_bad_tool_trace_is_one_line_naming_its_row(trace, message):
+    from types import SimpleNamespace
+
+    from vrft.orchestrator.data.prompts import PromptSource
+
+    with pytest.raises(ValueError, match=message) as e:
+        PromptSource._trace(SimpleNamespace(tool_schemas=[{}]), {"tool_trace": trace}, "7")
+    assert "\n" not in str(e.value)
+    # without tools in the run the column is not read at all
+    assert PromptSource._trace(SimpleNamespace(tool_schemas=None), {"tool_trace": trace}, "7") is None
