@@ -35,8 +35,9 @@ def test_the_stripes_show_only_when_zoomed(tools_model):
         full = np.abs(pixels(processor, h) - pixels(processor, v))
         x1, y1, x2, y2 = (c * 224 // 1000 for c in QUADRANTS[quadrant][1])
         zoomed = np.abs(pixels(processor, h.crop((x1, y1, x2, y2))) - pixels(processor, v.crop((x1, y1, x2, y2))))
-        # halved, only the mark's edges differ a little; zoomed, the stripes differ by the full range
-        assert full.max() < 0.7 and full.mean() < 0.002
+        # halved, only the mark's edges differ a little (the resize filter's lobes see the first and
+        # last lines differently); zoomed, the stripes differ by the full range
+        assert full.max() < 0.7 and full.mean() < 0.008
         assert zoomed.max() > 3.0 and zoomed.mean() > 10 * full.mean()
 
 
@@ -74,3 +75,19 @@ def test_a_bad_tool_trace_is_one_line_naming_its_row(trace, message):
     assert "\n" not in str(e.value)
     # without tools in the run the column is not read at all
     assert PromptSource._trace(SimpleNamespace(tool_schemas=None), {"tool_trace": trace}, "7") is None
+
+
+def test_the_tool_model_writes_each_quadrant_box_as_one_token_and_any_box_still_round_trips(tools_model):
+    """The demo's model chooses a quarter and its box in one token each (a 15M model from scratch does
+    not learn to copy four digit runs in minutes); other numbers are still digits, and every box text
+    decodes back."""
+    from vrft.testing.glyphs import BOX_WORDS, zoom_call
+
+    tok = load_processor(tools_model).tokenizer
+    for words, (name, box) in zip(BOX_WORDS, QUADRANTS, strict=True):
+        ids = tok(zoom_call(box), add_special_tokens=False)["input_ids"]
+        assert tok.convert_tokens_to_ids(words) in ids and tok.decode(ids) == zoom_call(box)
+        assert tok.convert_tokens_to_ids(name) in tok(f"In the {name} quarter", add_special_tokens=False)["input_ids"]
+    odd = zoom_call((100, 0, 500, 500))  # holds a quadrant's text from its third character
+    ids = tok(odd, add_special_tokens=False)["input_ids"]
+    assert tok.decode(ids) == odd and [tok.decode([i]) for i in ids].count("1") == 1

@@ -48,6 +48,17 @@ FORMAT_TOKENS = ("<think>", "</think>", "<answer>", "</answer>")
 # image-tool tests (`tool_tokens=True`), so every other tiny model keeps its exact vocabulary.
 TOOL_TOKENS = ("<tool_call>", "</tool_call>")
 
+
+def _tool_words() -> tuple[str, ...]:
+    """The tool model's added tokens: the tags, and the tools demo's quarter names and four zoom boxes
+    as words. Qwen spells a number digit by digit (so does this tokenizer); a 15M model trained from
+    scratch for a few minutes does not learn to copy four digit runs in place, and writes an average
+    of the boxes it saw. As words, choosing a box is one token: the demo tests whether the model
+    looks, not its spelling. The zoom tool still parses the same JSON text."""
+    from vrft.testing.glyphs import WORDS
+
+    return (*TOOL_TOKENS, *WORDS)
+
 ARCHS = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl")
 _MODEL_CLASSES = {"qwen2_vl": Qwen2VLForConditionalGeneration, "qwen2_5_vl": Qwen2_5_VLForConditionalGeneration,
                   "qwen3_vl": Qwen3VLForConditionalGeneration}
@@ -101,10 +112,11 @@ def _corpus(n_per_task: int = 300) -> Iterator[str]:
         yield f'{{"answer": "{rng.randint(0, 9)}"}} [{rng.randint(0, 1000)}, {rng.randint(0, 1000)}]'
 
 
-def _split_reserved(texts: Iterator[str]) -> Iterator[str]:
+def _split_reserved(texts: Iterator[str], tool_words: tuple[str, ...] = TOOL_TOKENS) -> Iterator[str]:
     # The BPE trainer does not cut out added/special tokens: feed only the text between them,
     # so no merges are spent on spelling "<|im_start|>" out of bytes.
-    reserved = re.compile("|".join(re.escape(t) for t in (*SPECIAL_TOKENS, *FORMAT_TOKENS, *TOOL_TOKENS)))
+    words = sorted((*SPECIAL_TOKENS, *FORMAT_TOKENS, *tool_words), key=len, reverse=True)
+    reserved = re.compile("|".join(map(re.escape, words)))
     for text in texts:
         yield from (piece for piece in reserved.split(text) if piece)
 
@@ -125,12 +137,12 @@ def build_tokenizer(vocab_size: int = 1024, chat_template: str = QWEN2_VL_CHAT_T
         ]
     )
     tok.decoder = decoders.ByteLevel()
-    added = FORMAT_TOKENS + (TOOL_TOKENS if tool_tokens else ())
+    added = FORMAT_TOKENS + (_tool_words() if tool_tokens else ())
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size - len(added),
         special_tokens=list(SPECIAL_TOKENS),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        max_token_length=32,
+        max_token_length=128 if tool_tokens else 32,  # the tools prompt: see glyphs.corpus
         show_progress=False,
     )
     corpus = _corpus()
@@ -138,7 +150,7 @@ def build_tokenizer(vocab_size: int = 1024, chat_template: str = QWEN2_VL_CHAT_T
         from vrft.testing.glyphs import corpus as glyph_corpus
 
         corpus = itertools.chain(corpus, glyph_corpus())
-    tok.train_from_iterator(_split_reserved(corpus), trainer)
+    tok.train_from_iterator(_split_reserved(corpus, _tool_words() if tool_tokens else TOOL_TOKENS), trainer)
     tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in added])
     return PreTrainedTokenizerFast(
         tokenizer_object=tok,
@@ -229,7 +241,8 @@ def make_tiny_model(out: str | Path, arch: str = "qwen2_vl", size: str = "tiny",
                     max_pixels: int | None = None) -> Path:
     """Build a random-weight `arch` model of `size` with its tokenizer and image processor in `out`
     (`tie_word_embeddings`: one matrix for the input embedding and the output layer, as the 2B models;
-    `tool_tokens`: Qwen's tool-call tags in the vocabulary, and the tools demo's words in its corpus;
+    `tool_tokens`: Qwen's tool-call tags and the tools demo's zoom boxes in the vocabulary, and the
+    demo's words in its corpus;
     `max_pixels`: the image processor's bound instead of the size's, for 14-pixel patches)."""
     if arch not in ARCHS:
         raise ValueError(f"unknown arch {arch!r}; choose from {', '.join(ARCHS)}")
