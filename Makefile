@@ -40,6 +40,7 @@ demo: install
 demo-tools: install
 	@test -f $(DEMO_ASSETS)/model-tools/config.json || $(VENV)/bin/vrft make-tiny-model $(DEMO_ASSETS)/model-tools --size small --tool-tokens --max-pixels 12544
 	@test -d $(DEMO_ASSETS)/glyph || $(VENV)/bin/vrft make-synthetic-data $(DEMO_ASSETS)/glyph --task glyph --n 2048 --seed 0
+	@test -d $(DEMO_ASSETS)/glyph-crops || $(VENV)/bin/vrft make-synthetic-data $(DEMO_ASSETS)/glyph-crops --task glyph-crops --n 1024 --seed 0
 	$(PY) -m benchmarks.demo_tools $(RUN)
 
 # Both venvs first, then the suites: the main one (.venv) and the vLLM-on-CPU one (.venv-vllm).

@@ -6,6 +6,10 @@ without, ending in one line:
 `tool_call_rate` and the accuracies are means over the first / last 20% of the GRPO steps (at least
 one step) of `rollout/tool_call_rate` and `reward/accuracy`, read from each run's metrics.jsonl.
 
+First the model learns to see: one-turn SFT on the zoomed quarters alone (`--see-data`, the task
+`glyph-crops`), which a pretrained model would not need; both runs start from that model, and
+`minutes` counts it.
+
     python -m benchmarks.demo_tools [--config configs/local/demo_tools_cpu.yaml] [--seed 0] [overrides…]
 """
 
@@ -31,24 +35,30 @@ def share_mean(steps: list[dict], key: str, last: bool) -> float:
     return sum(values) / len(values) if values else float("nan")
 
 
-def run(config: str, run_dir: Path, overrides: list[str]) -> list[dict]:
-    cmd = [sys.executable, "-m", "vrft", "train", config, *overrides, "--run-dir", str(run_dir)]
+def run(config: str, run_dir: Path, overrides: list[str], command: str = "train") -> Path:
+    cmd = [sys.executable, "-m", "vrft", command, config, *overrides, "--run-dir", str(run_dir)]
     subprocess.run(cmd, check=True)
-    return steps_of(run_dir)
+    return run_dir
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default="configs/local/demo_tools_cpu.yaml", help="the run config")
     p.add_argument("--seed", type=int, default=0, help="run.seed of both runs")
-    p.add_argument("--out", default=None, help="folder of the two runs (default runs/demo-tools-TIME)")
+    p.add_argument("--out", default=None, help="folder of the runs (default runs/demo-tools-TIME)")
+    p.add_argument("--see-data", default="runs/assets/glyph-crops", help="the first stage's rows (glyph-crops)")
+    p.add_argument("--see-steps", type=int, default=60, help="SFT steps of the first stage (0: none)")
     p.add_argument("overrides", nargs="*", help="section.key=value for both runs")
     args = p.parse_args(argv)
     out = Path(args.out or f"runs/demo-tools-{time.strftime('%Y%m%d-%H%M%S')}")
     common = [f"run.seed={args.seed}", *args.overrides]
     start = time.perf_counter()
-    tools = run(args.config, out / "tools", common)
-    without = run(args.config, out / "notools", [*common, "rollout.tools=null"])
+    if args.see_steps > 0:
+        seeing = run(args.config, out / "see", [*common, f"data.path={args.see_data}", "rollout.tools=null",
+                                                f"sft.steps={args.see_steps}"], command="sft")
+        common.append(f"model.path={seeing / 'sft_model'}")
+    tools = steps_of(run(args.config, out / "tools", common))
+    without = steps_of(run(args.config, out / "notools", [*common, "rollout.tools=null"]))
     minutes = (time.perf_counter() - start) / 60
     print(f"DEMO-TOOLS tool_call_rate={share_mean(tools, 'rollout/tool_call_rate', True):.4f} "
           f"accuracy_first20={share_mean(tools, 'reward/accuracy', False):.4f} "

@@ -35,9 +35,9 @@ def test_the_stripes_show_only_when_zoomed(tools_model):
         full = np.abs(pixels(processor, h) - pixels(processor, v))
         x1, y1, x2, y2 = (c * 224 // 1000 for c in QUADRANTS[quadrant][1])
         zoomed = np.abs(pixels(processor, h.crop((x1, y1, x2, y2))) - pixels(processor, v.crop((x1, y1, x2, y2))))
-        # halved, only the mark's edges differ a little (the resize filter's lobes see the first and
-        # last lines differently); zoomed, the stripes differ by the full range
-        assert full.max() < 0.7 and full.mean() < 0.008
+        # halved, the two directions are the same grey square to within rounding (hard-edged stripes
+        # left 0.47 at the edges, which a policy learned to read); zoomed, they differ by the full range
+        assert full.max() < 0.05 and full.mean() < 0.002
         assert zoomed.max() > 3.0 and zoomed.mean() > 10 * full.mean()
 
 
@@ -91,3 +91,22 @@ def test_the_tool_model_writes_each_quadrant_box_as_one_token_and_any_box_still_
     odd = zoom_call((100, 0, 500, 500))  # holds a quadrant's text from its third character
     ids = tok(odd, add_special_tokens=False)["input_ids"]
     assert tok.decode(ids) == odd and [tok.decode([i]) for i in ids].count("1") == 1
+
+
+def test_the_first_stage_shows_the_model_exactly_what_the_zoom_into_its_quarter_shows():
+    """`glyph-crops` rows (the demo's first stage, where its model learns to read stripes) are the
+    zoom tool's own view of the named quarter, pixel for pixel, asked in one turn."""
+    from vrft.rollout.tools import View, run_tool
+    from vrft.testing.glyphs import crop_sample
+
+    for seed in range(4):
+        row = crop_sample(random.Random(seed))
+        rng = random.Random(seed)
+        direction, quadrant = rng.choice(("horizontal", "vertical")), rng.randrange(4)
+        full = draw(direction, quadrant, rng)
+        body = json.dumps({"name": "zoom", "arguments": {"box": list(QUADRANTS[quadrant][1])}})
+        seen = run_tool(body, [View(full)], AnswerFrame.of_family("qwen2_vl"), get_tools(["zoom"])).view.image
+        crop = Image.open(__import__("io").BytesIO(row["image"]["bytes"])).convert("RGB")
+        assert crop.size == seen.size == (112, 112)
+        assert np.array_equal(np.asarray(crop), np.asarray(seen.convert("RGB")))
+        assert json.loads(row["ground_truth"]) == {"answer": direction} and not row["tool_trace"]

@@ -132,10 +132,10 @@ def cmd_make_tiny_model(args) -> int:
 
 
 def cmd_make_synthetic_data(args) -> int:
-    if args.task == "glyph":  # the image tools' demo (vrft/testing/glyphs.py): its own size and columns
+    if args.task in ("glyph", "glyph-crops"):  # the image tools' demo (vrft/testing/glyphs.py)
         from vrft.testing.glyphs import make_glyph_data
 
-        print(make_glyph_data(args.out, n=args.n, seed=args.seed))
+        print(make_glyph_data(args.out, n=args.n, seed=args.seed, crops=args.task == "glyph-crops"))
         return 0
     from vrft.testing.synthetic import make_synthetic_data
 
@@ -203,8 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
     text = "draw a synthetic image task with PIL (counting, colour, detection, or the tools demo's glyphs)"
     p = sub.add_parser("make-synthetic-data", help=text, description=text)
     p.add_argument("out", help="the save_to_disk folder to write")
-    p.add_argument("--task", choices=["counting", "color", "detection", "glyph"], required=True,
-                   help="what the rows ask (glyph: stripes readable only when zoomed in, 224 px, docs/tools.md)")
+    p.add_argument("--task", choices=["counting", "color", "detection", "glyph", "glyph-crops"], required=True,
+                   help="what the rows ask (glyph: stripes readable only when zoomed in, 224 px; glyph-crops: "
+                        "the zoomed quarters alone, one turn, to teach the demo's model to see; docs/tools.md)")
     p.add_argument("--n", type=int, required=True, help="rows to draw")
     p.add_argument("--seed", type=int, default=0, help="seeds the drawing")
     p.add_argument("--n-corrupt", type=int, default=0, help="rows with undecodable images (tests)")

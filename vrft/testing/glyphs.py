@@ -4,7 +4,8 @@
 A 224×224 white image holds an 80×80 square of 1-pixel stripes, horizontal or vertical, inside the
 quarter of the image the question names; the question is the stripes' direction. The demo's model
 sees at most 112×112 pixels (its processor's max_pixels), so the whole image reaches it halved, where
-1-pixel stripes average to a flat grey square in either direction. A quarter zoomed into is 112×112,
+the stripes average to the same plain grey square in either direction (their contrast fades in from
+the square's edges so that not even the edges tell: see `draw`). A quarter zoomed into is 112×112,
 shown at full resolution, where the stripes are plain. Without tools the model can only guess (0.5);
 with `zoom` it can look at the named quarter and read them.
 
@@ -29,10 +30,12 @@ import random
 from pathlib import Path
 from typing import Any
 
-from PIL import Image, ImageDraw
+from PIL import Image
 
 SIZE = 224
 MARK = 80
+RAMP = 12  # pixels over which the stripes' contrast rises from each edge of the square (see `draw`)
+GREY, CONTRAST = 137.5, 117.5  # the square's mean, and how far its lines swing around it (20 to 255)
 DIRECTIONS = ("horizontal", "vertical")
 # (name in the question and the thought, zoom box in the 0-1000 frame): the four quadrants.
 QUADRANTS = (("top left", (0, 0, 500, 500)), ("top right", (500, 0, 1000, 500)),
@@ -44,6 +47,8 @@ WORDS = (*(name for name, _ in QUADRANTS), *BOX_WORDS)
 PROBLEM = ("In the {where} quarter of this image there is a square of thin stripes. Are the stripes "
            "horizontal or vertical? Output the thinking process in <think> </think> and final answer in "
            "<answer> </answer> tags.")
+CROP_PROBLEM = ("Are the stripes in this image horizontal or vertical? Output the thinking process in <think> "
+                "</think> and final answer in <answer> </answer> tags.")
 
 
 def zoom_call(box: tuple[int, int, int, int]) -> str:
@@ -51,20 +56,30 @@ def zoom_call(box: tuple[int, int, int, int]) -> str:
 
 
 def draw(direction: str, quadrant: int, rng: random.Random) -> Image.Image:
-    """The image: the mark's stripes alternate dark and white pixel by pixel, starting dark."""
-    image = Image.new("RGB", (SIZE, SIZE), (255, 255, 255))
+    """The image: a grey square whose stripes alternate darker and lighter pixel by pixel around the
+    grey, with a contrast that ramps up linearly over `RAMP` pixels from each edge.
+
+    Hard-edged stripes leak their direction into the halved image: at an edge the resize filter sees
+    a cut-off stripe pattern, and the cut falls on the top and bottom edges for horizontal stripes,
+    on the left and right for vertical ones. A policy trained on the first version learned to read
+    that leak. The bicubic filter that halves the image cancels an alternating pattern whose contrast
+    is constant or changes linearly under its window, so with the ramp both directions halve to the
+    same plain grey square; tests/test_glyphs.py checks this on the processor's own pixels."""
+    import numpy as np
+
     half = SIZE // 2
     qx, qy = (quadrant % 2) * half, (quadrant // 2) * half
-    # even offsets, so the halving pairs each dark line with a white one: a flat grey either way
+    # even offsets: the halving's pixel pairs line up with the stripes'
     x0 = qx + 2 * rng.randint(1, (half - MARK) // 2 - 1)
     y0 = qy + 2 * rng.randint(1, (half - MARK) // 2 - 1)
-    pen = ImageDraw.Draw(image)
-    for i in range(0, MARK, 2):
-        if direction == "horizontal":
-            pen.line([(x0, y0 + i), (x0 + MARK - 1, y0 + i)], fill=(20, 20, 20))
-        else:
-            pen.line([(x0 + i, y0), (x0 + i, y0 + MARK - 1)], fill=(20, 20, 20))
-    return image
+    edge = np.minimum(np.arange(MARK) + 0.5, MARK - 0.5 - np.arange(MARK))
+    ramp = np.clip(edge / RAMP, 0.0, 1.0)
+    sign = np.where(np.arange(MARK) % 2 == 0, 1.0, -1.0)  # +1: the darker line
+    along = sign[:, None] if direction == "horizontal" else sign[None, :]
+    square = GREY - CONTRAST * along * ramp[:, None] * ramp[None, :]
+    pixels = np.full((SIZE, SIZE), 255.0)
+    pixels[y0:y0 + MARK, x0:x0 + MARK] = square
+    return Image.fromarray(np.repeat(np.rint(pixels).astype(np.uint8)[:, :, None], 3, axis=2))
 
 
 def sample(rng: random.Random) -> dict[str, Any]:
@@ -78,6 +93,21 @@ def sample(rng: random.Random) -> dict[str, Any]:
     return {"image": {"bytes": buf.getvalue(), "path": None}, "problem": problem,
             "solution": f"<answer>{direction}</answer>", "ground_truth": json.dumps({"answer": direction}),
             "task": "classification", "cot": answer, "tool_trace": json.dumps(trace)}
+
+
+def crop_sample(rng: random.Random) -> dict[str, Any]:
+    """A quarter as the zoom shows it, asked in one turn: the demo's first stage teaches its model,
+    trained from scratch, to read stripes at full resolution (a pretrained model can), before it
+    learns to use the tool. Without `tool_trace`."""
+    direction, quadrant = rng.choice(DIRECTIONS), rng.randrange(4)
+    half = SIZE // 2
+    x, y = (quadrant % 2) * half, (quadrant // 2) * half
+    buf = io.BytesIO()
+    draw(direction, quadrant, rng).crop((x, y, x + half, y + half)).save(buf, format="PNG")
+    answer = f"<think>The stripes are {direction}.</think><answer>{direction}</answer>"
+    return {"image": {"bytes": buf.getvalue(), "path": None}, "problem": CROP_PROBLEM,
+            "solution": f"<answer>{direction}</answer>", "ground_truth": json.dumps({"answer": direction}),
+            "task": "classification", "cot": answer, "tool_trace": ""}
 
 
 def corpus(n: int = 200) -> list[str]:
@@ -97,16 +127,17 @@ def corpus(n: int = 200) -> list[str]:
         row = sample(rng)
         turns = json.loads(row["tool_trace"])
         box = QUADRANTS[rng.randrange(4)][1]
-        out += [*turns, *announced, row["problem"], f"zoomed in on {list(box)}"]
+        out += [*turns, *announced, row["problem"], CROP_PROBLEM, f"zoomed in on {list(box)}"]
     return out
 
 
-def make_glyph_data(out: str | Path, n: int, seed: int) -> Path:
-    """`n` rows (deterministic given `seed`), saved with `save_to_disk` into `out`."""
+def make_glyph_data(out: str | Path, n: int, seed: int, crops: bool = False) -> Path:
+    """`n` rows (deterministic given `seed`), saved with `save_to_disk` into `out`; `crops`: the
+    first stage's one-turn quarters (`crop_sample`)."""
     import datasets
 
-    rng = random.Random(f"glyph:{seed}")
-    rows = [sample(rng) for _ in range(n)]
+    rng = random.Random(f"glyph{'-crops' if crops else ''}:{seed}")
+    rows = [(crop_sample if crops else sample)(rng) for _ in range(n)]
     features = datasets.Features({"image": datasets.Image(), **{k: datasets.Value("string") for k in (
         "problem", "solution", "ground_truth", "task", "cot", "tool_trace")}})
     dataset = datasets.Dataset.from_dict({k: [r[k] for r in rows] for k in features}, features=features)
