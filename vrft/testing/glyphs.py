@@ -30,6 +30,7 @@ import random
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from PIL import Image
 
 SIZE = 224
@@ -55,6 +56,11 @@ def zoom_call(box: tuple[int, int, int, int]) -> str:
     return '<tool_call>{"name": "zoom", "arguments": {"box": [' + ", ".join(map(str, box)) + "]}}</tool_call>"
 
 
+def quarter_origin(quadrant: int) -> tuple[int, int]:
+    """The pixel (x, y) of a quarter's top-left corner, quarters numbered as `QUADRANTS`."""
+    return (quadrant % 2) * (SIZE // 2), (quadrant // 2) * (SIZE // 2)
+
+
 def draw(direction: str, quadrant: int, rng: random.Random) -> Image.Image:
     """The image: a grey square whose stripes alternate darker and lighter pixel by pixel around the
     grey, with a contrast that ramps up linearly over `RAMP` pixels from each edge.
@@ -65,10 +71,8 @@ def draw(direction: str, quadrant: int, rng: random.Random) -> Image.Image:
     that leak. The bicubic filter that halves the image cancels an alternating pattern whose contrast
     is constant or changes linearly under its window, so with the ramp both directions halve to the
     same plain grey square; tests/test_glyphs.py checks this on the processor's own pixels."""
-    import numpy as np
-
     half = SIZE // 2
-    qx, qy = (quadrant % 2) * half, (quadrant // 2) * half
+    qx, qy = quarter_origin(quadrant)
     # even offsets: the halving's pixel pairs line up with the stripes'
     x0 = qx + 2 * rng.randint(1, (half - MARK) // 2 - 1)
     y0 = qy + 2 * rng.randint(1, (half - MARK) // 2 - 1)
@@ -82,17 +86,22 @@ def draw(direction: str, quadrant: int, rng: random.Random) -> Image.Image:
     return Image.fromarray(np.repeat(np.rint(pixels).astype(np.uint8)[:, :, None], 3, axis=2))
 
 
+def _row(image: Image.Image, problem: str, direction: str, trace: list[str] | None) -> dict[str, Any]:
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    answer = f"<think>The stripes are {direction}.</think><answer>{direction}</answer>"
+    return {"image": {"bytes": buf.getvalue(), "path": None}, "problem": problem,
+            "solution": f"<answer>{direction}</answer>", "ground_truth": json.dumps({"answer": direction}),
+            "task": "classification", "cot": answer,
+            "tool_trace": json.dumps([*trace, answer]) if trace else ""}
+
+
 def sample(rng: random.Random) -> dict[str, Any]:
     direction, quadrant = rng.choice(DIRECTIONS), rng.randrange(4)
     where, box = QUADRANTS[quadrant]
-    buf = io.BytesIO()
-    draw(direction, quadrant, rng).save(buf, format="PNG")
-    answer = f"<think>The stripes are {direction}.</think><answer>{direction}</answer>"
-    problem = PROBLEM.format(where=where)
-    trace = [f"<think>The mark is in the {where}.</think>{zoom_call(box)}", answer]
-    return {"image": {"bytes": buf.getvalue(), "path": None}, "problem": problem,
-            "solution": f"<answer>{direction}</answer>", "ground_truth": json.dumps({"answer": direction}),
-            "task": "classification", "cot": answer, "tool_trace": json.dumps(trace)}
+    image = draw(direction, quadrant, rng)
+    return _row(image, PROBLEM.format(where=where), direction,
+                [f"<think>The mark is in the {where}.</think>{zoom_call(box)}"])
 
 
 def crop_sample(rng: random.Random) -> dict[str, Any]:
@@ -100,14 +109,9 @@ def crop_sample(rng: random.Random) -> dict[str, Any]:
     trained from scratch, to read stripes at full resolution (a pretrained model can), before it
     learns to use the tool. Without `tool_trace`."""
     direction, quadrant = rng.choice(DIRECTIONS), rng.randrange(4)
+    x, y = quarter_origin(quadrant)
     half = SIZE // 2
-    x, y = (quadrant % 2) * half, (quadrant // 2) * half
-    buf = io.BytesIO()
-    draw(direction, quadrant, rng).crop((x, y, x + half, y + half)).save(buf, format="PNG")
-    answer = f"<think>The stripes are {direction}.</think><answer>{direction}</answer>"
-    return {"image": {"bytes": buf.getvalue(), "path": None}, "problem": CROP_PROBLEM,
-            "solution": f"<answer>{direction}</answer>", "ground_truth": json.dumps({"answer": direction}),
-            "task": "classification", "cot": answer, "tool_trace": ""}
+    return _row(draw(direction, quadrant, rng).crop((x, y, x + half, y + half)), CROP_PROBLEM, direction, None)
 
 
 def corpus(n: int = 200) -> list[str]:

@@ -137,7 +137,8 @@ def build_tokenizer(vocab_size: int = 1024, chat_template: str = QWEN2_VL_CHAT_T
         ]
     )
     tok.decoder = decoders.ByteLevel()
-    added = FORMAT_TOKENS + (_tool_words() if tool_tokens else ())
+    tool_words = _tool_words() if tool_tokens else TOOL_TOKENS
+    added = FORMAT_TOKENS + (tool_words if tool_tokens else ())
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size - len(added),
         special_tokens=list(SPECIAL_TOKENS),
@@ -150,7 +151,7 @@ def build_tokenizer(vocab_size: int = 1024, chat_template: str = QWEN2_VL_CHAT_T
         from vrft.testing.glyphs import corpus as glyph_corpus
 
         corpus = itertools.chain(corpus, glyph_corpus())
-    tok.train_from_iterator(_split_reserved(corpus, _tool_words() if tool_tokens else TOOL_TOKENS), trainer)
+    tok.train_from_iterator(_split_reserved(corpus, tool_words), trainer)
     tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in added])
     return PreTrainedTokenizerFast(
         tokenizer_object=tok,
@@ -241,8 +242,8 @@ def make_tiny_model(out: str | Path, arch: str = "qwen2_vl", size: str = "tiny",
                     max_pixels: int | None = None) -> Path:
     """Build a random-weight `arch` model of `size` with its tokenizer and image processor in `out`
     (`tie_word_embeddings`: one matrix for the input embedding and the output layer, as the 2B models;
-    `tool_tokens`: Qwen's tool-call tags and the tools demo's zoom boxes in the vocabulary, and the
-    demo's words in its corpus;
+    `tool_tokens`: Qwen's tool-call tags and the tools demo's quarter names and zoom boxes in the
+    vocabulary, and the demo's words in its corpus;
     `max_pixels`: the image processor's bound instead of the size's, for 14-pixel patches)."""
     if arch not in ARCHS:
         raise ValueError(f"unknown arch {arch!r}; choose from {', '.join(ARCHS)}")
