@@ -10,6 +10,7 @@ PREPARE_EPILOG = """examples:
   vrft prepare-data k-shot data/ViRFT_COCO data/coco_2shot --k 2 --task detection
   vrft prepare-data coco annotations/instances_train2017.json train2017/ data/coco_det --negatives-per-image 1
   vrft prepare-data lisa ReasonSeg/train data/lisa_grounding
+  vrft prepare-data verl data/deepeyes/data_0.1.2_visual_toolbox_v2.parquet data/deepeyes_vstar --tools-only
 """
 
 
@@ -41,6 +42,9 @@ def cmd_prepare_data(args) -> int:
             path, summary = prepare.coco_to_detection(args.annotations, args.image_dir, args.out,
                                                       negatives_per_image=args.negatives_per_image,
                                                       seed=args.seed, categories=args.categories)
+        elif args.mode == "verl":
+            path, summary = prepare.verl_to_rows(args.sources, args.out, data_sources=args.data_source,
+                                                 tools_only=args.tools_only)
         else:
             path, summary = prepare.lisa_to_grounding(args.source, args.out, image_dir=args.image_dir,
                                                       all_instructions=args.all_instructions)
@@ -66,7 +70,8 @@ def add_data_commands(sub) -> None:
     p.add_argument("--limit", type=int, default=None, help="check only the first N rows")
     p.set_defaults(func=cmd_check_data)
 
-    p = sub.add_parser("prepare-data", help="build k-shot subsets, COCO detection rows or LISA boxes",
+    p = sub.add_parser("prepare-data", help="build k-shot subsets, COCO detection rows, LISA boxes or rows "
+                       "from verl parquet files",
                        description="Build what the papers trained on but did not release, as a "
                        "save_to_disk folder in Visual-RFT's schema (image, problem, solution).",
                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=PREPARE_EPILOG)
@@ -96,4 +101,12 @@ def add_data_commands(sub) -> None:
     m.add_argument("--image-dir", help="where the images are, if not beside the jsons")
     m.add_argument("--all-instructions", action="store_true", help="a row for every instruction of an image, "
                    "not only the first (vrft's strict reading; the paper's scoring still reads the first)")
+    m = modes.add_parser("verl", help="verl-style parquet rows (DeepEyes' training files) → question rows "
+                         "with their first image, for multi-turn tool rollouts (docs/tools.md)")
+    m.add_argument("sources", nargs="+", help="verl parquet files (prompt, images, reward_model, extra_info, "
+                   "data_source, env_name)")
+    m.add_argument("out", help="the save_to_disk folder to write")
+    m.add_argument("--data-source", nargs="+", help="keep only rows with these data_source values (e.g. vstar)")
+    m.add_argument("--tools-only", action="store_true", help="keep only rows with a non-empty env_name "
+                   "(the rows the paper rolled out with tools)")
     p.set_defaults(func=cmd_prepare_data)

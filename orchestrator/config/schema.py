@@ -174,7 +174,7 @@ class EvalConfig(_Strict):
 
 class PrepareSpec(_Strict):
     """A `vrft prepare-data` call: `vrft prepare-data MODE INPUTS... OUT OPTIONS...`."""
-    mode: Literal["k-shot", "coco", "lisa"] = Field(description="the prepare-data mode")
+    mode: Literal["k-shot", "coco", "lisa", "verl"] = Field(description="the prepare-data mode")
     inputs: list[str] = Field(description="its input paths")
     out: str = Field(description="the folder it writes")
     options: list[str] = Field(default_factory=list, description="its further command-line options")

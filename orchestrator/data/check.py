@@ -4,6 +4,10 @@ perfect answer in its task's answer format, score it with the run's rewards, and
 A perfect answer that does not reach the rewards' maximum means the data and the rewards disagree
 (a wrong field, a wrong frame, an unparseable string): the run would train on a silent 0. `vrft
 train` runs the same check on its first `data.check_rows` rows before Ray starts.
+
+In a run with image tools (`rollout.tools`) the perfect answer comes after one tool call that ran
+(`PERFECT_TRAJECTORY`, the facts the run hands the rewards), so a reward that reads the trajectory
+(`tool_bonus`) is checked at its maximum too.
 """
 
 from __future__ import annotations
@@ -17,6 +21,10 @@ from vrft.orchestrator.core.tasks import data_tasks, find_task, perfect_answer, 
 from vrft.orchestrator.data.prompts import RowError, RowReader, resolve_frame
 from vrft.orchestrator.data.sources import load_rows
 from vrft.verifiers import CompositeReward, RewardSpec, reward_info
+from vrft.verifiers.rewards_tools import TRAJECTORY_KEY
+
+# Two turns: a tool call that ran, then the answer (rollout/turns.py Trajectory.facts).
+PERFECT_TRAJECTORY = {"turns": 2, "tool_calls": 1, "tool_errors": 0, "cut_by_turns": False}
 
 
 @dataclass
@@ -88,8 +96,10 @@ def check_rows(cfg: TrainConfig, processor=None, limit: int | None = None, keep:
         if find_task(view.task) is None or best is None:
             continue  # the user's own task or reward: no answer format or maximum to check against
         report.checked += 1
+        truth = view.ground_truth if cfg.rollout.tools is None else \
+            {**view.ground_truth, TRAJECTORY_KEY: dict(PERFECT_TRAJECTORY)}
         try:
-            scores, errors = composite.score(perfect_answer(view.task, view.ground_truth), view.ground_truth)
+            scores, errors = composite.score(perfect_answer(view.task, view.ground_truth), truth)
         except GroundTruthError as err:
             scores, errors = {"total": 0.0}, [str(err)]
         if abs(scores["total"] - best) <= 1e-6 and not errors:

@@ -14,7 +14,12 @@ the command prints.
   gen_box_ann.py builds it (the first instruction, `shapes[0]`'s float pixel box and its mask), with
   vrft's own reading beside it in `solution` (docs/evaluation.md, "LISA").
 
-Solutions use LISA's conversion, `int(coord / W * 1000)` (truncation), for both modes. COCO: crowd
+- `verl_to_rows`: verl-style parquet rows (DeepEyes' released training files, arXiv 2505.14362: a
+  chat `prompt`, `images`, `reward_model.ground_truth`, `extra_info.question`, `env_name`) → one
+  row per question with its first image, the question followed by vrft's own tool-use instruction,
+  and the answer as `solution` and `ground_truth` (docs/tools.md, "A DeepEyes-style recipe").
+
+Solutions use LISA's conversion, `int(coord / W * 1000)` (truncation), for both box modes. COCO: crowd
 annotations, boxes that collapse to zero area in the 0–1000 frame (they could never be matched) and
 repeated boxes are left out and counted in the summary.
 """
@@ -25,6 +30,10 @@ import contextlib
 import io
 import json
 import random
+import re
+import tempfile
+import uuid
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +43,7 @@ from PIL import Image
 from vrft.orchestrator.core.ground_truth import GroundTruthError
 from vrft.orchestrator.core.tasks import Task, find_task, k_shot_tasks, parse_ground_truth
 from vrft.orchestrator.core.templates import render_prompt
-from vrft.orchestrator.data.sources import load_rows
+from vrft.orchestrator.data.sources import decode_image, load_rows
 
 VIRFT_FEATURES = datasets.Features(
     {"image": datasets.Image(), "problem": datasets.Value("string"), "solution": datasets.Value("string")}
@@ -301,6 +310,200 @@ def lisa_to_grounding(
     path = _save(datasets.Dataset.from_list(rows, features=LISA_FEATURES), out, f"lisa_to_grounding of {source}")
     (path / LISA_UNSCORABLE).write_text(json.dumps(unscorable, indent=1) + "\n", encoding="utf-8")
     return path, {"mode": "lisa", "source": str(source), "rows": len(rows), **counts, "unscorable": len(unscorable)}
+
+
+# ---- verl parquet rows (DeepEyes) ------------------------------------------------------------------
+
+VERL_COLUMNS = ("prompt", "images", "reward_model")  # every verl row; extra_info, data_source, env_name if present
+# vrft's own words after the question. The data's instruction is left out: DeepEyes' names its own tool
+# (image_zoom_in_tool, with a bbox_2d argument), which vrft's `zoom` is not; vrft's prompt announces
+# its tools itself (rollout/inputs.py). This asks for the turn format the `format` reward reads on the
+# answering turn.
+VERL_INSTRUCTION = (
+    "First reason inside <think> </think>. If a detail is too small to make out, call the zoom tool on "
+    "the region that holds it and look again. When you can answer, give your reasoning in <think> "
+    "</think> and then only the final answer, a word, a number or a short phrase, in <answer> </answer>."
+)
+VERL_FEATURES = datasets.Features({
+    **VIRFT_FEATURES,
+    "question": datasets.Value("string"),
+    "answer": datasets.Value("string"),
+    "ground_truth": datasets.Value("string"),
+    "data_source": datasets.Value("string"),
+    "env_name": datasets.Value("string"),
+    "id": datasets.Value("string"),
+})
+_IMAGE_PLACEHOLDER = re.compile(r"<image>")
+
+
+def _kind(value: Any) -> str:
+    return "nothing" if value is None else type(value).__name__
+
+
+def _user_text(prompt: Any, where: str) -> str:
+    """The text of the first user message of a verl `prompt` (its content a string or a list of parts)."""
+    if not isinstance(prompt, list) or not all(isinstance(m, dict) for m in prompt):
+        raise ValueError(f"{where}: key 'prompt' must be a list of {{role, content}} messages, got {_kind(prompt)}")
+    for message in prompt:
+        if message.get("role") != "user":
+            continue
+        content = message.get("content")
+        if isinstance(content, str):
+            return content
+        if isinstance(content, list):
+            return "\n".join(str(p["text"]) for p in content if isinstance(p, dict) and p.get("text"))
+        raise ValueError(f"{where}: key 'prompt' (the user message's content) must be text, got {_kind(content)}")
+    raise ValueError(f"{where}: key 'prompt' holds no user message")
+
+
+def _question_of(text: str) -> str:
+    """The question in a user message: the `<image>` placeholders removed, and the data's own answer-format
+    instruction cut where it can be told apart, that is where it stands on the message's last line(s)
+    and names the `<answer>` tag (DeepEyes' does). An instruction written on the question's own line
+    cannot be separated from it and stays in; rows that carry `extra_info.question` never get here."""
+    lines = _IMAGE_PLACEHOLDER.sub("", text).strip().splitlines()
+    while len(lines) > 1 and (not lines[-1].strip() or "<answer>" in lines[-1]):
+        lines.pop()
+    return "\n".join(lines).strip()
+
+
+def _verl_fields(row: dict, where: str) -> tuple[str, str]:
+    """(question, answer) of one verl row, its first image checked for a source (not decoded). A missing
+    or malformed key is a one-line ValueError naming the row and the key."""
+    reward_model = row.get("reward_model")
+    if not isinstance(reward_model, dict):
+        raise ValueError(f"{where}: key 'reward_model' must be a mapping holding 'ground_truth', got "
+                         f"{_kind(reward_model)}")
+    truth = reward_model.get("ground_truth")
+    if truth is None or (isinstance(truth, str) and not truth.strip()):
+        raise ValueError(f"{where}: key 'reward_model.ground_truth' is missing or empty")
+    if isinstance(truth, bool) or not isinstance(truth, str | int | float):
+        raise ValueError(f"{where}: key 'reward_model.ground_truth' must be a string or a number, got {_kind(truth)}")
+    extra = row.get("extra_info")
+    question = extra.get("question") if isinstance(extra, dict) else None
+    if question is not None and not isinstance(question, str):
+        raise ValueError(f"{where}: key 'extra_info.question' must be a string, got {_kind(question)}")
+    question = _IMAGE_PLACEHOLDER.sub("", question or "").strip() or _question_of(_user_text(row.get("prompt"), where))
+    if not question:
+        raise ValueError(f"{where}: key 'extra_info.question' is missing and the user message in key 'prompt' "
+                         "holds no question")
+    images = row.get("images")
+    if not isinstance(images, list) or not images:
+        raise ValueError(f"{where}: key 'images' must be a non-empty list of {{bytes, path}}, got {_kind(images)}"
+                         + (" (empty)" if images == [] else ""))
+    first = images[0]
+    if not (isinstance(first, dict) and (first.get("bytes") or first.get("path"))) and not isinstance(first, str):
+        raise ValueError(f"{where}: key 'images[0]' has neither bytes nor a path")
+    return question, str(truth).strip()
+
+
+def _first_image(value: Any, root: Path) -> dict | None:
+    """The image as `{"bytes", "path"}` (bytes as stored; a path read against the parquet's folder), None
+    when it cannot be read or decoded."""
+    if isinstance(value, dict) and value.get("bytes"):
+        data, name = value["bytes"], value.get("path")
+    else:
+        path = Path(str(value.get("path") if isinstance(value, dict) else value))
+        path = path if path.is_absolute() else root / path
+        try:
+            data, name = path.read_bytes(), path.name
+        except OSError:
+            return None
+    return None if decode_image(data) is None else {"bytes": data, "path": name}
+
+
+def _verl_examples(plan: list[tuple[datasets.Dataset, Path, list[dict]]], counts: dict):
+    """The rows, each image decoded once to check it: an undecodable one is skipped and counted."""
+    for images, root, rows in plan:
+        for row in rows:
+            value = images[row.pop("_index")]["images"]
+            counts["extra_images_dropped"] += len(value) > 1
+            image = _first_image(value[0], root)
+            if image is None:
+                counts["undecodable_images"] += 1
+                if len(counts["first_undecodable"]) < 5:
+                    counts["first_undecodable"].append(row["id"])
+                continue
+            yield {"image": image, **row}
+
+
+def verl_to_rows(
+    sources: list[str | Path],
+    out: str | Path,
+    data_sources: list[str] | None = None,
+    tools_only: bool = False,
+) -> tuple[Path, dict[str, Any]]:
+    """vrft rows from verl-style parquet files, as DeepEyes released its training data (arXiv 2505.14362;
+    Visual-Agent/DeepEyes): `prompt` (a system message, then a user message `"<image>\n" + question +
+    instruction`), `images` (a list of `{bytes, path}`), `reward_model.ground_truth`, `extra_info.question`,
+    `data_source`, `env_name` (the tool environment; empty on rows without tools).
+
+    Each row becomes `problem` (the question, then `VERL_INSTRUCTION`), `image` (the first image, its
+    bytes as stored), `solution` (`<answer>answer</answer>`), `ground_truth` (`{"answer": ...}` as JSON),
+    and `question`, `answer`, `data_source`, `env_name` and `id` (`<file stem>:<row>`) as read. The
+    question is `extra_info.question`, else the user message's text (`_question_of`). `data_sources` keeps
+    only rows of those `data_source` values; `tools_only` only rows with an `env_name`.
+
+    Every kept row is read and checked before any image is decoded: a missing or malformed key is a
+    one-line ValueError naming the file, the row and the key. Then each image is decoded once; a row whose
+    image does not decode is skipped and counted (`undecodable_images`, `first_undecodable`)."""
+    if not sources:
+        raise ValueError("no verl parquet file given")
+    datasets.disable_progress_bars()
+    plan: list[tuple[datasets.Dataset, Path, list[dict]]] = []
+    counts: dict[str, Any] = {"read": 0, "skipped_data_source": 0, "skipped_no_tools": 0}
+    seen_sources: Counter = Counter()
+    for source in sources:
+        dataset = load_rows(source)
+        columns = list(VERL_COLUMNS) + (["data_source"] if data_sources else []) + (["env_name"] if tools_only else [])
+        missing = [c for c in columns if c not in dataset.column_names]
+        if missing:
+            raise ValueError(f"{source}: column {missing[0]!r} is missing (a verl row has "
+                             f"{', '.join(columns)}; it has {', '.join(dataset.column_names)})")
+        rows: list[dict] = []
+        stem = Path(str(source)).stem
+        for index, row in enumerate(dataset):
+            counts["read"] += 1
+            data_source = str(row.get("data_source") or "")
+            env_name = str(row.get("env_name") or "")
+            seen_sources[data_source] += 1
+            if data_sources and data_source not in data_sources:
+                counts["skipped_data_source"] += 1
+                continue
+            if tools_only and not env_name.strip():
+                counts["skipped_no_tools"] += 1
+                continue
+            question, answer = _verl_fields(row, f"{source} row {index}")
+            rows.append({"_index": index, "problem": f"{question}\n{VERL_INSTRUCTION}",
+                         "solution": f"<answer>{answer}</answer>", "question": question, "answer": answer,
+                         "ground_truth": json.dumps({"answer": answer}), "data_source": data_source,
+                         "env_name": env_name, "id": f"{stem}:{index}"})
+        plan.append((dataset.select_columns(["images"]), Path(str(source)).expanduser().parent, rows))
+    if data_sources and not set(data_sources) & set(seen_sources):
+        raise ValueError(f"none of the data sources {data_sources} appears in the rows (they hold: "
+                         f"{', '.join(sorted(seen_sources)) or 'none'})")
+    counts.update(undecodable_images=0, first_undecodable=[], extra_images_dropped=0)
+    planned = sum(len(rows) for _, _, rows in plan)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}-") as cache:
+        # Streamed through a cache in a fresh folder (never a stale one reused) rather than held in
+        # memory: high-resolution images add up to gigabytes.
+        kept: datasets.Dataset | list = []
+        if planned:
+            try:
+                kept = datasets.Dataset.from_generator(_verl_examples, features=VERL_FEATURES, cache_dir=cache,
+                                                       gen_kwargs={"plan": plan, "counts": counts},
+                                                       fingerprint=uuid.uuid4().hex)
+            except ValueError:  # datasets' error for a generator that yielded nothing
+                if counts["undecodable_images"] < planned:
+                    raise
+        path = _save(kept, out, f"verl_to_rows of {', '.join(map(str, sources))} "
+                     f"({counts['undecodable_images']} undecodable images)")
+        by_source = dict(Counter(kept["data_source"]))
+    summary = {"mode": "verl", "source": ", ".join(map(str, sources)), "rows": len(kept), **counts,
+               "data_sources": by_source}
+    return path, summary
 
 
 def describe(path: str | Path, summary: dict[str, Any]) -> str:
