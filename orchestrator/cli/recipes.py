@@ -113,9 +113,9 @@ def plan(cfg: TrainConfig, run_dir: Path) -> list[Step]:
     for spec in r.evals:
         out = run_dir / "eval" / spec.benchmark
         steps.append(Step("eval", f"evaluate {model} on {spec.benchmark}", _eval_argv(cfg, model, spec, out)))
-    numbers = ", ".join(f"{k} {v}" for k, v in r.paper_result.items()) or "no paper number to compare"
-    steps.append(Step("report", f"report beside the paper ({numbers}, tolerance {r.tolerance}) in "
-                      f"{run_dir / 'reproduce.md'}"))
+    numbers = ", ".join(f"{k} {v}" for k, v in r.paper_result.items())
+    against = f"{numbers}, tolerance {r.tolerance}" if numbers else "no paper number to compare"
+    steps.append(Step("report", f"report beside the paper ({against}) in {run_dir / 'reproduce.md'}"))
     return steps
 
 

@@ -30,7 +30,6 @@ import contextlib
 import io
 import json
 import random
-import re
 import tempfile
 import uuid
 from collections import Counter
@@ -333,7 +332,7 @@ VERL_FEATURES = datasets.Features({
     "env_name": datasets.Value("string"),
     "id": datasets.Value("string"),
 })
-_IMAGE_PLACEHOLDER = re.compile(r"<image>")
+_IMAGE_PLACEHOLDER = "<image>"  # verl marks where the image goes in a message
 
 
 def _kind(value: Any) -> str:
@@ -361,7 +360,7 @@ def _question_of(text: str) -> str:
     instruction cut where it can be told apart, that is where it stands on the message's last line(s)
     and names the `<answer>` tag (DeepEyes' does). An instruction written on the question's own line
     cannot be separated from it and stays in; rows that carry `extra_info.question` never get here."""
-    lines = _IMAGE_PLACEHOLDER.sub("", text).strip().splitlines()
+    lines = text.replace(_IMAGE_PLACEHOLDER, "").strip().splitlines()
     while len(lines) > 1 and (not lines[-1].strip() or "<answer>" in lines[-1]):
         lines.pop()
     return "\n".join(lines).strip()
@@ -383,7 +382,7 @@ def _verl_fields(row: dict, where: str) -> tuple[str, str]:
     question = extra.get("question") if isinstance(extra, dict) else None
     if question is not None and not isinstance(question, str):
         raise ValueError(f"{where}: key 'extra_info.question' must be a string, got {_kind(question)}")
-    question = _IMAGE_PLACEHOLDER.sub("", question or "").strip() or _question_of(_user_text(row.get("prompt"), where))
+    question = (question or "").replace(_IMAGE_PLACEHOLDER, "").strip() or _question_of(_user_text(row.get("prompt"), where))
     if not question:
         raise ValueError(f"{where}: key 'extra_info.question' is missing and the user message in key 'prompt' "
                          "holds no question")

@@ -112,10 +112,11 @@ def _corpus(n_per_task: int = 300) -> Iterator[str]:
         yield f'{{"answer": "{rng.randint(0, 9)}"}} [{rng.randint(0, 1000)}, {rng.randint(0, 1000)}]'
 
 
-def _split_reserved(texts: Iterator[str], tool_words: tuple[str, ...] = TOOL_TOKENS) -> Iterator[str]:
+def _split_reserved(texts: Iterator[str], added: tuple[str, ...] = ()) -> Iterator[str]:
     # The BPE trainer does not cut out added/special tokens: feed only the text between them,
-    # so no merges are spent on spelling "<|im_start|>" out of bytes.
-    words = sorted((*SPECIAL_TOKENS, *FORMAT_TOKENS, *tool_words), key=len, reverse=True)
+    # so no merges are spent on spelling "<|im_start|>" out of bytes. The tool tags are cut out for
+    # every model (its corpus holds them), the longest word first.
+    words = sorted({*SPECIAL_TOKENS, *FORMAT_TOKENS, *TOOL_TOKENS, *added}, key=lambda w: (-len(w), w))
     reserved = re.compile("|".join(map(re.escape, words)))
     for text in texts:
         yield from (piece for piece in reserved.split(text) if piece)
@@ -137,8 +138,7 @@ def build_tokenizer(vocab_size: int = 1024, chat_template: str = QWEN2_VL_CHAT_T
         ]
     )
     tok.decoder = decoders.ByteLevel()
-    tool_words = _tool_words() if tool_tokens else TOOL_TOKENS
-    added = FORMAT_TOKENS + (tool_words if tool_tokens else ())
+    added = FORMAT_TOKENS + (_tool_words() if tool_tokens else ())
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size - len(added),
         special_tokens=list(SPECIAL_TOKENS),
@@ -151,7 +151,7 @@ def build_tokenizer(vocab_size: int = 1024, chat_template: str = QWEN2_VL_CHAT_T
         from vrft.testing.glyphs import corpus as glyph_corpus
 
         corpus = itertools.chain(corpus, glyph_corpus())
-    tok.train_from_iterator(_split_reserved(corpus, tool_words), trainer)
+    tok.train_from_iterator(_split_reserved(corpus, added), trainer)
     tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in added])
     return PreTrainedTokenizerFast(
         tokenizer_object=tok,
