@@ -39,7 +39,8 @@ demo: install
 # budget without tools; one DEMO-TOOLS line. RUN= adds overrides to both runs (e.g. RUN=run.steps=5).
 demo-tools: install
 	@test -f $(DEMO_ASSETS)/model-tools/config.json || $(VENV)/bin/vrft make-tiny-model $(DEMO_ASSETS)/model-tools --size small --tool-tokens --max-pixels 12544
-	@test -d $(DEMO_ASSETS)/glyph || $(VENV)/bin/vrft make-synthetic-data $(DEMO_ASSETS)/glyph --task glyph --n 2048 --seed 0
+	@test -d $(DEMO_ASSETS)/glyph-demo || $(VENV)/bin/vrft make-synthetic-data $(DEMO_ASSETS)/glyph-demo --task glyph --n 2048 --seed 0 \
+		--quarters 1 --direct-share 0.5
 	@test -d $(DEMO_ASSETS)/glyph-crops || $(VENV)/bin/vrft make-synthetic-data $(DEMO_ASSETS)/glyph-crops --task glyph-crops --n 1024 --seed 0
 	$(PY) -m benchmarks.demo_tools $(RUN)
 

@@ -131,11 +131,19 @@ def cmd_make_tiny_model(args) -> int:
     return 0
 
 
+def fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return value
+
+
 def cmd_make_synthetic_data(args) -> int:
     if args.task in ("glyph", "glyph-crops"):  # the image tools' demo (vrft/testing/glyphs.py)
         from vrft.testing.glyphs import make_glyph_data
 
-        print(make_glyph_data(args.out, n=args.n, seed=args.seed, crops=args.task == "glyph-crops"))
+        print(make_glyph_data(args.out, n=args.n, seed=args.seed, crops=args.task == "glyph-crops",
+                              direct_share=args.direct_share, quarters=args.quarters))
         return 0
     from vrft.testing.synthetic import make_synthetic_data
 
@@ -210,6 +218,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seeds the drawing")
     p.add_argument("--n-corrupt", type=int, default=0, help="rows with undecodable images (tests)")
     p.add_argument("--image-size", type=int, default=56, help="image side in pixels")
+    p.add_argument("--direct-share", type=fraction, default=0.0, help="glyph: the share (0 to 1) of tool traces "
+                   "that answer at once, without the tool (the demo's SFT then leaves GRPO when to look to learn)")
+    p.add_argument("--quarters", type=int, choices=range(1, 5), default=4, metavar="{1..4}", help="glyph: the "
+                   "mark lies in one of the first N quarters (top left, top right, bottom left, bottom right)")
     p.set_defaults(func=cmd_make_synthetic_data)
 
     from vrft.orchestrator.cli.data import add_data_commands

@@ -18,8 +18,15 @@ it; here the demo tests the loop: call the tool, read what only the zoom shows, 
 Rows carry the classification columns (`problem`, `solution`, `ground_truth`, `task`, `cot`) and a
 `tool_trace`: the two model turns of a right answer with the tool (a zoom into the mark's quadrant in
 the 0-1000 frame, then the answer), JSON-encoded, for SFT on tool use. `cot` is the one-turn target
-of the same answer, for the no-tool run. Kept apart from `vrft.testing.synthetic.TASKS`, whose text
-trains every tiny model's tokenizer.
+of the same answer, for the no-tool run.
+
+The demo's rows (`make demo-tools`) use two options. `quarters=1` keeps every mark in the top left.
+`direct_share=0.5` makes half of the traces answer at once, without the tool. SFT then leaves a model
+that calls the tool only sometimes, and GRPO learns when to look. With four quarters the model must
+also copy the question's quarter into its call. SFT learned that on one seed and not on another
+within the demo's budget, and GRPO did not learn it (docs/measurements.md).
+
+Kept apart from `vrft.testing.synthetic.TASKS`, whose text trains every tiny model's tokenizer.
 """
 
 from __future__ import annotations
@@ -93,15 +100,20 @@ def _row(image: Image.Image, problem: str, direction: str, trace: list[str] | No
     return {"image": {"bytes": buf.getvalue(), "path": None}, "problem": problem,
             "solution": f"<answer>{direction}</answer>", "ground_truth": json.dumps({"answer": direction}),
             "task": "classification", "cot": answer,
-            "tool_trace": json.dumps([*trace, answer]) if trace else ""}
+            "tool_trace": json.dumps([*trace, answer]) if trace is not None else ""}
 
 
-def sample(rng: random.Random) -> dict[str, Any]:
-    direction, quadrant = rng.choice(DIRECTIONS), rng.randrange(4)
+def sample(rng: random.Random, direct_share: float = 0.0, quarters: int = 4) -> dict[str, Any]:
+    """A question row, its mark in one of the first `quarters` of `QUADRANTS`; its trace answers at
+    once (a guess: the stripes are unreadable unzoomed) with probability `direct_share`, else zooms
+    into the named quarter first."""
+    direction, quadrant = rng.choice(DIRECTIONS), rng.randrange(quarters)
     where, box = QUADRANTS[quadrant]
     image = draw(direction, quadrant, rng)
+    # drawn only when asked, so that rows made without it stay those of earlier versions
+    direct = direct_share > 0 and rng.random() < direct_share
     return _row(image, PROBLEM.format(where=where), direction,
-                [f"<think>The mark is in the {where}.</think>{zoom_call(box)}"])
+                [] if direct else [f"<think>The mark is in the {where}.</think>{zoom_call(box)}"])
 
 
 def crop_sample(rng: random.Random) -> dict[str, Any]:
@@ -135,13 +147,18 @@ def corpus(n: int = 200) -> list[str]:
     return out
 
 
-def make_glyph_data(out: str | Path, n: int, seed: int, crops: bool = False) -> Path:
+def make_glyph_data(out: str | Path, n: int, seed: int, crops: bool = False, direct_share: float = 0.0,
+                    quarters: int = 4) -> Path:
     """`n` rows (deterministic given `seed`), saved with `save_to_disk` into `out`; `crops`: the
-    first stage's one-turn quarters (`crop_sample`)."""
+    first stage's one-turn quarters (`crop_sample`); `direct_share`, `quarters`: see `sample`."""
     import datasets
 
+    if not 0.0 <= direct_share <= 1.0:
+        raise ValueError(f"direct_share must be in [0, 1], got {direct_share}")
+    if not 1 <= quarters <= len(QUADRANTS):
+        raise ValueError(f"quarters must be 1 to {len(QUADRANTS)}, got {quarters}")
     rng = random.Random(f"glyph{'-crops' if crops else ''}:{seed}")
-    rows = [(crop_sample if crops else sample)(rng) for _ in range(n)]
+    rows = [crop_sample(rng) if crops else sample(rng, direct_share, quarters) for _ in range(n)]
     features = datasets.Features({"image": datasets.Image(), **{k: datasets.Value("string") for k in (
         "problem", "solution", "ground_truth", "task", "cot", "tool_trace")}})
     dataset = datasets.Dataset.from_dict({k: [r[k] for r in rows] for k in features}, features=features)
