@@ -106,7 +106,11 @@ def test_interrupt_stops_actors_and_ray(tiny_model, color_data, tmp_path, signum
                              f"model.path={tiny_model}", f"data.path={color_data}", "run.steps=500",
                              "rollout.num_workers=1", "verifier.num_actors=1", "learner.world_size=1",
                              "logging.wandb=false", "--run-dir", str(run_dir)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            # a suite started in the background (`make test &`) inherits SIGINT ignored,
+                            # as POSIX shells do for background jobs, and Python then never raises
+                            # KeyboardInterrupt: the run here must get Ctrl-C as a terminal gives it
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     metrics = run_dir / "metrics.jsonl"
     deadline = time.time() + 400
     while time.time() < deadline and proc.poll() is None:
