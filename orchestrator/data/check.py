@@ -6,7 +6,7 @@ A perfect answer that does not reach the rewards' maximum means the data and the
 train` runs the same check on its first `data.check_rows` rows before Ray starts.
 
 In a run with image tools (`rollout.tools`) the perfect answer comes after one tool call that ran
-(`PERFECT_TRAJECTORY`, the facts the run hands the rewards), so a reward that reads the trajectory
+(`perfect_trajectory_facts`, the facts the run hands the rewards), so a reward that reads the trajectory
 (`tool_bonus`) is checked at its maximum too.
 """
 
@@ -20,11 +20,17 @@ from vrft.orchestrator.core.ground_truth import GroundTruthError
 from vrft.orchestrator.core.tasks import data_tasks, find_task, perfect_answer, reward_routes
 from vrft.orchestrator.data.prompts import RowError, RowReader, resolve_frame
 from vrft.orchestrator.data.sources import load_rows
+from vrft.rollout.turns import Trajectory, TurnRecord
 from vrft.verifiers import CompositeReward, RewardSpec, reward_info
 from vrft.verifiers.rewards_tools import TRAJECTORY_KEY
 
-# Two turns: a tool call that ran, then the answer (rollout/turns.py Trajectory.facts).
-PERFECT_TRAJECTORY = {"turns": 2, "tool_calls": 1, "tool_errors": 0, "cut_by_turns": False}
+
+def perfect_trajectory_facts() -> dict[str, int | bool]:
+    """What a rollout hands the rewards for a tool call that ran, then the answer: taken from
+    `Trajectory.facts` itself, so the check cannot drift from what a run scores."""
+    turns = [TurnRecord(text="", call="{}", tool="zoom", observation=""), TurnRecord(text="")]
+    return Trajectory(token_mask=[], mm_token_type_ids=[], pixel_values=None, image_grid_thw=None, views=[],
+                      turns=turns).facts()
 
 
 @dataclass
@@ -97,7 +103,7 @@ def check_rows(cfg: TrainConfig, processor=None, limit: int | None = None, keep:
             continue  # the user's own task or reward: no answer format or maximum to check against
         report.checked += 1
         truth = view.ground_truth if cfg.rollout.tools is None else \
-            {**view.ground_truth, TRAJECTORY_KEY: dict(PERFECT_TRAJECTORY)}
+            {**view.ground_truth, TRAJECTORY_KEY: perfect_trajectory_facts()}
         try:
             scores, errors = composite.score(perfect_answer(view.task, view.ground_truth), truth)
         except GroundTruthError as err:

@@ -411,11 +411,11 @@ def _first_image(value: Any, root: Path) -> dict | None:
     return None if decode_image(data) is None else {"bytes": data, "path": name}
 
 
-def _verl_examples(plan: list[tuple[datasets.Dataset, Path, list[dict]]], counts: dict):
+def _verl_examples(plan: list[tuple[datasets.Dataset, Path, list[tuple[int, dict]]]], counts: dict):
     """The rows, each image decoded once to check it: an undecodable one is skipped and counted."""
     for images, root, rows in plan:
-        for row in rows:
-            value = images[row.pop("_index")]["images"]
+        for index, row in rows:
+            value = images[index]["images"]
             counts["extra_images_dropped"] += len(value) > 1
             image = _first_image(value[0], root)
             if image is None:
@@ -449,7 +449,7 @@ def verl_to_rows(
     if not sources:
         raise ValueError("no verl parquet file given")
     datasets.disable_progress_bars()
-    plan: list[tuple[datasets.Dataset, Path, list[dict]]] = []
+    plan: list[tuple[datasets.Dataset, Path, list[tuple[int, dict]]]] = []
     counts: dict[str, Any] = {"read": 0, "skipped_data_source": 0, "skipped_no_tools": 0}
     seen_sources: Counter = Counter()
     for source in sources:
@@ -459,7 +459,7 @@ def verl_to_rows(
         if missing:
             raise ValueError(f"{source}: column {missing[0]!r} is missing (a verl row has "
                              f"{', '.join(columns)}; it has {', '.join(dataset.column_names)})")
-        rows: list[dict] = []
+        rows: list[tuple[int, dict]] = []  # (row index in the file, the row's text columns)
         stem = Path(str(source)).stem
         for index, row in enumerate(dataset):
             counts["read"] += 1
@@ -473,10 +473,10 @@ def verl_to_rows(
                 counts["skipped_no_tools"] += 1
                 continue
             question, answer = _verl_fields(row, f"{source} row {index}")
-            rows.append({"_index": index, "problem": f"{question}\n{VERL_INSTRUCTION}",
+            rows.append((index, {"problem": f"{question}\n{VERL_INSTRUCTION}",
                          "solution": f"<answer>{answer}</answer>", "question": question, "answer": answer,
                          "ground_truth": json.dumps({"answer": answer}), "data_source": data_source,
-                         "env_name": env_name, "id": f"{stem}:{index}"})
+                         "env_name": env_name, "id": f"{stem}:{index}"}))
         plan.append((dataset.select_columns(["images"]), Path(str(source)).expanduser().parent, rows))
     if data_sources and not set(data_sources) & set(seen_sources):
         raise ValueError(f"none of the data sources {data_sources} appears in the rows (they hold: "
